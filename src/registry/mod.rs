@@ -1,0 +1,137 @@
+//! The asset registry: a registry file in, one [`AssetRegistry`] resource out.
+//!
+//! Every consumer (scene binding, adapters, UI) resolves identity here: by
+//! asset id, glTF node name, MQTT topic or OPC UA node id. Nothing else in
+//! the crate hard-codes a tag path.
+
+mod file;
+
+use std::collections::HashMap;
+
+use bevy::prelude::*;
+
+pub use file::{
+    AssetRecord, Isa95Path, KNOWN_UNITS, OmeKind, PlantInfo, Problem, PropertyRecord, Quantity,
+    REGISTRY_FORMAT_VERSION, Registry, RegistryError, load_registry, parse_registry,
+};
+
+use crate::scene::layout::AssetRef;
+
+/// Index of an asset in the registry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct AssetIdx(pub u32);
+
+/// Where a topic or node id lands: asset and property index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PropertyRef {
+    pub asset: AssetIdx,
+    pub property: u32,
+}
+
+/// The loaded registry with its lookup indexes.
+#[derive(Resource, Debug, Clone)]
+pub struct AssetRegistry {
+    registry: Registry,
+    by_id: HashMap<String, AssetIdx>,
+    by_node: HashMap<String, AssetIdx>,
+    by_topic: HashMap<String, PropertyRef>,
+    by_opcua: HashMap<String, PropertyRef>,
+}
+
+impl AssetRegistry {
+    pub fn new(registry: Registry) -> Self {
+        let mut by_id = HashMap::new();
+        let mut by_node = HashMap::new();
+        let mut by_topic = HashMap::new();
+        let mut by_opcua = HashMap::new();
+        for (i, a) in registry.assets.iter().enumerate() {
+            let idx = AssetIdx(i as u32);
+            by_id.insert(a.id.clone(), idx);
+            by_node.insert(a.gltf_node.clone(), idx);
+            for (pi, p) in a.properties.iter().enumerate() {
+                let r = PropertyRef {
+                    asset: idx,
+                    property: pi as u32,
+                };
+                if let Some(t) = &p.mqtt {
+                    by_topic.insert(t.clone(), r);
+                }
+                if let Some(n) = &p.opcua {
+                    by_opcua.insert(n.clone(), r);
+                }
+            }
+        }
+        Self {
+            registry,
+            by_id,
+            by_node,
+            by_topic,
+            by_opcua,
+        }
+    }
+
+    pub fn plant(&self) -> &PlantInfo {
+        &self.registry.plant
+    }
+
+    pub fn assets(&self) -> &[AssetRecord] {
+        &self.registry.assets
+    }
+
+    pub fn get(&self, idx: AssetIdx) -> Option<&AssetRecord> {
+        self.registry.assets.get(idx.0 as usize)
+    }
+
+    pub fn by_id(&self, id: &str) -> Option<AssetIdx> {
+        self.by_id.get(id).copied()
+    }
+
+    pub fn by_gltf_node(&self, node: &str) -> Option<AssetIdx> {
+        self.by_node.get(node).copied()
+    }
+
+    pub fn resolve_topic(&self, topic: &str) -> Option<PropertyRef> {
+        self.by_topic.get(topic).copied()
+    }
+
+    pub fn resolve_opcua(&self, node_id: &str) -> Option<PropertyRef> {
+        self.by_opcua.get(node_id).copied()
+    }
+
+    pub fn property(&self, r: PropertyRef) -> Option<(&AssetRecord, &PropertyRecord)> {
+        let a = self.get(r.asset)?;
+        Some((a, a.properties.get(r.property as usize)?))
+    }
+
+    pub fn source(&self) -> &std::path::Path {
+        &self.registry.source
+    }
+
+    /// The (id, node) pairs the scene binder needs.
+    pub fn asset_refs(&self) -> Vec<AssetRef> {
+        asset_refs(&self.registry)
+    }
+}
+
+/// The (id, node) pairs the scene binder needs.
+pub fn asset_refs(registry: &Registry) -> Vec<AssetRef> {
+    registry
+        .assets
+        .iter()
+        .map(|a| AssetRef {
+            id: a.id.clone(),
+            gltf_node: a.gltf_node.clone(),
+        })
+        .collect()
+}
+
+/// Inserts the registry the binary loaded.
+pub struct RegistryPlugin {
+    pub registry: AssetRegistry,
+}
+
+impl Plugin for RegistryPlugin {
+    fn build(&self, app: &mut App) {
+        app.insert_resource(self.registry.clone());
+    }
+}

@@ -1,0 +1,140 @@
+//! Status colours: [`AssetState`] in, a stack-light beacon above each machine
+//! and a floor pad under it, coloured by state, out.
+
+use std::collections::HashMap;
+
+use bevy::prelude::*;
+
+use super::bounds::WorldBounds;
+use crate::twin::{AssetState, BoundAsset, MachineState};
+
+/// One material per machine state, shared by every beacon and pad.
+#[derive(Resource)]
+pub struct StatusPalette {
+    pub beacon: HashMap<MachineState, Handle<StandardMaterial>>,
+    pub pad: HashMap<MachineState, Handle<StandardMaterial>>,
+    pub beacon_mesh: Handle<Mesh>,
+    pub pad_mesh: Handle<Mesh>,
+}
+
+/// The beacon and pad entities of an asset.
+#[derive(Component)]
+pub struct StatusMarkers {
+    pub beacon: Entity,
+    pub pad: Entity,
+    pub shown: MachineState,
+}
+
+/// Marks an entity drawn by the status layer (not part of the layout).
+#[derive(Component)]
+pub struct StatusMarker;
+
+pub fn setup_palette(
+    mut commands: Commands,
+    mut meshes: ResMut<Assets<Mesh>>,
+    mut materials: ResMut<Assets<StandardMaterial>>,
+) {
+    let mut beacon = HashMap::new();
+    let mut pad = HashMap::new();
+    for s in MachineState::ALL {
+        let [r, g, b] = s.srgb();
+        let c = Color::srgb_u8(r, g, b);
+        let lin = c.to_linear();
+        beacon.insert(
+            s,
+            materials.add(StandardMaterial {
+                base_color: c,
+                emissive: LinearRgba::rgb(lin.red * 2.0, lin.green * 2.0, lin.blue * 2.0),
+                ..default()
+            }),
+        );
+        pad.insert(
+            s,
+            materials.add(StandardMaterial {
+                base_color: c.with_alpha(1.0),
+                perceptual_roughness: 0.9,
+                ..default()
+            }),
+        );
+    }
+    commands.insert_resource(StatusPalette {
+        beacon,
+        pad,
+        beacon_mesh: meshes.add(Cylinder::new(0.22, 0.5)),
+        pad_mesh: meshes.add(Cuboid::new(1.0, 0.02, 1.0)),
+    });
+}
+
+/// An asset whose markers are not spawned yet.
+type UnmarkedAsset<'a> = (Entity, &'a WorldBounds, &'a GlobalTransform, &'a AssetState);
+
+/// Spawns markers once an asset's bounds are known.
+pub fn spawn_markers(
+    mut commands: Commands,
+    palette: Option<Res<StatusPalette>>,
+    assets: Query<UnmarkedAsset, (With<BoundAsset>, Without<StatusMarkers>)>,
+) {
+    let Some(palette) = palette else {
+        return;
+    };
+    for (e, b, gt, state) in &assets {
+        let inv = gt.affine().inverse();
+        let top = Vec3::new(b.center().x, b.max.y + 0.45, b.center().z);
+        let pad_at = Vec3::new(b.center().x, 0.012, b.center().z);
+        let (_, rot, _) = gt.to_scale_rotation_translation();
+        // Pads are axis-aligned in the world; undo the asset's own rotation.
+        let local_rot = rot.inverse();
+        let size = b.size();
+        let beacon = commands
+            .spawn((
+                StatusMarker,
+                Name::new("status beacon"),
+                Mesh3d(palette.beacon_mesh.clone()),
+                MeshMaterial3d(palette.beacon[&state.state].clone()),
+                Transform::from_translation(inv.transform_point3(top)),
+            ))
+            .id();
+        let pad = commands
+            .spawn((
+                StatusMarker,
+                Name::new("status pad"),
+                Mesh3d(palette.pad_mesh.clone()),
+                MeshMaterial3d(palette.pad[&state.state].clone()),
+                Transform::from_translation(inv.transform_point3(pad_at))
+                    .with_rotation(local_rot)
+                    .with_scale(Vec3::new(size.x + 0.6, 1.0, size.z + 0.6)),
+            ))
+            .id();
+        commands
+            .entity(e)
+            .add_children(&[beacon, pad])
+            .insert(StatusMarkers {
+                beacon,
+                pad,
+                shown: state.state,
+            });
+    }
+}
+
+/// Recolours markers when a state changes.
+pub fn recolor_markers(
+    palette: Option<Res<StatusPalette>>,
+    mut assets: Query<(&AssetState, &mut StatusMarkers), Changed<AssetState>>,
+    mut mats: Query<&mut MeshMaterial3d<StandardMaterial>, With<StatusMarker>>,
+) {
+    let Some(palette) = palette else {
+        return;
+    };
+    for (state, mut markers) in &mut assets {
+        if markers.shown == state.state {
+            continue;
+        }
+        if let Ok(mut m) = mats.get_mut(markers.beacon) {
+            m.0 = palette.beacon[&state.state].clone();
+        }
+        if let Ok(mut m) = mats.get_mut(markers.pad) {
+            m.0 = palette.pad[&state.state].clone();
+        }
+        markers.shown = state.state;
+    }
+}

@@ -1,0 +1,251 @@
+//! The panels: twin state, registry and selection in; [`SelectionCommand`]s,
+//! [`CameraCommand`]s and the panel insets ([`ViewportInsets`]) out.
+//! Panels never change the twin; they only send commands.
+
+pub mod clock;
+pub mod panels;
+
+use std::collections::HashMap;
+
+use bevy::prelude::*;
+use bevy_egui::{EguiContexts, EguiPrimaryContextPass, egui};
+
+use crate::registry::{AssetIdx, AssetRegistry};
+use crate::render::{
+    CameraCommand, OrbitCamera, Selection, SelectionCommand, ViewportInsets, WorldBounds,
+};
+use crate::scene::{LoadPhase, PlantLayout};
+use crate::twin::{AssetState, BoundAsset, MachineState};
+use panels::{InspectorView, hierarchy_ui, inspector_ui, state_color, state_dot_ui};
+
+/// View-only UI state (what the user typed, which panels are open).
+#[derive(Resource, Debug, Default)]
+pub struct UiState {
+    pub filter: String,
+    pub show_labels: bool,
+}
+
+pub struct UiPlugin;
+
+impl Plugin for UiPlugin {
+    fn build(&self, app: &mut App) {
+        app.insert_resource(UiState {
+            filter: String::new(),
+            show_labels: true,
+        })
+        .add_systems(EguiPrimaryContextPass, main_ui);
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn main_ui(
+    mut contexts: EguiContexts,
+    mut ui_state: ResMut<UiState>,
+    registry: Res<AssetRegistry>,
+    layout: Res<PlantLayout>,
+    selection: Res<Selection>,
+    assets: Query<(&BoundAsset, &AssetState, Option<&WorldBounds>)>,
+    cameras: Query<(&Camera, &GlobalTransform), With<OrbitCamera>>,
+    mut insets: ResMut<ViewportInsets>,
+    mut sel_out: MessageWriter<SelectionCommand>,
+    mut cam_out: MessageWriter<CameraCommand>,
+) -> Result {
+    let ctx = contexts.ctx_mut()?.clone();
+    let states: HashMap<AssetIdx, MachineState> =
+        assets.iter().map(|(b, s, _)| (b.0, s.state)).collect();
+    let mut commands: Vec<SelectionCommand> = Vec::new();
+
+    let mut root = egui::Ui::new(
+        ctx.clone(),
+        "mezzanine-root".into(),
+        egui::UiBuilder::new()
+            .layer_id(egui::LayerId::background())
+            .max_rect(ctx.viewport_rect()),
+    );
+
+    let top = egui::Panel::top("top_bar")
+        .show(&mut root, |ui| {
+            ui.horizontal(|ui| {
+                ui.label(egui::RichText::new("Mezzanine").strong().size(16.0));
+                ui.separator();
+                ui.label(&registry.plant().name);
+                ui.separator();
+                match &layout.phase {
+                    LoadPhase::Loading => {
+                        ui.spinner();
+                        ui.label(format!("Loading layout {} …", layout.path.display()));
+                    }
+                    LoadPhase::Ready => {
+                        let total = registry.assets().len();
+                        let text = format!("{}/{} assets bound", layout.bound_entities, total);
+                        let clean = layout.report.as_ref().is_some_and(|r| r.is_clean());
+                        if clean && layout.bound_entities == total {
+                            ui.label(text);
+                        } else {
+                            ui.colored_label(egui::Color32::from_rgb(230, 120, 20), text)
+                                .on_hover_text(
+                                    layout
+                                        .report
+                                        .as_ref()
+                                        .map(|r| r.to_text())
+                                        .unwrap_or_default(),
+                                );
+                        }
+                    }
+                    LoadPhase::Failed(msg) => {
+                        ui.colored_label(egui::Color32::from_rgb(220, 50, 50), msg);
+                    }
+                }
+                ui.separator();
+                if ui.button("Frame plant (H)").clicked() {
+                    cam_out.write(CameraCommand::FrameAll);
+                }
+                ui.checkbox(&mut ui_state.show_labels, "Labels");
+                ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
+                    ui.monospace(clock::now_label(&registry.plant().time_zone));
+                });
+            });
+        })
+        .response
+        .rect
+        .height();
+
+    let bottom = egui::Panel::bottom("status_bar")
+        .show(&mut root, |ui| {
+            ui.horizontal_wrapped(|ui| {
+                for s in MachineState::ALL {
+                    state_dot_ui(ui, s);
+                    ui.label(s.label());
+                }
+                ui.separator();
+                ui.weak("Left-drag orbit · right-drag pan · wheel zoom · WASD/arrows pan · Q/E turn · F frame selection · H frame plant · Esc deselect");
+            });
+        })
+        .response
+        .rect
+        .height();
+
+    let filter = &mut ui_state.filter;
+    let left = egui::Panel::left("plant_tree")
+        .resizable(true)
+        .default_size(270.0)
+        .show(&mut root, |ui| {
+            ui.heading("Plant (ISA-95)");
+            commands.extend(hierarchy_ui(
+                ui,
+                &registry,
+                &states,
+                selection.selected,
+                filter,
+            ));
+        })
+        .response
+        .rect
+        .width();
+
+    let selected_state = selection
+        .selected
+        .and_then(|s| assets.iter().find(|(b, _, _)| b.0 == s))
+        .map(|(_, st, _)| st);
+    let bound_via = selection.selected.and_then(|s| {
+        let id = &registry.get(s)?.id;
+        layout
+            .report
+            .as_ref()?
+            .bound
+            .iter()
+            .find(|b| &b.asset_id == id)
+            .map(|b| b.via)
+    });
+    let right = egui::Panel::right("inspector")
+        .resizable(true)
+        .default_size(330.0)
+        .show(&mut root, |ui| {
+            ui.heading("Inspector");
+            commands.extend(inspector_ui(
+                ui,
+                &registry,
+                selection.selected,
+                &InspectorView {
+                    state: selected_state,
+                    bound_via,
+                },
+            ));
+        })
+        .response
+        .rect
+        .width();
+
+    let new_insets = ViewportInsets {
+        left,
+        right,
+        top,
+        bottom,
+    };
+    if *insets != new_insets {
+        *insets = new_insets;
+    }
+
+    if ui_state.show_labels {
+        labels_ui(&ctx, &registry, &selection, &assets, &cameras, new_insets);
+    }
+    for c in commands {
+        sel_out.write(c);
+    }
+    Ok(())
+}
+
+/// Asset ids floating above the machines, clipped to the 3D view.
+fn labels_ui(
+    ctx: &egui::Context,
+    registry: &AssetRegistry,
+    selection: &Selection,
+    assets: &Query<(&BoundAsset, &AssetState, Option<&WorldBounds>)>,
+    cameras: &Query<(&Camera, &GlobalTransform), With<OrbitCamera>>,
+    insets: ViewportInsets,
+) {
+    let Ok((camera, cam_tf)) = cameras.single() else {
+        return;
+    };
+    let screen = ctx.viewport_rect();
+    let clip = egui::Rect::from_min_max(
+        egui::pos2(screen.min.x + insets.left, screen.min.y + insets.top),
+        egui::pos2(screen.max.x - insets.right, screen.max.y - insets.bottom),
+    );
+    let painter = ctx
+        .layer_painter(egui::LayerId::new(
+            egui::Order::Background,
+            egui::Id::new("asset_labels"),
+        ))
+        .with_clip_rect(clip);
+    for (b, s, bounds) in assets.iter() {
+        let (Some(bounds), Some(a)) = (bounds, registry.get(b.0)) else {
+            continue;
+        };
+        let anchor = Vec3::new(bounds.center().x, bounds.max.y + 1.0, bounds.center().z);
+        let Ok(p) = camera.world_to_viewport(cam_tf, anchor) else {
+            continue;
+        };
+        let pos = egui::pos2(p.x, p.y);
+        let selected = selection.selected == Some(b.0);
+        let font = egui::FontId::proportional(if selected { 14.0 } else { 11.5 });
+        let galley = painter.layout_no_wrap(a.id.clone(), font, egui::Color32::WHITE);
+        let rect = egui::Rect::from_center_size(pos, galley.size() + egui::vec2(16.0, 4.0));
+        let bg = if selected {
+            egui::Color32::from_rgba_unmultiplied(10, 110, 140, 230)
+        } else {
+            egui::Color32::from_rgba_unmultiplied(25, 28, 34, 190)
+        };
+        painter.rect_filled(rect, 3.0, bg);
+        painter.circle_filled(
+            egui::pos2(rect.min.x + 6.0, rect.center().y),
+            3.5,
+            state_color(s.state),
+        );
+        painter.galley(
+            egui::pos2(rect.min.x + 12.0, rect.min.y + 2.0),
+            galley,
+            egui::Color32::WHITE,
+        );
+    }
+}

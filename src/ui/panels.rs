@@ -1,0 +1,241 @@
+//! Panel bodies as plain functions of (`&mut egui::Ui`, view data): they
+//! return the commands the user asked for and mutate nothing else, so they
+//! can be tested against a bare `egui::Context`.
+
+use std::collections::HashMap;
+
+use bevy_egui::egui::{self, Color32, RichText};
+
+use crate::registry::{AssetIdx, AssetRegistry};
+use crate::render::SelectionCommand;
+use crate::scene::layout::BindVia;
+use crate::twin::{AssetState, MachineState};
+
+pub fn state_color(s: MachineState) -> Color32 {
+    let [r, g, b] = s.srgb();
+    Color32::from_rgb(r, g, b)
+}
+
+/// A filled circle in the state colour, as wide as a line of text.
+pub fn state_dot_ui(ui: &mut egui::Ui, s: MachineState) {
+    let size = ui.text_style_height(&egui::TextStyle::Body);
+    let (rect, _) = ui.allocate_exact_size(egui::vec2(size, size), egui::Sense::hover());
+    ui.painter()
+        .circle_filled(rect.center(), size * 0.32, state_color(s));
+}
+
+/// Children keyed by a level's name, in order of first appearance.
+type Grouped<K, V> = Vec<(K, V)>;
+
+fn group<K: PartialEq, V: Default>(v: &mut Grouped<K, V>, key: K) -> &mut V {
+    let i = match v.iter().position(|(k, _)| *k == key) {
+        Some(i) => i,
+        None => {
+            v.push((key, V::default()));
+            v.len() - 1
+        }
+    };
+    &mut v[i].1
+}
+
+/// Area → work center → assets.
+type Areas<'a> = Grouped<&'a str, Grouped<&'a str, Vec<AssetIdx>>>;
+
+/// The ISA-95 tree: enterprise / site / area / work center / work unit.
+/// Clicking a work unit selects its asset and frames it.
+pub fn hierarchy_ui(
+    ui: &mut egui::Ui,
+    registry: &AssetRegistry,
+    states: &HashMap<AssetIdx, MachineState>,
+    selected: Option<AssetIdx>,
+    filter: &mut String,
+) -> Vec<SelectionCommand> {
+    let mut out = Vec::new();
+    ui.horizontal(|ui| {
+        ui.label("Filter");
+        ui.add(egui::TextEdit::singleline(filter).hint_text("id, name or class"));
+    });
+    ui.separator();
+    let needle = filter.trim().to_lowercase();
+    // enterprise/site → area → work center → assets, in registry order.
+    let mut tree: Grouped<(&str, &str), Areas<'_>> = Vec::new();
+    for (i, a) in registry.assets().iter().enumerate() {
+        if !needle.is_empty()
+            && !a.id.to_lowercase().contains(&needle)
+            && !a.name.to_lowercase().contains(&needle)
+            && !a.class.to_lowercase().contains(&needle)
+        {
+            continue;
+        }
+        let site = group(
+            &mut tree,
+            (a.isa95.enterprise.as_str(), a.isa95.site.as_str()),
+        );
+        let area = group(site, a.isa95.area.as_str());
+        group(area, a.isa95.work_center.as_str()).push(AssetIdx(i as u32));
+    }
+    if tree.is_empty() {
+        ui.weak("No asset matches the filter.");
+    }
+    egui::ScrollArea::vertical().show(ui, |ui| {
+        for ((enterprise, site), areas) in &tree {
+            egui::CollapsingHeader::new(RichText::new(format!("{enterprise} / {site}")).strong())
+                .id_salt(("site", enterprise, site))
+                .default_open(true)
+                .show(ui, |ui| {
+                    for (area, centers) in areas {
+                        egui::CollapsingHeader::new(format!("Area: {area}"))
+                            .id_salt(("area", enterprise, site, area))
+                            .default_open(true)
+                            .show(ui, |ui| {
+                                for (center, assets) in centers {
+                                    egui::CollapsingHeader::new(format!("Work center: {center}"))
+                                        .id_salt(("wc", enterprise, site, area, center))
+                                        .default_open(true)
+                                        .show(ui, |ui| {
+                                            for &idx in assets {
+                                                let Some(a) = registry.get(idx) else {
+                                                    continue;
+                                                };
+                                                let state =
+                                                    states.get(&idx).copied().unwrap_or_default();
+                                                ui.horizontal(|ui| {
+                                                    state_dot_ui(ui, state);
+                                                    let r = ui.selectable_label(
+                                                        selected == Some(idx),
+                                                        format!("{}  {}", a.isa95.work_unit, a.id),
+                                                    );
+                                                    if r.clicked() {
+                                                        out.push(SelectionCommand::SelectAndFrame(
+                                                            idx,
+                                                        ));
+                                                    }
+                                                    r.on_hover_text(format!(
+                                                        "{}\n{} — {}",
+                                                        a.name,
+                                                        a.class,
+                                                        state.label()
+                                                    ));
+                                                });
+                                            }
+                                        });
+                                }
+                            });
+                    }
+                });
+        }
+    });
+    out
+}
+
+/// What the inspector shows besides the registry record.
+pub struct InspectorView<'a> {
+    pub state: Option<&'a AssetState>,
+    pub bound_via: Option<BindVia>,
+}
+
+/// The registry record of the selection, with its live state.
+pub fn inspector_ui(
+    ui: &mut egui::Ui,
+    registry: &AssetRegistry,
+    selected: Option<AssetIdx>,
+    view: &InspectorView<'_>,
+) -> Vec<SelectionCommand> {
+    let mut out = Vec::new();
+    let Some(a) = selected.and_then(|i| registry.get(i)) else {
+        ui.weak("Nothing selected.");
+        ui.label("Click a machine in the 3D view or a work unit in the plant tree.");
+        return out;
+    };
+    ui.heading(&a.id);
+    ui.label(&a.name);
+    ui.horizontal(|ui| {
+        if ui.button("Frame (F)").clicked() {
+            out.push(SelectionCommand::FrameSelection);
+        }
+        if ui.button("Deselect (Esc)").clicked() {
+            out.push(SelectionCommand::Clear);
+        }
+    });
+    ui.separator();
+    let state = view.state.cloned().unwrap_or_default();
+    ui.horizontal(|ui| {
+        state_dot_ui(ui, state.state);
+        ui.label(
+            RichText::new(state.state.label())
+                .strong()
+                .color(state_color(state.state)),
+        );
+        if let Some(r) = &state.reason {
+            ui.label(format!("({r})"));
+        }
+    });
+    if state.state == MachineState::Unknown {
+        ui.weak("No live data received for this asset yet.");
+    }
+    ui.separator();
+    egui::ScrollArea::vertical().show(ui, |ui| {
+        egui::CollapsingHeader::new("Identity")
+            .default_open(true)
+            .show(ui, |ui| {
+                egui::Grid::new("identity")
+                    .num_columns(2)
+                    .striped(true)
+                    .show(ui, |ui| {
+                        ui.label("Class");
+                        ui.label(&a.class);
+                        ui.end_row();
+                        ui.label("ISO 23247 element");
+                        ui.label(a.iso23247.to_string());
+                        ui.end_row();
+                        for (level, value) in crate::registry::Isa95Path::LEVELS
+                            .iter()
+                            .zip(a.isa95.levels())
+                        {
+                            ui.label(format!("ISA-95 {level}"));
+                            ui.label(value);
+                            ui.end_row();
+                        }
+                        ui.label("glTF node");
+                        let via = match view.bound_via {
+                            Some(BindVia::Extras) => " (bound by extras)",
+                            Some(BindVia::Name) => " (bound by name)",
+                            None => " (no geometry)",
+                        };
+                        ui.label(format!("{}{via}", a.gltf_node));
+                        ui.end_row();
+                    });
+            });
+        egui::CollapsingHeader::new(format!("Nominal parameters ({})", a.nominal.len()))
+            .default_open(true)
+            .show(ui, |ui| {
+                egui::Grid::new("nominal")
+                    .num_columns(2)
+                    .striped(true)
+                    .show(ui, |ui| {
+                        for (k, q) in &a.nominal {
+                            ui.label(k.replace('_', " "));
+                            ui.label(format!("{} {}", q.value, q.unit));
+                            ui.end_row();
+                        }
+                    });
+            });
+        egui::CollapsingHeader::new(format!("Properties ({})", a.properties.len()))
+            .default_open(true)
+            .show(ui, |ui| {
+                for p in &a.properties {
+                    ui.label(RichText::new(format!("{} [{}]", p.name, p.unit)).strong());
+                    if let Some(t) = &p.mqtt {
+                        ui.monospace(format!("  MQTT   {t}"));
+                    }
+                    if let Some(n) = &p.opcua {
+                        ui.monospace(format!("  OPC UA {n}"));
+                    }
+                    if let Some(ms) = p.expected_period_ms {
+                        ui.weak(format!("  expected every {ms} ms"));
+                    }
+                }
+            });
+    });
+    out
+}

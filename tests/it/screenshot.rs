@@ -1,0 +1,159 @@
+//! The whole app under Xvfb with Mesa's software Vulkan: it renders the demo
+//! plant and its panels, saves a PNG, and the PNG is checked for content.
+//!
+//! Needs `Xvfb` and a Vulkan driver (Debian: xvfb, mesa-vulkan-drivers);
+//! `make test` installs them.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::repo;
+
+struct Xvfb {
+    child: Child,
+    display: String,
+}
+
+impl Drop for Xvfb {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_xvfb() -> Xvfb {
+    // Pick a display number nobody holds (a lock file marks a held one).
+    let n = (90..140)
+        .find(|n| !Path::new(&format!("/tmp/.X{n}-lock")).exists())
+        .expect("a free X display number");
+    let display = format!(":{n}");
+    let child = Command::new("Xvfb")
+        .args([&display, "-screen", "0", "1600x1000x24", "-nolisten", "tcp"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start Xvfb ({e}); install xvfb, as `make test` does"));
+    let socket = PathBuf::from(format!("/tmp/.X11-unix/X{n}"));
+    let start = Instant::now();
+    while !socket.exists() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "Xvfb did not come up on {display}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Xvfb { child, display }
+}
+
+/// Counts pixels per colour family, judged by hue and saturation so that
+/// lighting and shading do not matter.
+fn colour_families(img: &image::RgbImage) -> [usize; 5] {
+    // orange (robots, racks), yellow (aisles, fences), green (walkway), teal (lathes), blue (mills, racks)
+    let mut counts = [0usize; 5];
+    for p in img.pixels() {
+        let [r, g, b] = p.0.map(|c| f32::from(c) / 255.0);
+        let max = r.max(g).max(b);
+        let min = r.min(g).min(b);
+        if max < 0.15 || (max - min) / max < 0.35 {
+            continue;
+        }
+        let d = max - min;
+        let hue = if max == r {
+            60.0 * (((g - b) / d).rem_euclid(6.0))
+        } else if max == g {
+            60.0 * ((b - r) / d + 2.0)
+        } else {
+            60.0 * ((r - g) / d + 4.0)
+        };
+        let family = match hue {
+            h if (15.0..40.0).contains(&h) => 0,
+            h if (40.0..65.0).contains(&h) => 1,
+            h if (90.0..160.0).contains(&h) => 2,
+            h if (160.0..195.0).contains(&h) => 3,
+            h if (195.0..250.0).contains(&h) => 4,
+            _ => continue,
+        };
+        counts[family] += 1;
+    }
+    counts
+}
+
+#[test]
+fn app_renders_the_demo_plant_with_panels() {
+    let xvfb = start_xvfb();
+    let out_dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("screenshot-test");
+    let _ = std::fs::remove_dir_all(&out_dir);
+    std::fs::create_dir_all(&out_dir).expect("out dir");
+    let runtime = out_dir.join("xdg-runtime");
+    std::fs::create_dir_all(&runtime).expect("runtime dir");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&runtime, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+    }
+    let png = out_dir.join("plant.png");
+    let log = out_dir.join("app.log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mezzanine"))
+        .args(["--window-size", "1440x810", "--screenshot"])
+        .arg(&png)
+        .arg("--scene")
+        .arg(repo("scenes/demo-plant.glb"))
+        .arg("--registry")
+        .arg(repo("scenes/demo-plant.toml"))
+        .env("DISPLAY", &xvfb.display)
+        .env("XDG_RUNTIME_DIR", &runtime)
+        .env_remove("WAYLAND_DISPLAY")
+        .stdout(std::fs::File::create(&log).expect("log"))
+        .stderr(std::fs::File::create(out_dir.join("app.err")).expect("log"))
+        .spawn()
+        .expect("app starts");
+    // A guard against a hung renderer, not a performance assertion.
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        if start.elapsed() > Duration::from_secs(600) {
+            let _ = child.kill();
+            panic!("the app did not finish its screenshot within 10 minutes");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let err = std::fs::read_to_string(out_dir.join("app.err")).unwrap_or_default();
+    assert!(status.success(), "app exited with {status}:\n{err}");
+    let img = image::open(&png)
+        .unwrap_or_else(|e| panic!("{} unreadable: {e}\n{err}", png.display()))
+        .to_rgb8();
+    assert_eq!((img.width(), img.height()), (1440, 810));
+
+    // Not blank: luminance varies across the picture.
+    let lum: Vec<f64> = img
+        .pixels()
+        .map(|p| {
+            0.2126 * f64::from(p.0[0]) + 0.7152 * f64::from(p.0[1]) + 0.0722 * f64::from(p.0[2])
+        })
+        .collect();
+    let mean = lum.iter().sum::<f64>() / lum.len() as f64;
+    let var = lum.iter().map(|l| (l - mean).powi(2)).sum::<f64>() / lum.len() as f64;
+    assert!(
+        var > 400.0,
+        "image looks blank: luminance variance {var:.1}"
+    );
+
+    // Machines are there: several distinct paint families cover real area.
+    let families = colour_families(&img);
+    let present = families.iter().filter(|&&c| c > 150).count();
+    assert!(
+        present >= 4,
+        "too few machine colours in the render: {families:?}"
+    );
+
+    // Panels are there: the plant tree (left) and inspector (right) are dark egui panels.
+    let dark = |x: u32, y: u32| {
+        let p = img.get_pixel(x, y).0;
+        p.iter().all(|&c| c < 60)
+    };
+    assert!(dark(5, 400), "no left panel at x=5");
+    assert!(dark(1435, 400), "no right panel at x=1435");
+}
