@@ -23,6 +23,11 @@ pub enum ConfigError {
     },
     #[error("{what} {} does not exist", path.display())]
     Missing { what: &'static str, path: PathBuf },
+    #[error("{field}: {message}")]
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
@@ -31,6 +36,110 @@ pub struct AppConfig {
     pub plant: PlantConfig,
     pub window: WindowConfig,
     pub render: RenderConfig,
+    pub mqtt: MqttConfig,
+    pub opcua: OpcUaConfig,
+    pub demo: DemoConfig,
+}
+
+/// The UNS broker. Without a `url`, the embedded demo broker is used.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MqttConfig {
+    /// `mqtt://host:port`; absent means the embedded demo plant's broker.
+    pub url: Option<String>,
+    /// Fixed, so the broker keeps the session (and queued QoS 1 messages).
+    pub client_id: String,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    /// Topic filters to subscribe to.
+    pub topic_roots: Vec<String>,
+}
+
+impl Default for MqttConfig {
+    fn default() -> Self {
+        Self {
+            url: None,
+            client_id: "mezzanine-twin".into(),
+            username: None,
+            password: None,
+            topic_roots: vec!["acme/lyon/#".into()],
+        }
+    }
+}
+
+/// The OPC UA server. Without an `endpoint`, the embedded demo server is used.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OpcUaConfig {
+    /// `opc.tcp://host:port/path`; absent means the embedded demo server.
+    pub endpoint: Option<String>,
+    /// `None`, `Basic256Sha256` or `Aes256Sha256RsaPss`.
+    pub security_policy: String,
+    /// `None`, `Sign` or `SignAndEncrypt`.
+    pub security_mode: String,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub sampling_interval_ms: f64,
+    /// Turn the OPC UA adapter off entirely.
+    pub enabled: bool,
+}
+
+impl Default for OpcUaConfig {
+    fn default() -> Self {
+        Self {
+            endpoint: None,
+            security_policy: "None".into(),
+            security_mode: "None".into(),
+            username: None,
+            password: None,
+            sampling_interval_ms: 100.0,
+            enabled: true,
+        }
+    }
+}
+
+/// The embedded demo plant (used when no external endpoints are named).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DemoConfig {
+    pub seed: u64,
+    /// Plant seconds per wall second.
+    pub time_scale: f64,
+    pub tick_ms: u64,
+}
+
+impl Default for DemoConfig {
+    fn default() -> Self {
+        Self {
+            seed: 42,
+            time_scale: 10.0,
+            tick_ms: 100,
+        }
+    }
+}
+
+impl AppConfig {
+    /// True when no external endpoint is named: run the embedded plant.
+    pub fn embedded_demo(&self) -> bool {
+        self.mqtt.url.is_none() && self.opcua.endpoint.is_none()
+    }
+
+    /// Where certificates live (client and demo server).
+    pub fn pki_dir(&self) -> PathBuf {
+        data_dir().join("pki")
+    }
+}
+
+/// The user's data folder for Mezzanine (`$XDG_DATA_HOME/mezzanine`,
+/// `~/.local/share/mezzanine`, or a temp folder as a last resort).
+pub fn data_dir() -> PathBuf {
+    if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(x).join("mezzanine");
+    }
+    if let Some(h) = std::env::var_os("HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(h).join(".local/share/mezzanine");
+    }
+    std::env::temp_dir().join("mezzanine")
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -132,6 +241,12 @@ impl AppConfig {
         if let Some(v) = get("MEZZANINE_REGISTRY") {
             self.plant.registry = v.into();
         }
+        if let Some(v) = get("MEZZANINE_MQTT_URL") {
+            self.mqtt.url = Some(v);
+        }
+        if let Some(v) = get("MEZZANINE_OPCUA_ENDPOINT") {
+            self.opcua.endpoint = Some(v);
+        }
         if let Some(v) = get("MEZZANINE_SHADOWS") {
             self.render.shadows = parse_bool("MEZZANINE_SHADOWS", &v)?;
         }
@@ -150,6 +265,18 @@ impl AppConfig {
             return Err(ConfigError::Missing {
                 what: "asset registry",
                 path: self.plant.registry.clone(),
+            });
+        }
+        if self.mqtt.topic_roots.is_empty() {
+            return Err(ConfigError::Invalid {
+                field: "mqtt.topic_roots",
+                message: "name at least one topic filter, e.g. \"acme/lyon/#\"".into(),
+            });
+        }
+        if !(self.demo.time_scale > 0.0 && self.demo.time_scale <= 3600.0) {
+            return Err(ConfigError::Invalid {
+                field: "demo.time_scale",
+                message: format!("{} is outside 0..3600", self.demo.time_scale),
             });
         }
         Ok(())

@@ -15,8 +15,10 @@
 //! The UI runs in bevy_egui's `EguiPrimaryContextPass` and only sends
 //! commands (`SelectionCommand`, `CameraCommand`) that the chain drains.
 
+pub mod bench;
 pub mod config;
 pub mod demo;
+pub mod ingest;
 pub mod registry;
 pub mod render;
 pub mod scene;

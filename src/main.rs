@@ -3,14 +3,19 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context as _;
+use bevy::log::LogPlugin;
 use bevy::prelude::*;
 use bevy::window::WindowResolution;
 use bevy_egui::EguiPlugin;
 use clap::{Parser, Subcommand};
 
 use mezzanine::config::AppConfig;
+use mezzanine::ingest::mqtt::{MqttSettings, parse_mqtt_url, spawn_mqtt_adapter};
+use mezzanine::ingest::opcua::{OpcUaSettings, spawn_opcua_adapter};
+use mezzanine::ingest::{IngestPlugin, IngestSender, ingest_channel};
 use mezzanine::registry::{AssetRegistry, asset_refs, load_registry};
 use mezzanine::render::{CaptureRequest, RenderOptions, RenderPlugin};
 use mezzanine::scene::layout::{Binder, Layout};
@@ -52,6 +57,9 @@ struct RunArgs {
     /// Save a screenshot of the plant to this PNG once it is shown, then exit.
     #[arg(long)]
     screenshot: Option<PathBuf>,
+    /// With --screenshot: frames to let pass once the plant is live.
+    #[arg(long, default_value_t = 20)]
+    screenshot_settle_frames: u32,
 }
 
 #[derive(Subcommand, Debug)]
@@ -65,6 +73,31 @@ enum Command {
         /// Asset registry (TOML).
         registry: PathBuf,
     },
+    /// Run the demo plant's PLC simulator alone against external endpoints.
+    DemoPlant {
+        /// Broker to publish the UNS to, e.g. mqtt://127.0.0.1:1883.
+        #[arg(long)]
+        mqtt: String,
+        /// Host an OPC UA server at this endpoint, e.g. opc.tcp://127.0.0.1:4840/.
+        #[arg(long)]
+        opcua: Option<String>,
+        /// Asset registry (TOML) naming the topics and nodes.
+        #[arg(long)]
+        registry: Option<PathBuf>,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Plant seconds per wall second.
+        #[arg(long, default_value_t = 10.0)]
+        time_scale: f64,
+    },
+    /// Measure a pipeline and print a table (`bench ingest`).
+    Bench {
+        /// Which pipeline: `ingest`.
+        what: String,
+        /// A run under 30 s at smaller rates.
+        #[arg(long)]
+        quick: bool,
+    },
     /// Regenerate the demo plant's layout and registry.
     GenerateDemoPlant {
         /// Output folder.
@@ -72,6 +105,11 @@ enum Command {
         out: PathBuf,
     },
 }
+
+/// Quiet the chatty network crates; keep our own logs at info.
+const LOG_FILTER: &str = "info,wgpu=error,naga=warn,rumqttd=warn,rumqttc=warn,\
+opcua_server=warn,opcua_client=warn,opcua_core=warn,async_opcua_server=warn,\
+async_opcua_client=warn,async_opcua_core=warn";
 
 fn parse_size(s: &str) -> Result<(u32, u32), String> {
     let (w, h) = s
@@ -101,6 +139,21 @@ fn main() -> ExitCode {
         }),
         Some(Command::Check { scene, registry }) => check(&scene, &registry),
         Some(Command::GenerateDemoPlant { out }) => generate(&out),
+        Some(Command::Bench { what, quick }) => match what.as_str() {
+            "ingest" => mezzanine::bench::run_ingest_bench(quick)
+                .map(|_| ExitCode::SUCCESS)
+                .map_err(anyhow::Error::from),
+            other => Err(anyhow::anyhow!(
+                "unknown benchmark `{other}` (try `ingest`)"
+            )),
+        },
+        Some(Command::DemoPlant {
+            mqtt,
+            opcua,
+            registry,
+            seed,
+            time_scale,
+        }) => demo_plant(&mqtt, opcua.as_deref(), registry, seed, time_scale),
     };
     match result {
         Ok(code) => code,
@@ -135,6 +188,128 @@ fn generate(out: &std::path::Path) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Adapters and (when no external endpoint is named) the embedded plant;
+/// held for the app's lifetime.
+#[derive(Resource)]
+struct LiveSources {
+    // Dropped in this order: adapters first, then the plant they listen to.
+    _opcua: Option<mezzanine::ingest::opcua::OpcUaAdapter>,
+    _mqtt: mezzanine::ingest::mqtt::MqttAdapter,
+    _plant: Option<demo::EmbeddedPlant>,
+}
+
+fn start_live_sources(
+    cfg: &AppConfig,
+    registry: Arc<AssetRegistry>,
+    tx: IngestSender,
+) -> anyhow::Result<LiveSources> {
+    let plant = if cfg.embedded_demo() {
+        let settings = demo::DemoSettings {
+            seed: cfg.demo.seed,
+            time_scale: cfg.demo.time_scale,
+            tick_ms: cfg.demo.tick_ms,
+            pki_dir: cfg.pki_dir(),
+        };
+        Some(
+            demo::start_embedded_plant(registry.clone(), &settings)
+                .context("starting the embedded demo plant")?,
+        )
+    } else {
+        None
+    };
+    let mqtt_url = match (&cfg.mqtt.url, &plant) {
+        (Some(u), _) => u.clone(),
+        (None, Some(p)) => p.broker.url(),
+        (None, None) => anyhow::bail!("no MQTT broker: set [mqtt] url"),
+    };
+    let (host, port) = parse_mqtt_url(&mqtt_url)?;
+    let mqtt = spawn_mqtt_adapter(
+        MqttSettings {
+            host,
+            port,
+            client_id: cfg.mqtt.client_id.clone(),
+            username: cfg.mqtt.username.clone(),
+            password: cfg.mqtt.password.clone(),
+            topics: cfg.mqtt.topic_roots.clone(),
+        },
+        registry.clone(),
+        tx.clone(),
+    )?;
+    let endpoint = match (&cfg.opcua.endpoint, &plant) {
+        (Some(e), _) => Some(e.clone()),
+        (None, Some(p)) => Some(p.opcua.endpoint()),
+        (None, None) => None,
+    };
+    let opcua = match endpoint.filter(|_| cfg.opcua.enabled) {
+        Some(endpoint) => Some(spawn_opcua_adapter(
+            OpcUaSettings {
+                endpoint,
+                security_policy: cfg.opcua.security_policy.clone(),
+                security_mode: cfg.opcua.security_mode.clone(),
+                username: cfg.opcua.username.clone(),
+                password: cfg.opcua.password.clone(),
+                pki_dir: cfg.pki_dir().join("client"),
+                sampling_interval_ms: cfg.opcua.sampling_interval_ms,
+            },
+            registry,
+            tx,
+        )?),
+        None => None,
+    };
+    Ok(LiveSources {
+        _opcua: opcua,
+        _mqtt: mqtt,
+        _plant: plant,
+    })
+}
+
+fn demo_plant(
+    mqtt: &str,
+    opcua: Option<&str>,
+    registry: Option<PathBuf>,
+    seed: u64,
+    time_scale: f64,
+) -> anyhow::Result<ExitCode> {
+    let cfg = AppConfig::load(None)?;
+    let reg_path = registry.unwrap_or(cfg.plant.registry.clone());
+    let registry = Arc::new(AssetRegistry::new(load_registry(&reg_path)?));
+    let (host, port) = parse_mqtt_url(mqtt)?;
+    let server = match opcua {
+        Some(ep) => {
+            let port = ep
+                .trim_end_matches('/')
+                .rsplit_once(':')
+                .and_then(|(_, p)| p.split('/').next()?.parse::<u16>().ok())
+                .with_context(|| format!("`{ep}` has no port; use opc.tcp://127.0.0.1:4840/"))?;
+            Some(Arc::new(demo::opcua_server::start_opcua_server(
+                &registry,
+                port,
+                cfg.pki_dir().join("server"),
+            )?))
+        }
+        None => None,
+    };
+    let sim = demo::plc::PlcSim::new(registry, seed, mezzanine::ingest::now_us(), time_scale);
+    let publisher = demo::publisher::spawn_publisher(sim, Some((host, port)), server.clone(), 100)?;
+    println!(
+        "demo plant publishing to {mqtt}{}; Ctrl-C to stop",
+        server
+            .as_ref()
+            .map(|s| format!(", OPC UA at {}", s.endpoint()))
+            .unwrap_or_default()
+    );
+    loop {
+        std::thread::sleep(std::time::Duration::from_secs(10));
+        let c = &publisher.counters;
+        println!(
+            "published {} MQTT messages, {} OPC UA updates, {} MQTT errors",
+            c.mqtt_published.load(std::sync::atomic::Ordering::Relaxed),
+            c.opcua_updates.load(std::sync::atomic::Ordering::Relaxed),
+            c.mqtt_errors.load(std::sync::atomic::Ordering::Relaxed)
+        );
+    }
+}
+
 fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let mut cfg = AppConfig::load(args.config.as_deref())?;
     if let Some(s) = args.scene {
@@ -153,21 +328,34 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let registry = load_registry(&cfg.plant.registry)
         .with_context(|| "the asset registry must load before the plant can be shown")?;
 
+    let registry = AssetRegistry::new(registry);
+    let (tx, rx) = ingest_channel(65_536);
+    let live = start_live_sources(&cfg, Arc::new(registry.clone()), tx)?;
+
     let mut app = App::new();
     scene::register_plant_source(&mut app, &cfg.plant.scene);
-    app.add_plugins(DefaultPlugins.set(WindowPlugin {
-        primary_window: Some(Window {
-            title: format!("Mezzanine — {}", registry.plant.name),
-            resolution: WindowResolution::new(cfg.window.width_px, cfg.window.height_px),
-            ..default()
-        }),
-        ..default()
-    }))
+    app.add_plugins(
+        DefaultPlugins
+            .set(LogPlugin {
+                filter: LOG_FILTER.into(),
+                ..default()
+            })
+            .set(WindowPlugin {
+                primary_window: Some(Window {
+                    title: format!("Mezzanine — {}", registry.plant().name),
+                    resolution: WindowResolution::new(cfg.window.width_px, cfg.window.height_px),
+                    ..default()
+                }),
+                ..default()
+            }),
+    )
     .add_plugins(EguiPlugin::default())
     .add_plugins(TwinCorePlugins {
-        registry: AssetRegistry::new(registry),
+        registry,
         layout_path: cfg.plant.scene.clone(),
     })
+    .add_plugins(IngestPlugin { receiver: rx })
+    .insert_resource(live)
     .add_plugins(RenderPlugin {
         options: RenderOptions {
             shadows: cfg.render.shadows,
@@ -175,9 +363,10 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         },
         capture: args.screenshot.map(|path| CaptureRequest {
             path,
-            settle_frames: 20,
+            settle_frames: args.screenshot_settle_frames,
             exit_after: true,
-            max_frames: 3_000,
+            max_frames: 3_000 + args.screenshot_settle_frames,
+            min_live_fraction: 0.9,
         }),
     })
     .add_plugins(ui::UiPlugin);

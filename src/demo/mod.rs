@@ -1,14 +1,23 @@
-//! The embedded default plant. For now: the demo layout and registry
-//! generator (`mezzanine generate-demo-plant`); the broker, OPC UA server,
-//! PLC and MES simulators join it with the live-ingest work.
+//! The embedded default plant: an MQTT broker ([`broker`]), an OPC UA server
+//! ([`opcua_server`]), a seeded PLC simulator ([`plc`]) and its publisher
+//! ([`publisher`]), plus the generator of the demo layout and registry
+//! ([`plant`], `mezzanine generate-demo-plant`).
 //!
-//! In: a [`plant::PlantSpec`]. Out: `scenes/demo-plant.glb` and
-//! `scenes/demo-plant.toml`.
+//! In: the registry. Out: UNS topics and OPC UA node values, exactly what a
+//! real plant would offer the twin.
 
+pub mod broker;
 pub mod glb;
+pub mod opcua_server;
 pub mod plant;
+pub mod plc;
+pub mod publisher;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::ingest::now_us;
+use crate::registry::AssetRegistry;
 
 /// Everything that can go wrong writing the demo plant.
 #[derive(Debug, thiserror::Error)]
@@ -18,6 +27,17 @@ pub enum DemoError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("cannot {what}: {source}")]
+    Network {
+        what: &'static str,
+        source: std::io::Error,
+    },
+    #[error("{what} did not come up within 10 s")]
+    NotReady { what: String },
+    #[error("OPC UA server: {0}")]
+    OpcUa(String),
+    #[error(transparent)]
+    Ingest(#[from] crate::ingest::IngestError),
 }
 
 /// Write `<dir>/<stem>.glb` and `<dir>/<stem>.toml` for `spec`; returns both paths.
@@ -45,4 +65,48 @@ pub fn write_plant(
         format!("{header}{}", reg.to_toml()).as_bytes(),
     )?;
     Ok((glb, toml))
+}
+
+/// The embedded default plant, running.
+pub struct EmbeddedPlant {
+    pub broker: broker::EmbeddedBroker,
+    pub opcua: Arc<opcua_server::DemoOpcUaServer>,
+    pub publisher: publisher::Publisher,
+}
+
+/// Knobs of the demo plant.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DemoSettings {
+    pub seed: u64,
+    /// Plant seconds per wall second.
+    pub time_scale: f64,
+    /// Simulator step, wall milliseconds.
+    pub tick_ms: u64,
+    /// Where the OPC UA server keeps its certificate.
+    pub pki_dir: PathBuf,
+}
+
+/// Start broker, OPC UA server and PLC simulator on loopback ports.
+pub fn start_embedded_plant(
+    registry: Arc<AssetRegistry>,
+    settings: &DemoSettings,
+) -> Result<EmbeddedPlant, DemoError> {
+    let broker = broker::start_embedded_broker(broker::free_port()?)?;
+    let opcua = Arc::new(opcua_server::start_opcua_server(
+        &registry,
+        broker::free_port()?,
+        settings.pki_dir.join("server"),
+    )?);
+    let sim = plc::PlcSim::new(registry, settings.seed, now_us(), settings.time_scale);
+    let publisher = publisher::spawn_publisher(
+        sim,
+        Some(("127.0.0.1".into(), broker.port)),
+        Some(opcua.clone()),
+        settings.tick_ms,
+    )?;
+    Ok(EmbeddedPlant {
+        broker,
+        opcua,
+        publisher,
+    })
 }

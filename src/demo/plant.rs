@@ -14,8 +14,8 @@ use serde_json::json;
 
 use super::glb::{GlbBuilder, NodeSpec, Paint, Shape};
 use crate::registry::{
-    AssetRecord, Isa95Path, OmeKind, PlantInfo, PropertyRecord, Quantity, REGISTRY_FORMAT_VERSION,
-    Registry,
+    AssetRecord, Encoding, Isa95Path, OmeKind, PlantInfo, PropertyRecord, Quantity,
+    REGISTRY_FORMAT_VERSION, Registry,
 };
 
 const ENTERPRISE: &str = "Acme Precision";
@@ -336,6 +336,11 @@ fn prop(
     PropertyRecord {
         name: name.into(),
         unit: unit.into(),
+        encoding: if name.ends_with("_spectrum") {
+            Encoding::Spectrum
+        } else {
+            Encoding::Json
+        },
         mqtt: Some(topic(m, name)),
         opcua: opc.map(|leaf| format!("ns=2;s={}.{}.{leaf}", m.work_center, m.work_unit)),
         expected_period_ms: Some(period_ms),
@@ -449,7 +454,7 @@ fn asset_record(m: &MachineSpec) -> AssetRecord {
 
 const FLOOR: Paint = Paint::matte([0.62, 0.64, 0.66]);
 const AISLE_YELLOW: Paint = Paint::matte([0.95, 0.78, 0.10]);
-const WALKWAY_GREEN: Paint = Paint::matte([0.30, 0.55, 0.38]);
+const WALKWAY: Paint = Paint::matte([0.70, 0.72, 0.74]);
 const WALL: Paint = Paint::matte([0.80, 0.80, 0.76]);
 const MACHINE_WHITE: Paint = Paint::matte([0.86, 0.87, 0.88]);
 const MILL_BLUE: Paint = Paint::matte([0.16, 0.40, 0.72]);
@@ -502,7 +507,7 @@ fn hall() -> NodeSpec {
     }
     hall = hall.child(box_part(
         s("Walkway.Main"),
-        WALKWAY_GREEN,
+        WALKWAY,
         [-5.0, 0.004, -1.0],
         [50.0, 0.008, 7.0],
     ));

@@ -166,11 +166,23 @@ impl fmt::Display for Quantity {
     }
 }
 
+/// How a property's MQTT payloads are encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Encoding {
+    /// `{"value": …, "ts_us": …}` or a bare scalar.
+    #[default]
+    Json,
+    /// Binary spectrum frame (see `ingest::decode`).
+    Spectrum,
+}
+
 /// One observable property of an asset and where it is published.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PropertyRecord {
     pub name: String,
     pub unit: String,
+    pub encoding: Encoding,
     pub mqtt: Option<String>,
     pub opcua: Option<String>,
     /// How often a healthy source updates it; beyond that the value is stale.
@@ -243,6 +255,8 @@ struct RawProperty {
     mqtt: Option<Spanned<String>>,
     opcua: Option<Spanned<String>>,
     expected_period_ms: Option<u64>,
+    #[serde(default)]
+    encoding: Encoding,
 }
 
 /// Byte offset → 1-based (line, column).
@@ -462,6 +476,7 @@ pub fn parse_registry(text: &str, path: &Path) -> Result<Registry, RegistryError
                 .map(|p| PropertyRecord {
                     name: p.name.into_inner(),
                     unit: p.unit.into_inner(),
+                    encoding: p.encoding,
                     mqtt: p.mqtt.map(Spanned::into_inner),
                     opcua: p.opcua.map(Spanned::into_inner),
                     expected_period_ms: p.expected_period_ms,
@@ -529,6 +544,9 @@ impl Registry {
                 out.push_str("\n[[asset.property]]\n");
                 out.push_str(&format!("name = {}\n", toml_str(&p.name)));
                 out.push_str(&format!("unit = {}\n", toml_str(&p.unit)));
+                if p.encoding == Encoding::Spectrum {
+                    out.push_str("encoding = \"spectrum\"\n");
+                }
                 if let Some(t) = &p.mqtt {
                     out.push_str(&format!("mqtt = {}\n", toml_str(t)));
                 }

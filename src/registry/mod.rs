@@ -11,8 +11,8 @@ use std::collections::HashMap;
 use bevy::prelude::*;
 
 pub use file::{
-    AssetRecord, Isa95Path, KNOWN_UNITS, OmeKind, PlantInfo, Problem, PropertyRecord, Quantity,
-    REGISTRY_FORMAT_VERSION, Registry, RegistryError, load_registry, parse_registry,
+    AssetRecord, Encoding, Isa95Path, KNOWN_UNITS, OmeKind, PlantInfo, Problem, PropertyRecord,
+    Quantity, REGISTRY_FORMAT_VERSION, Registry, RegistryError, load_registry, parse_registry,
 };
 
 use crate::scene::layout::AssetRef;

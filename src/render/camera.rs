@@ -30,8 +30,8 @@ impl Default for OrbitCamera {
     fn default() -> Self {
         Self {
             focus: Vec3::ZERO,
-            yaw_rad: -0.6,
-            pitch_rad: 0.75,
+            yaw_rad: -0.3,
+            pitch_rad: 0.8,
             distance_m: 70.0,
             goal: None,
         }
@@ -49,9 +49,46 @@ impl OrbitCamera {
             .looking_at(self.focus, Vec3::Y)
     }
 
-    /// Distance at which a sphere of `radius_m` fills the view.
-    pub fn framing_distance(radius_m: f32, fov_y_rad: f32) -> f32 {
-        (radius_m / (fov_y_rad * 0.5).sin()).clamp(3.0, 400.0)
+    /// The closest distance from which every corner of `b` is inside the
+    /// view (with a margin), looking at its centre from the current heading.
+    pub fn fit_distance(&self, b: &WorldBounds, fov_y_rad: f32, aspect: f32) -> f32 {
+        let tan_y = (fov_y_rad * 0.5).tan() * 0.9;
+        let tan_x = tan_y * aspect.max(0.1);
+        let probe = OrbitCamera {
+            focus: b.center(),
+            ..self.clone()
+        };
+        let fits = |d: f32| {
+            let t = OrbitCamera {
+                distance_m: d,
+                ..probe.clone()
+            }
+            .transform();
+            let view = t.compute_affine().inverse();
+            (0..8).all(|i| {
+                let c = Vec3::new(
+                    if i & 1 == 0 { b.min.x } else { b.max.x },
+                    if i & 2 == 0 { b.min.y } else { b.max.y },
+                    if i & 4 == 0 { b.min.z } else { b.max.z },
+                );
+                let p = view.transform_point3(c);
+                let depth = -p.z;
+                depth > 0.1 && p.x.abs() <= depth * tan_x && p.y.abs() <= depth * tan_y
+            })
+        };
+        let (mut lo, mut hi) = (1.0f32, 600.0f32);
+        if !fits(hi) {
+            return hi;
+        }
+        for _ in 0..40 {
+            let mid = 0.5 * (lo + hi);
+            if fits(mid) {
+                hi = mid;
+            } else {
+                lo = mid;
+            }
+        }
+        hi.max(3.0)
     }
 }
 
@@ -200,19 +237,24 @@ pub fn apply_camera_commands(
     let Ok((mut cam, projection)) = cams.single_mut() else {
         return;
     };
-    let fov = match projection {
-        Projection::Perspective(p) => p.fov,
-        _ => std::f32::consts::FRAC_PI_4,
-    };
+    let (fov, aspect) = fov_aspect(projection);
     for c in commands.read() {
         let target = match c {
             CameraCommand::Frame(b) => Some(*b),
             CameraCommand::FrameAll => plant.iter().next().copied(),
         };
         if let Some(b) = target {
-            let radius = (b.max - b.min).length() * 0.5;
-            cam.goal = Some((b.center(), OrbitCamera::framing_distance(radius, fov)));
+            let d = cam.fit_distance(&b, fov, aspect);
+            cam.goal = Some((b.center(), d));
         }
+    }
+}
+
+/// Vertical field of view and aspect ratio of a projection.
+pub fn fov_aspect(projection: &Projection) -> (f32, f32) {
+    match projection {
+        Projection::Perspective(p) => (p.fov, p.aspect_ratio),
+        _ => (std::f32::consts::FRAC_PI_4, 16.0 / 9.0),
     }
 }
 

@@ -12,7 +12,7 @@ use bevy::render::view::screenshot::{Screenshot, ScreenshotCaptured, save_to_dis
 
 use super::status::StatusMarkers;
 use crate::scene::{LoadPhase, PlantLayout};
-use crate::twin::BoundAsset;
+use crate::twin::{AssetState, BoundAsset, MachineState};
 
 #[derive(Resource, Debug, Clone)]
 pub struct CaptureRequest {
@@ -22,6 +22,8 @@ pub struct CaptureRequest {
     pub exit_after: bool,
     /// Give up (and exit with an error) after this many frames.
     pub max_frames: u32,
+    /// Wait until this share of assets reports a live state (0 = don't wait).
+    pub min_live_fraction: f32,
 }
 
 #[derive(Resource, Debug, Default)]
@@ -41,7 +43,7 @@ pub fn drive_capture(
     req: Res<CaptureRequest>,
     mut p: ResMut<CaptureProgress>,
     layout: Res<PlantLayout>,
-    assets: Query<(), With<BoundAsset>>,
+    assets: Query<&AssetState, With<BoundAsset>>,
     marked: Query<(), (With<BoundAsset>, With<StatusMarkers>)>,
     done: Option<Res<CaptureDone>>,
     mut exit: MessageWriter<AppExit>,
@@ -71,7 +73,16 @@ pub fn drive_capture(
         return;
     }
     let ready = match &layout.phase {
-        LoadPhase::Ready => !assets.is_empty() && assets.iter().count() == marked.iter().count(),
+        LoadPhase::Ready => {
+            let total = assets.iter().count();
+            let live = assets
+                .iter()
+                .filter(|s| s.state != MachineState::Unknown)
+                .count();
+            total > 0
+                && total == marked.iter().count()
+                && live as f32 >= req.min_live_fraction * total as f32
+        }
         LoadPhase::Failed(_) => true,
         LoadPhase::Loading => false,
     };
@@ -84,6 +95,13 @@ pub fn drive_capture(
     }
     p.requested = true;
     let path = req.path.clone();
+    // A sidecar says what the picture shows, for tests and reviewers.
+    let mut states: Vec<String> = assets.iter().map(|s| s.state.label().to_string()).collect();
+    states.sort();
+    let sidecar = serde_json::json!({ "asset_states": states });
+    if let Err(e) = std::fs::write(path.with_extension("json"), sidecar.to_string()) {
+        warn!("cannot write the screenshot sidecar: {e}");
+    }
     commands
         .spawn(Screenshot::primary_window())
         .observe(save_to_disk(path))

@@ -146,31 +146,32 @@ fn setup_view(
     ));
 }
 
-/// Frames the whole plant the first time its bounds are known.
+/// Frames the whole plant the first time its bounds are known, once the
+/// viewport between the panels has its final size.
 fn frame_plant_once(
-    plant: Query<(), Added<PlantBounds>>,
-    mut cam: MessageWriter<CameraCommand>,
-    mut cams: Query<&mut OrbitCamera>,
+    mut done: Local<bool>,
+    mut cams: Query<(&mut OrbitCamera, &Projection, &Camera)>,
     bounds: Query<&WorldBounds, With<PlantBounds>>,
-    projections: Query<&Projection, With<OrbitCamera>>,
+    unbounded: Query<(), (With<crate::twin::BoundAsset>, Without<WorldBounds>)>,
+    insets: Res<ViewportInsets>,
 ) {
-    if plant.is_empty() {
+    // Wait for the panels (they shape the viewport) and for every asset's box.
+    if *done || insets.left == 0.0 || !unbounded.is_empty() {
         return;
     }
-    // Jump, don't glide, on the first framing so the first frames are useful.
-    if let (Ok(mut c), Some(b), Ok(p)) = (
-        cams.single_mut(),
-        bounds.iter().next(),
-        projections.single(),
-    ) {
-        let fov = match p {
-            Projection::Perspective(p) => p.fov,
-            _ => std::f32::consts::FRAC_PI_4,
-        };
-        c.focus = b.center();
-        c.distance_m = OrbitCamera::framing_distance((b.max - b.min).length() * 0.5, fov) * 0.8;
-        c.goal = None;
-    } else {
-        cam.write(CameraCommand::FrameAll);
+    let (Ok((mut c, p, cam)), Some(b)) = (cams.single_mut(), bounds.iter().next()) else {
+        return;
+    };
+    if cam.viewport.is_none() {
+        return;
     }
+    let Some(size) = cam.logical_viewport_size() else {
+        return;
+    };
+    // Jump, don't glide, on the first framing so the first frames are useful.
+    let (fov, _) = camera::fov_aspect(p);
+    c.focus = b.center();
+    c.distance_m = c.fit_distance(b, fov, size.x / size.y.max(1.0));
+    c.goal = None;
+    *done = true;
 }

@@ -6,12 +6,14 @@ use std::collections::HashMap;
 use bevy::prelude::*;
 
 use super::bounds::WorldBounds;
-use crate::twin::{AssetState, BoundAsset, MachineState};
+use crate::twin::{AssetState, BoundAsset, Freshness, MachineState};
 
 /// One material per machine state, shared by every beacon and pad.
 #[derive(Resource)]
 pub struct StatusPalette {
     pub beacon: HashMap<MachineState, Handle<StandardMaterial>>,
+    /// Beacon of a machine that went silent: dark, not lit.
+    pub stale: Handle<StandardMaterial>,
     pub pad: HashMap<MachineState, Handle<StandardMaterial>>,
     pub beacon_mesh: Handle<Mesh>,
     pub pad_mesh: Handle<Mesh>,
@@ -22,7 +24,7 @@ pub struct StatusPalette {
 pub struct StatusMarkers {
     pub beacon: Entity,
     pub pad: Entity,
-    pub shown: MachineState,
+    pub shown: (MachineState, bool),
 }
 
 /// Marks an entity drawn by the status layer (not part of the layout).
@@ -57,8 +59,14 @@ pub fn setup_palette(
             }),
         );
     }
+    let stale = materials.add(StandardMaterial {
+        base_color: Color::srgb(0.12, 0.12, 0.14),
+        perceptual_roughness: 0.4,
+        ..default()
+    });
     commands.insert_resource(StatusPalette {
         beacon,
+        stale,
         pad,
         beacon_mesh: meshes.add(Cylinder::new(0.22, 0.5)),
         pad_mesh: meshes.add(Cuboid::new(1.0, 0.02, 1.0)),
@@ -111,30 +119,41 @@ pub fn spawn_markers(
             .insert(StatusMarkers {
                 beacon,
                 pad,
-                shown: state.state,
+                shown: (state.state, false),
             });
     }
 }
 
-/// Recolours markers when a state changes.
+/// State, freshness and markers of one asset.
+type ShownStatus<'a> = (&'a AssetState, &'a Freshness, &'a mut StatusMarkers);
+
+/// Assets whose state or freshness changed.
+type StatusChanged = Or<(Changed<AssetState>, Changed<Freshness>)>;
+
+/// Recolours markers when a state or freshness changes.
 pub fn recolor_markers(
     palette: Option<Res<StatusPalette>>,
-    mut assets: Query<(&AssetState, &mut StatusMarkers), Changed<AssetState>>,
+    mut assets: Query<ShownStatus, StatusChanged>,
     mut mats: Query<&mut MeshMaterial3d<StandardMaterial>, With<StatusMarker>>,
 ) {
     let Some(palette) = palette else {
         return;
     };
-    for (state, mut markers) in &mut assets {
-        if markers.shown == state.state {
+    for (state, fresh, mut markers) in &mut assets {
+        let want = (state.state, fresh.stale);
+        if markers.shown == want {
             continue;
         }
         if let Ok(mut m) = mats.get_mut(markers.beacon) {
-            m.0 = palette.beacon[&state.state].clone();
+            m.0 = if fresh.stale {
+                palette.stale.clone()
+            } else {
+                palette.beacon[&state.state].clone()
+            };
         }
         if let Ok(mut m) = mats.get_mut(markers.pad) {
             m.0 = palette.pad[&state.state].clone();
         }
-        markers.shown = state.state;
+        markers.shown = want;
     }
 }

@@ -17,7 +17,7 @@ use bevy::world_serialization::{WorldAssetRoot, WorldInstanceReady};
 
 use crate::MezzanineSet;
 use crate::registry::AssetRegistry;
-use crate::twin::{AssetEntities, AssetState, BoundAsset};
+use crate::twin::{AssetEntities, AssetState, BoundAsset, Freshness, LiveValues};
 use layout::{Binder, BindingReport, Layout, NodeBinding};
 
 /// Asset source name under which the layout's folder is mounted.
@@ -185,9 +185,12 @@ pub fn bind_subtree(
                         );
                         continue;
                     }
-                    commands
-                        .entity(e)
-                        .insert((BoundAsset(idx), AssetState::default()));
+                    commands.entity(e).insert((
+                        BoundAsset(idx),
+                        AssetState::default(),
+                        LiveValues::default(),
+                        Freshness::default(),
+                    ));
                     index.0.insert(idx, e);
                     bound += 1;
                 }

@@ -2,15 +2,18 @@
 //! messages), per-asset components out ([`AssetState`] on each bound asset
 //! entity, found through [`AssetEntities`]).
 //!
-//! The adapters that feed it arrive with the live-ingest work; until then
-//! every asset shows [`MachineState::Unknown`] ("no data").
+//! Samples arrive through [`crate::ingest::PendingSamples`]; each asset keeps
+//! the last value per property ([`LiveValues`]) with source time and
+//! freshness, its machine state, and a [`Freshness`] flag that turns stale
+//! when the asset goes silent past its expected update period.
 
 use std::collections::HashMap;
 
 use bevy::prelude::*;
 
 use crate::MezzanineSet;
-use crate::registry::AssetIdx;
+use crate::ingest::{LatencyStats, Origin, PendingSamples, Quality, SampleValue, now_us};
+use crate::registry::{AssetIdx, AssetRegistry};
 
 /// What a machine is doing, in the categories OEE and the status colours use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Reflect)]
@@ -38,6 +41,19 @@ impl MachineState {
         MachineState::Down,
         MachineState::Unknown,
     ];
+
+    /// Parse a PLC state code (`running`, `down`, …).
+    pub fn parse(code: &str) -> Option<Self> {
+        Some(match code.trim().to_ascii_lowercase().as_str() {
+            "running" | "run" | "execute" => MachineState::Running,
+            "idle" => MachineState::Idle,
+            "blocked" => MachineState::Blocked,
+            "starved" => MachineState::Starved,
+            "setup" | "changeover" => MachineState::Setup,
+            "down" | "fault" | "aborted" => MachineState::Down,
+            _ => return None,
+        })
+    }
 
     pub fn label(self) -> &'static str {
         match self {
@@ -79,6 +95,45 @@ pub struct AssetState {
     pub since_ts_us: Option<i64>,
 }
 
+/// The last value of one property.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LastValue {
+    pub value: SampleValue,
+    pub quality: Quality,
+    pub origin: Origin,
+    pub source_ts_us: i64,
+    pub received_us: i64,
+    pub applied_us: i64,
+}
+
+/// Last value per property, indexed like the registry's property list.
+#[derive(Component, Debug, Clone, Default, PartialEq)]
+pub struct LiveValues(pub Vec<Option<LastValue>>);
+
+/// Whether an asset is still talking.
+#[derive(Component, Debug, Clone, Default, PartialEq)]
+pub struct Freshness {
+    /// Receipt time of the newest sample of any property.
+    pub last_sample_us: Option<i64>,
+    /// No sample for longer than three expected update periods.
+    pub stale: bool,
+}
+
+/// What the twin did with the samples it was given.
+#[derive(Resource, Debug, Clone, Default, PartialEq)]
+pub struct TwinCounters {
+    pub applied: u64,
+    /// Same property, same source time (QoS 1 redelivery, or the same
+    /// value arriving through MQTT and OPC UA).
+    pub duplicates: u64,
+    /// Older than the value already held: kept out of the live state.
+    pub out_of_order: u64,
+    /// For an asset the layout has no node for.
+    pub without_entity: u64,
+    /// A `state` text that is not a known machine state.
+    pub unknown_state_codes: u64,
+}
+
 /// Asset index → its entity in the live world.
 #[derive(Resource, Debug, Default)]
 pub struct AssetEntities(pub HashMap<AssetIdx, Entity>);
@@ -97,8 +152,16 @@ pub struct TwinPlugin;
 impl Plugin for TwinPlugin {
     fn build(&self, app: &mut App) {
         app.init_resource::<AssetEntities>()
+            .init_resource::<TwinCounters>()
+            .init_resource::<PendingSamples>()
+            .init_resource::<LatencyStats>()
             .add_message::<MachineStateUpdate>()
-            .add_systems(Update, apply_state_updates.in_set(MezzanineSet::Apply));
+            .add_systems(
+                Update,
+                (apply_samples, apply_state_updates, mark_stale)
+                    .chain()
+                    .in_set(MezzanineSet::Apply),
+            );
     }
 }
 
@@ -125,6 +188,126 @@ pub fn apply_state_updates(
                 reason: u.reason.clone(),
                 since_ts_us: Some(u.ts_us),
             };
+        }
+    }
+}
+
+/// Applies drained samples to the live state, then acknowledges them.
+#[allow(clippy::too_many_arguments)]
+pub fn apply_samples(
+    mut pending: ResMut<PendingSamples>,
+    registry: Res<AssetRegistry>,
+    entities: Res<AssetEntities>,
+    mut assets: Query<(&mut LiveValues, &mut AssetState, &mut Freshness)>,
+    mut counters: ResMut<TwinCounters>,
+    mut latency: ResMut<LatencyStats>,
+) {
+    if pending.0.is_empty() {
+        return;
+    }
+    let applied_us = now_us();
+    for (sample, ack) in pending.0.drain(..) {
+        let r = sample.property;
+        let target = entities
+            .0
+            .get(&r.asset)
+            .and_then(|&e| assets.get_mut(e).ok());
+        let Some((mut values, mut state, mut fresh)) = target else {
+            counters.without_entity += 1;
+            if let Some(a) = ack {
+                a.send();
+            }
+            continue;
+        };
+        let pi = r.property as usize;
+        if values.0.len() <= pi {
+            values.0.resize(pi + 1, None);
+        }
+        let src = sample.hops.source_us;
+        let verdict = match &values.0[pi] {
+            Some(last) if last.source_ts_us == src => Verdict::Duplicate,
+            Some(last) if last.source_ts_us > src => Verdict::OutOfOrder,
+            _ => Verdict::Apply,
+        };
+        fresh.last_sample_us = Some(
+            fresh
+                .last_sample_us
+                .map_or(sample.hops.received_us, |t| t.max(sample.hops.received_us)),
+        );
+        match verdict {
+            Verdict::Duplicate => counters.duplicates += 1,
+            Verdict::OutOfOrder => counters.out_of_order += 1,
+            Verdict::Apply => {
+                counters.applied += 1;
+                latency.record_applied(sample.origin, &sample.hops, applied_us);
+                let is_state = registry.property(r).is_some_and(|(_, p)| p.name == "state");
+                if let (true, SampleValue::Text(code)) = (is_state, &sample.value) {
+                    match MachineState::parse(code.as_str()) {
+                        Some(ms) => {
+                            if state.state != ms || state.reason != sample.reason {
+                                *state = AssetState {
+                                    state: ms,
+                                    reason: sample.reason.clone(),
+                                    since_ts_us: Some(src),
+                                };
+                            }
+                        }
+                        None => counters.unknown_state_codes += 1,
+                    }
+                }
+                values.0[pi] = Some(LastValue {
+                    value: sample.value,
+                    quality: sample.quality,
+                    origin: sample.origin,
+                    source_ts_us: src,
+                    received_us: sample.hops.received_us,
+                    applied_us,
+                });
+            }
+        }
+        if let Some(a) = ack {
+            a.send();
+        }
+    }
+}
+
+enum Verdict {
+    Apply,
+    Duplicate,
+    OutOfOrder,
+}
+
+/// How long an asset may stay silent: three times its fastest update period.
+pub fn silence_limit_us(registry: &AssetRegistry, asset: AssetIdx) -> i64 {
+    let fastest_ms = registry
+        .get(asset)
+        .and_then(|a| {
+            a.properties
+                .iter()
+                .filter_map(|p| p.expected_period_ms)
+                .min()
+        })
+        .unwrap_or(5_000);
+    (fastest_ms.max(100) as i64) * 3 * 1000
+}
+
+/// Flags assets that went silent (checked twice a second).
+pub fn mark_stale(
+    mut last_check_us: Local<i64>,
+    registry: Res<AssetRegistry>,
+    mut assets: Query<(&BoundAsset, &mut Freshness)>,
+) {
+    let now = now_us();
+    if now - *last_check_us < 500_000 {
+        return;
+    }
+    *last_check_us = now;
+    for (b, mut f) in &mut assets {
+        let stale = f
+            .last_sample_us
+            .is_some_and(|t| now - t > silence_limit_us(&registry, b.0));
+        if f.stale != stale {
+            f.stale = stale;
         }
     }
 }

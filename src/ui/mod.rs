@@ -3,6 +3,7 @@
 //! Panels never change the twin; they only send commands.
 
 pub mod clock;
+pub mod live;
 pub mod panels;
 
 use std::collections::HashMap;
@@ -10,12 +11,22 @@ use std::collections::HashMap;
 use bevy::prelude::*;
 use bevy_egui::{EguiContexts, EguiPrimaryContextPass, egui};
 
+use crate::ingest::{DeadLetters, LatencyStats, LinkStatus, now_us};
 use crate::registry::{AssetIdx, AssetRegistry};
 use crate::render::{
     CameraCommand, OrbitCamera, Selection, SelectionCommand, ViewportInsets, WorldBounds,
 };
 use crate::scene::{LoadPhase, PlantLayout};
-use crate::twin::{AssetState, BoundAsset, MachineState};
+use crate::twin::{AssetState, BoundAsset, Freshness, LiveValues, MachineState, TwinCounters};
+
+/// Read-only view of the ingest state for the panels.
+#[derive(bevy::ecs::system::SystemParam)]
+pub struct IngestView<'w> {
+    links: Res<'w, LinkStatus>,
+    latency: Res<'w, LatencyStats>,
+    counters: Res<'w, TwinCounters>,
+    dead: Res<'w, DeadLetters>,
+}
 use panels::{InspectorView, hierarchy_ui, inspector_ui, state_color, state_dot_ui};
 
 /// View-only UI state (what the user typed, which panels are open).
@@ -23,6 +34,8 @@ use panels::{InspectorView, hierarchy_ui, inspector_ui, state_color, state_dot_u
 pub struct UiState {
     pub filter: String,
     pub show_labels: bool,
+    pub show_latency: bool,
+    pub show_ingest: bool,
 }
 
 pub struct UiPlugin;
@@ -32,6 +45,8 @@ impl Plugin for UiPlugin {
         app.insert_resource(UiState {
             filter: String::new(),
             show_labels: true,
+            show_latency: false,
+            show_ingest: false,
         })
         .add_systems(EguiPrimaryContextPass, main_ui);
     }
@@ -45,6 +60,8 @@ fn main_ui(
     layout: Res<PlantLayout>,
     selection: Res<Selection>,
     assets: Query<(&BoundAsset, &AssetState, Option<&WorldBounds>)>,
+    live: Query<(&BoundAsset, &LiveValues, &Freshness)>,
+    ingest: IngestView,
     cameras: Query<(&Camera, &GlobalTransform), With<OrbitCamera>>,
     mut insets: ResMut<ViewportInsets>,
     mut sel_out: MessageWriter<SelectionCommand>,
@@ -69,6 +86,9 @@ fn main_ui(
                 ui.label(egui::RichText::new("Mezzanine").strong().size(16.0));
                 ui.separator();
                 ui.label(&registry.plant().name);
+                ui.label(
+                    egui::RichText::new(clock::now_label(&registry.plant().time_zone)).monospace(),
+                );
                 ui.separator();
                 match &layout.phase {
                     LoadPhase::Loading => {
@@ -101,9 +121,20 @@ fn main_ui(
                     cam_out.write(CameraCommand::FrameAll);
                 }
                 ui.checkbox(&mut ui_state.show_labels, "Labels");
-                ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
-                    ui.monospace(clock::now_label(&registry.plant().time_zone));
-                });
+                ui.separator();
+                for (name, state) in [
+                    ("MQTT", &ingest.links.mqtt),
+                    ("OPC UA", &ingest.links.opcua),
+                ] {
+                    let (text, colour) = live::link_label(state);
+                    ui.colored_label(colour, format!("● {name}"))
+                        .on_hover_text(text);
+                }
+                ui.toggle_value(&mut ui_state.show_latency, "Latency");
+                ui.toggle_value(
+                    &mut ui_state.show_ingest,
+                    format!("Ingest ({} dead letters)", ingest.dead.total),
+                );
             });
         })
         .response
@@ -157,6 +188,11 @@ fn main_ui(
             .find(|b| &b.asset_id == id)
             .map(|b| b.via)
     });
+    let (live_values, freshness) = selection
+        .selected
+        .and_then(|s| live.iter().find(|(b, _, _)| b.0 == s))
+        .map(|(_, v, f)| (Some(v), Some(f)))
+        .unwrap_or((None, None));
     let right = egui::Panel::right("inspector")
         .resizable(true)
         .default_size(330.0)
@@ -169,6 +205,9 @@ fn main_ui(
                 &InspectorView {
                     state: selected_state,
                     bound_via,
+                    live: live_values,
+                    freshness,
+                    now_us: now_us(),
                 },
             ));
         })
@@ -185,6 +224,21 @@ fn main_ui(
     if *insets != new_insets {
         *insets = new_insets;
     }
+
+    let mut show_latency = ui_state.show_latency;
+    egui::Window::new("Latency, hop by hop")
+        .open(&mut show_latency)
+        .default_pos(egui::pos2(left + 20.0, top + 20.0))
+        .show(&ctx, |ui| live::latency_ui(ui, &ingest.latency));
+    ui_state.show_latency = show_latency;
+    let mut show_ingest = ui_state.show_ingest;
+    egui::Window::new("Ingest")
+        .open(&mut show_ingest)
+        .default_pos(egui::pos2(left + 20.0, top + 320.0))
+        .show(&ctx, |ui| {
+            live::ingest_ui(ui, &ingest.links, &ingest.counters, &ingest.dead)
+        });
+    ui_state.show_ingest = show_ingest;
 
     if ui_state.show_labels {
         labels_ui(&ctx, &registry, &selection, &assets, &cameras, new_insets);

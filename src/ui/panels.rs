@@ -9,7 +9,7 @@ use bevy_egui::egui::{self, Color32, RichText};
 use crate::registry::{AssetIdx, AssetRegistry};
 use crate::render::SelectionCommand;
 use crate::scene::layout::BindVia;
-use crate::twin::{AssetState, MachineState};
+use crate::twin::{AssetState, Freshness, LiveValues, MachineState};
 
 pub fn state_color(s: MachineState) -> Color32 {
     let [r, g, b] = s.srgb();
@@ -132,6 +132,9 @@ pub fn hierarchy_ui(
 pub struct InspectorView<'a> {
     pub state: Option<&'a AssetState>,
     pub bound_via: Option<BindVia>,
+    pub live: Option<&'a LiveValues>,
+    pub freshness: Option<&'a Freshness>,
+    pub now_us: i64,
 }
 
 /// The registry record of the selection, with its live state.
@@ -142,6 +145,7 @@ pub fn inspector_ui(
     view: &InspectorView<'_>,
 ) -> Vec<SelectionCommand> {
     let mut out = Vec::new();
+    let tz = registry.plant().time_zone.as_str();
     let Some(a) = selected.and_then(|i| registry.get(i)) else {
         ui.weak("Nothing selected.");
         ui.label("Click a machine in the 3D view or a work unit in the plant tree.");
@@ -170,11 +174,31 @@ pub fn inspector_ui(
             ui.label(format!("({r})"));
         }
     });
+    if let Some(since) = state.since_ts_us {
+        ui.weak(format!(
+            "since {}",
+            super::clock::label_at(
+                jiff::Timestamp::from_microsecond(since).unwrap_or(jiff::Timestamp::UNIX_EPOCH),
+                tz
+            )
+        ));
+    }
+    if view.freshness.is_some_and(|f| f.stale) {
+        ui.colored_label(
+            Color32::from_rgb(230, 180, 40),
+            "Stale: no data for longer than three update periods.",
+        );
+    }
     if state.state == MachineState::Unknown {
         ui.weak("No live data received for this asset yet.");
     }
     ui.separator();
     egui::ScrollArea::vertical().show(ui, |ui| {
+        egui::CollapsingHeader::new("Live values")
+            .default_open(true)
+            .show(ui, |ui| {
+                super::live::live_values_ui(ui, a, view.live, view.now_us);
+            });
         egui::CollapsingHeader::new("Identity")
             .default_open(true)
             .show(ui, |ui| {
@@ -221,7 +245,7 @@ pub fn inspector_ui(
                     });
             });
         egui::CollapsingHeader::new(format!("Properties ({})", a.properties.len()))
-            .default_open(true)
+            .default_open(false)
             .show(ui, |ui| {
                 for p in &a.properties {
                     ui.label(RichText::new(format!("{} [{}]", p.name, p.unit)).strong());

@@ -3,8 +3,10 @@
 
 mod binding;
 mod check_cli;
+mod live;
 mod registry;
 mod screenshot;
+mod twin_live;
 
 use std::path::PathBuf;
 

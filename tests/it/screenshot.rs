@@ -49,7 +49,7 @@ fn start_xvfb() -> Xvfb {
 /// Counts pixels per colour family, judged by hue and saturation so that
 /// lighting and shading do not matter.
 fn colour_families(img: &image::RgbImage) -> [usize; 5] {
-    // orange (robots, racks), yellow (aisles, fences), green (walkway), teal (lathes), blue (mills, racks)
+    // orange (robots, racks), yellow (aisles, fences), green (running machines), teal (lathes), blue (mills, racks)
     let mut counts = [0usize; 5];
     for p in img.pixels() {
         let [r, g, b] = p.0.map(|c| f32::from(c) / 255.0);
@@ -147,6 +147,28 @@ fn app_renders_the_demo_plant_with_panels() {
     assert!(
         present >= 4,
         "too few machine colours in the render: {families:?}"
+    );
+
+    // Live state colours: the picture was taken once the embedded plant had
+    // reported states, and running machines show green beacons and pads.
+    let sidecar: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(png.with_extension("json")).expect("sidecar written"),
+    )
+    .expect("sidecar is JSON");
+    let states: Vec<&str> = sidecar["asset_states"]
+        .as_array()
+        .expect("states")
+        .iter()
+        .filter_map(|v| v.as_str())
+        .collect();
+    let live = states.iter().filter(|s| **s != "no data").count();
+    assert!(
+        live * 10 >= states.len() * 9,
+        "too few live states at capture: {states:?}"
+    );
+    assert!(
+        families[2] > 100,
+        "no running-green in the render: {families:?} with {states:?}"
     );
 
     // Panels are there: the plant tree (left) and inspector (right) are dark egui panels.

@@ -1,0 +1,365 @@
+//! `mezzanine bench ingest`: a load generator in, a table out.
+//!
+//! Drives N tag updates per second through the real path — rumqttc
+//! publishers → embedded rumqttd broker → MQTT adapter → bounded channel →
+//! the twin's apply system in a headless Bevy app — and reports sustained
+//! throughput, per-hop p50/p99, CPU used, and lost or duplicated updates.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bevy::prelude::*;
+use rumqttc::{AsyncClient, MqttOptions, QoS};
+
+use crate::CoreSetsPlugin;
+use crate::demo::broker::{free_port, start_embedded_broker};
+use crate::ingest::decode::encode_json;
+use crate::ingest::mqtt::{MqttSettings, spawn_mqtt_adapter};
+use crate::ingest::{Hop, IngestPlugin, LatencyStats, Origin, SampleValue, ingest_channel, now_us};
+use crate::registry::{
+    AssetIdx, AssetRecord, AssetRegistry, Encoding, Isa95Path, OmeKind, PlantInfo, PropertyRecord,
+    REGISTRY_FORMAT_VERSION, Registry, RegistryPlugin,
+};
+use crate::twin::{
+    AssetEntities, AssetState, BoundAsset, Freshness, LiveValues, TwinCounters, TwinPlugin,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    #[error(transparent)]
+    Demo(#[from] crate::demo::DemoError),
+    #[error(transparent)]
+    Ingest(#[from] crate::ingest::IngestError),
+    #[error("the adapter did not connect within 20 s")]
+    NoConnection,
+}
+
+/// What one load step measured.
+#[derive(Debug, Clone)]
+pub struct StepResult {
+    pub target_per_s: u64,
+    pub published: u64,
+    pub applied: u64,
+    pub duplicates: u64,
+    pub lost: u64,
+    pub sustained_per_s: f64,
+    pub hops: BTreeMap<&'static str, (u64, u64)>,
+    pub cpu_percent: f64,
+}
+
+/// A registry of `assets` × `props` synthetic tags under `bench/`.
+pub fn synthetic_registry(assets: usize, props: usize) -> Registry {
+    Registry {
+        version: REGISTRY_FORMAT_VERSION,
+        plant: PlantInfo {
+            name: "bench".into(),
+            time_zone: "UTC".into(),
+        },
+        assets: (0..assets)
+            .map(|a| AssetRecord {
+                id: format!("A{a:04}"),
+                name: format!("bench asset {a}"),
+                class: "bench".into(),
+                iso23247: OmeKind::Equipment,
+                isa95: Isa95Path {
+                    enterprise: "bench".into(),
+                    site: "bench".into(),
+                    area: "bench".into(),
+                    work_center: "wc".into(),
+                    work_unit: format!("u{a}"),
+                },
+                gltf_node: format!("A{a:04}"),
+                properties: (0..props)
+                    .map(|p| PropertyRecord {
+                        name: format!("p{p}"),
+                        unit: "1".into(),
+                        encoding: Encoding::Json,
+                        mqtt: Some(format!("bench/a{a}/p{p}")),
+                        opcua: None,
+                        expected_period_ms: Some(1_000),
+                    })
+                    .collect(),
+                nominal: Default::default(),
+            })
+            .collect(),
+        source: "bench".into(),
+    }
+}
+
+/// CPU seconds this process has used (user + system), from /proc.
+fn cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    // Fields after the parenthesised command name; utime and stime are 14 and 15.
+    let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+        return 0.0;
+    };
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+fn twin_app(reg: &AssetRegistry, rx: crate::ingest::IngestReceiver) -> App {
+    let mut app = App::new();
+    app.add_plugins((
+        MinimalPlugins,
+        CoreSetsPlugin,
+        RegistryPlugin {
+            registry: reg.clone(),
+        },
+        TwinPlugin,
+    ))
+    .add_plugins(IngestPlugin { receiver: rx });
+    let mut index = AssetEntities::default();
+    for i in 0..reg.assets().len() {
+        let idx = AssetIdx(i as u32);
+        let e = app
+            .world_mut()
+            .spawn((
+                BoundAsset(idx),
+                AssetState::default(),
+                LiveValues::default(),
+                Freshness::default(),
+            ))
+            .id();
+        index.0.insert(idx, e);
+    }
+    app.insert_resource(index);
+    app
+}
+
+/// Run the ingest benchmark and print its table.
+pub fn run_ingest_bench(quick: bool) -> Result<Vec<StepResult>, BenchError> {
+    let (assets, props) = (100, 10);
+    let reg = AssetRegistry::new(synthetic_registry(assets, props));
+    let topics: Arc<Vec<String>> = Arc::new(
+        reg.assets()
+            .iter()
+            .flat_map(|a| a.properties.iter().filter_map(|p| p.mqtt.clone()))
+            .collect(),
+    );
+    let broker = start_embedded_broker(free_port()?)?;
+    let (tx, rx) = ingest_channel(65_536);
+    let adapter = spawn_mqtt_adapter(
+        MqttSettings {
+            host: "127.0.0.1".into(),
+            port: broker.port,
+            client_id: "bench-twin".into(),
+            username: None,
+            password: None,
+            topics: vec!["bench/#".into()],
+        },
+        Arc::new(reg.clone()),
+        tx,
+    )?;
+    let mut app = twin_app(&reg, rx);
+    let start = Instant::now();
+    while app.world().resource::<crate::ingest::LinkStatus>().mqtt
+        != crate::ingest::LinkState::Connected
+    {
+        app.update();
+        if start.elapsed() > Duration::from_secs(20) {
+            return Err(BenchError::NoConnection);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+
+    let (rates, step_s): (&[u64], u64) = if quick {
+        (&[5_000, 20_000], 4)
+    } else {
+        (&[10_000, 50_000, 100_000], 10)
+    };
+    let mut results = Vec::new();
+    for &rate in rates {
+        app.world_mut().resource_mut::<LatencyStats>().reset();
+        let before = app.world().resource::<TwinCounters>().clone();
+        let cpu0 = cpu_seconds();
+        let published = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let load = spawn_load(
+            broker.port,
+            topics.clone(),
+            rate,
+            step_s,
+            published.clone(),
+            stop.clone(),
+        );
+        let t0 = Instant::now();
+        // Apply until the load ends and the pipeline is drained (or gives up).
+        let mut idle_since: Option<Instant> = None;
+        let mut last_applied = 0;
+        loop {
+            app.update();
+            let c = app.world().resource::<TwinCounters>();
+            let seen = c.applied + c.duplicates + c.out_of_order
+                - before.applied
+                - before.duplicates
+                - before.out_of_order;
+            let done_publishing = load.is_finished();
+            if done_publishing && seen >= published.load(Ordering::Relaxed) {
+                break;
+            }
+            if seen == last_applied && done_publishing {
+                let since = *idle_since.get_or_insert_with(Instant::now);
+                if since.elapsed() > Duration::from_secs(5) {
+                    break;
+                }
+            } else {
+                idle_since = None;
+            }
+            last_applied = seen;
+            if t0.elapsed() > Duration::from_secs(step_s * 6 + 30) {
+                stop.store(true, Ordering::Relaxed);
+                break;
+            }
+        }
+        let _ = load.join();
+        let wall_s = t0.elapsed().as_secs_f64();
+        let cpu_percent = (cpu_seconds() - cpu0) / wall_s * 100.0;
+        let c = app.world().resource::<TwinCounters>().clone();
+        let applied = c.applied - before.applied;
+        let duplicates = c.duplicates - before.duplicates;
+        let published = published.load(Ordering::Relaxed);
+        let lat = app.world().resource::<LatencyStats>();
+        let mut hops = BTreeMap::new();
+        for h in [
+            Hop::SourceToAdapter,
+            Hop::Decode,
+            Hop::DecodeToApply,
+            Hop::SourceToTwin,
+        ] {
+            if let Some(s) = lat.summary(Origin::Mqtt, h) {
+                hops.insert(h.label(), (s.p50_us, s.p99_us));
+            }
+        }
+        results.push(StepResult {
+            target_per_s: rate,
+            published,
+            applied,
+            duplicates,
+            lost: published
+                .saturating_sub(applied + duplicates + (c.out_of_order - before.out_of_order)),
+            sustained_per_s: applied as f64 / wall_s,
+            hops,
+            cpu_percent,
+        });
+    }
+    adapter.stop();
+    print_table(&results, assets * props);
+    Ok(results)
+}
+
+/// Publishers on their own thread, `rate` updates/s for `secs` seconds,
+/// cycling through the topics; each payload carries its publish time.
+fn spawn_load(
+    port: u16,
+    topics: Arc<Vec<String>>,
+    rate: u64,
+    secs: u64,
+    published: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<()> {
+    std::thread::Builder::new()
+        .name("bench-load".into())
+        .spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async move {
+                let mut opts = MqttOptions::new(format!("bench-load-{rate}"), "127.0.0.1", port);
+                opts.set_keep_alive(Duration::from_secs(30));
+                opts.set_inflight(u16::MAX);
+                let (client, mut el) = AsyncClient::new(opts, 50_000);
+                let pump = tokio::spawn(async move {
+                    loop {
+                        if el.poll().await.is_err() {
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                    }
+                });
+                let total = rate * secs;
+                let t0 = Instant::now();
+                let mut sent = 0u64;
+                let mut value = 0.0f64;
+                while sent < total && !stop.load(Ordering::Relaxed) {
+                    let due = ((t0.elapsed().as_secs_f64() * rate as f64) as u64).min(total);
+                    if sent >= due {
+                        tokio::time::sleep(Duration::from_micros(500)).await;
+                        continue;
+                    }
+                    while sent < due {
+                        let topic = &topics[(sent as usize) % topics.len()];
+                        value += 1.0;
+                        let payload = encode_json(&SampleValue::Number(value), now_us(), None);
+                        if client
+                            .publish(topic.clone(), QoS::AtLeastOnce, false, payload)
+                            .await
+                            .is_err()
+                        {
+                            return;
+                        }
+                        sent += 1;
+                        published.store(sent, Ordering::Relaxed);
+                    }
+                }
+                // Let the last publishes leave before the client goes.
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                pump.abort();
+            });
+        })
+        .unwrap_or_else(|e| panic!("cannot start the load thread: {e}"))
+}
+
+fn ms(us: u64) -> String {
+    format!("{:.2}", us as f64 / 1000.0)
+}
+
+fn print_table(results: &[StepResult], tags: usize) {
+    println!(
+        "\ningest benchmark: {tags} tags, publishers → embedded rumqttd → MQTT adapter → twin (QoS 1, JSON)"
+    );
+    println!(
+        "{:>9} | {:>9} | {:>9} | {:>10} | {:>5} | {:>4} | {:>15} | {:>15} | {:>15} | {:>5}",
+        "target/s",
+        "published",
+        "applied",
+        "sustained/s",
+        "lost",
+        "dup",
+        "src→adapter ms",
+        "decode→twin ms",
+        "src→twin ms",
+        "CPU%"
+    );
+    println!("{}", "-".repeat(122));
+    for r in results {
+        let hop = |k: &str| {
+            r.hops.get(k).map_or("-".to_string(), |(p50, p99)| {
+                format!("{}/{}", ms(*p50), ms(*p99))
+            })
+        };
+        println!(
+            "{:>9} | {:>9} | {:>9} | {:>10.0} | {:>5} | {:>4} | {:>15} | {:>15} | {:>15} | {:>5.0}",
+            r.target_per_s,
+            r.published,
+            r.applied,
+            r.sustained_per_s,
+            r.lost,
+            r.duplicates,
+            hop(Hop::SourceToAdapter.label()),
+            hop(Hop::DecodeToApply.label()),
+            hop(Hop::SourceToTwin.label()),
+            r.cpu_percent
+        );
+    }
+    println!(
+        "(latency columns are p50/p99; CPU% is of one core, 200% = both cores of this machine)"
+    );
+}

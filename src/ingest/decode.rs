@@ -1,0 +1,278 @@
+//! Payload decoders: bytes in, a [`Decoded`] value (or a reason to dead-letter
+//! it) out. Also the matching encoders the demo plant publishes with.
+//!
+//! - JSON: `{"value": 1234.5, "ts_us": 1764000000000000, "quality": "good",
+//!   "reason": "…"}`; `ts` in milliseconds is accepted too, and a bare scalar
+//!   (`1234.5`, `"running"`, `true`) is a value stamped on receipt.
+//! - Spectrum (binary, little endian): `b"SPEC"`, u16 version (1), u16 bin
+//!   count, f32 bin width in Hz, i64 source time in µs, then the f32 bins.
+
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use super::sample::{Quality, SampleValue};
+
+/// Why a payload could not be decoded.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("payload is not JSON: {0}")]
+    NotJson(String),
+    #[error("JSON object has no `value`")]
+    MissingValue,
+    #[error("`value` is {0}, expected a number, boolean or string")]
+    WrongType(&'static str),
+    #[error("`value` is text but the property is measured in `{unit}`")]
+    TextForQuantity { unit: String },
+    #[error("`{field}` is not a valid {expected}")]
+    BadField {
+        field: &'static str,
+        expected: &'static str,
+    },
+    #[error("spectrum payload truncated: {got} of {need} bytes")]
+    Truncated { got: usize, need: usize },
+    #[error("spectrum payload does not start with SPEC")]
+    BadMagic,
+    #[error("spectrum format version {0} is not supported")]
+    UnsupportedVersion(u16),
+}
+
+/// A decoded payload, before identity is attached.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decoded {
+    pub value: SampleValue,
+    pub source_ts_us: Option<i64>,
+    pub quality: Quality,
+    pub reason: Option<String>,
+}
+
+fn json_type(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+fn scalar(v: Value, unit: &str) -> Result<SampleValue, DecodeError> {
+    match v {
+        Value::Number(n) => n
+            .as_f64()
+            .map(SampleValue::Number)
+            .ok_or(DecodeError::WrongType("a number out of range")),
+        Value::Bool(b) => Ok(SampleValue::Bool(b)),
+        Value::String(s) if unit == "1" => Ok(SampleValue::Text(s)),
+        Value::String(_) => Err(DecodeError::TextForQuantity { unit: unit.into() }),
+        other => Err(DecodeError::WrongType(json_type(&other))),
+    }
+}
+
+/// Decode a JSON payload for a property measured in `unit`.
+pub fn decode_json(payload: &[u8], unit: &str) -> Result<Decoded, DecodeError> {
+    let v: Value =
+        serde_json::from_slice(payload).map_err(|e| DecodeError::NotJson(e.to_string()))?;
+    let Value::Object(mut map) = v else {
+        return Ok(Decoded {
+            value: scalar(v, unit)?,
+            source_ts_us: None,
+            quality: Quality::Good,
+            reason: None,
+        });
+    };
+    let value = scalar(map.remove("value").ok_or(DecodeError::MissingValue)?, unit)?;
+    let source_ts_us = match (map.get("ts_us"), map.get("ts")) {
+        (Some(t), _) => Some(t.as_i64().ok_or(DecodeError::BadField {
+            field: "ts_us",
+            expected: "integer of microseconds",
+        })?),
+        (None, Some(t)) => Some(
+            t.as_i64().ok_or(DecodeError::BadField {
+                field: "ts",
+                expected: "integer of milliseconds",
+            })? * 1000,
+        ),
+        (None, None) => None,
+    };
+    let quality = match map.get("quality") {
+        None => Quality::Good,
+        Some(Value::String(s)) => Quality::parse(s).ok_or(DecodeError::BadField {
+            field: "quality",
+            expected: "quality (good, uncertain, bad)",
+        })?,
+        Some(_) => {
+            return Err(DecodeError::BadField {
+                field: "quality",
+                expected: "quality (good, uncertain, bad)",
+            });
+        }
+    };
+    let reason = map
+        .get("reason")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    Ok(Decoded {
+        value,
+        source_ts_us,
+        quality,
+        reason,
+    })
+}
+
+/// Encode a JSON payload (the demo plant's publisher).
+pub fn encode_json(value: &SampleValue, ts_us: i64, reason: Option<&str>) -> Vec<u8> {
+    let v = match value {
+        SampleValue::Number(n) => serde_json::json!(n),
+        SampleValue::Bool(b) => serde_json::json!(b),
+        SampleValue::Text(s) => serde_json::json!(s),
+        SampleValue::Spectrum { .. } => serde_json::json!(null),
+    };
+    let mut o = serde_json::json!({ "value": v, "ts_us": ts_us });
+    if let Some(r) = reason {
+        o["reason"] = serde_json::json!(r);
+    }
+    o.to_string().into_bytes()
+}
+
+const SPEC_MAGIC: &[u8; 4] = b"SPEC";
+const SPEC_HEADER: usize = 4 + 2 + 2 + 4 + 8;
+
+/// Decode a binary spectrum payload.
+pub fn decode_spectrum(payload: &[u8]) -> Result<Decoded, DecodeError> {
+    if payload.len() < SPEC_HEADER {
+        return Err(DecodeError::Truncated {
+            got: payload.len(),
+            need: SPEC_HEADER,
+        });
+    }
+    if &payload[0..4] != SPEC_MAGIC {
+        return Err(DecodeError::BadMagic);
+    }
+    let u16_at = |o: usize| u16::from_le_bytes([payload[o], payload[o + 1]]);
+    let version = u16_at(4);
+    if version != 1 {
+        return Err(DecodeError::UnsupportedVersion(version));
+    }
+    let count = usize::from(u16_at(6));
+    let bin_hz = f32::from_le_bytes([payload[8], payload[9], payload[10], payload[11]]);
+    let mut ts = [0u8; 8];
+    ts.copy_from_slice(&payload[12..20]);
+    let ts_us = i64::from_le_bytes(ts);
+    let need = SPEC_HEADER + count * 4;
+    if payload.len() < need {
+        return Err(DecodeError::Truncated {
+            got: payload.len(),
+            need,
+        });
+    }
+    let bins: Arc<[f32]> = payload[SPEC_HEADER..need]
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    Ok(Decoded {
+        value: SampleValue::Spectrum { bin_hz, bins },
+        source_ts_us: Some(ts_us),
+        quality: Quality::Good,
+        reason: None,
+    })
+}
+
+/// Encode a binary spectrum payload.
+pub fn encode_spectrum(bin_hz: f32, bins: &[f32], ts_us: i64) -> Vec<u8> {
+    let count = bins.len().min(usize::from(u16::MAX));
+    let mut out = Vec::with_capacity(SPEC_HEADER + count * 4);
+    out.extend_from_slice(SPEC_MAGIC);
+    out.extend_from_slice(&1u16.to_le_bytes());
+    out.extend_from_slice(&(count as u16).to_le_bytes());
+    out.extend_from_slice(&bin_hz.to_le_bytes());
+    out.extend_from_slice(&ts_us.to_le_bytes());
+    for b in &bins[..count] {
+        out.extend_from_slice(&b.to_le_bytes());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_object_scalar_and_millisecond_time() {
+        let d = decode_json(
+            br#"{"value": 1234.5, "ts_us": 17, "quality": "uncertain"}"#,
+            "rpm",
+        )
+        .expect("decodes");
+        assert_eq!(d.value, SampleValue::Number(1234.5));
+        assert_eq!(d.source_ts_us, Some(17));
+        assert_eq!(d.quality, Quality::Uncertain);
+        let d = decode_json(
+            br#"{"value": "down", "ts": 5, "reason": "tool breakage"}"#,
+            "1",
+        )
+        .expect("decodes");
+        assert_eq!(d.value, SampleValue::Text("down".into()));
+        assert_eq!(d.source_ts_us, Some(5000));
+        assert_eq!(d.reason.as_deref(), Some("tool breakage"));
+        let d = decode_json(b"42", "count").expect("bare scalar");
+        assert_eq!((d.value, d.source_ts_us), (SampleValue::Number(42.0), None));
+    }
+
+    #[test]
+    fn json_bad_inputs_say_why() {
+        assert!(matches!(
+            decode_json(br#"{"value": 12"#, "rpm"),
+            Err(DecodeError::NotJson(_))
+        ));
+        assert_eq!(
+            decode_json(br#"{"v": 1}"#, "rpm"),
+            Err(DecodeError::MissingValue)
+        );
+        assert_eq!(
+            decode_json(br#"{"value": [1, 2]}"#, "rpm"),
+            Err(DecodeError::WrongType("an array"))
+        );
+        assert_eq!(
+            decode_json(br#"{"value": "fast"}"#, "rpm"),
+            Err(DecodeError::TextForQuantity { unit: "rpm".into() })
+        );
+        assert!(matches!(
+            decode_json(br#"{"value": 1, "ts_us": "noon"}"#, "rpm"),
+            Err(DecodeError::BadField { field: "ts_us", .. })
+        ));
+    }
+
+    #[test]
+    fn spectrum_round_trip_and_truncation() {
+        let bins = [0.1f32, 2.5, 0.3];
+        let bytes = encode_spectrum(12.5, &bins, 99);
+        let d = decode_spectrum(&bytes).expect("decodes");
+        assert_eq!(d.source_ts_us, Some(99));
+        let SampleValue::Spectrum { bin_hz, bins: got } = d.value else {
+            panic!("not a spectrum");
+        };
+        assert_eq!((bin_hz, &got[..]), (12.5, &bins[..]));
+        assert_eq!(
+            decode_spectrum(&bytes[..bytes.len() - 1]),
+            Err(DecodeError::Truncated {
+                got: bytes.len() - 1,
+                need: bytes.len()
+            })
+        );
+        assert_eq!(
+            decode_spectrum(b"SPE"),
+            Err(DecodeError::Truncated { got: 3, need: 20 })
+        );
+        let mut wrong = bytes.clone();
+        wrong[0] = b'X';
+        assert_eq!(decode_spectrum(&wrong), Err(DecodeError::BadMagic));
+        wrong = bytes;
+        wrong[4] = 9;
+        assert_eq!(
+            decode_spectrum(&wrong),
+            Err(DecodeError::UnsupportedVersion(9))
+        );
+    }
+}

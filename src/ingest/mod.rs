@@ -1,0 +1,218 @@
+//! Live ingest: adapters (MQTT, OPC UA) turn bytes into [`Sample`]s on their
+//! own named threads and send them over one bounded channel; the
+//! [`IngestPlugin`] drains it once per frame into [`PendingSamples`] for the
+//! twin, and keeps [`DeadLetters`], [`LinkStatus`] and counters.
+//!
+//! Adapters know the registry (identity) but nothing of entities.
+
+pub mod decode;
+pub mod latency;
+pub mod mqtt;
+pub mod opcua;
+pub mod sample;
+
+use std::collections::VecDeque;
+
+use bevy::prelude::*;
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+
+use crate::MezzanineSet;
+pub use latency::{Hop, LatencyStats};
+pub use sample::{HopStamps, Origin, Quality, Sample, SampleValue, now_us};
+
+/// Everything that can go wrong starting or running an adapter.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error("bad broker URL `{url}`: {reason}")]
+    BadUrl { url: String, reason: String },
+    #[error("cannot start the {what} thread: {source}")]
+    Thread {
+        what: &'static str,
+        source: std::io::Error,
+    },
+    #[error("OPC UA client configuration is invalid: {0}")]
+    OpcUaConfig(String),
+    #[error("{0} is not supported by this build")]
+    Unsupported(String),
+}
+
+/// Called once the sample it belongs to is safely handled (today: applied to
+/// the twin; with the history store: committed to disk). Sends the MQTT
+/// PUBACK for QoS 1 deliveries.
+pub struct Ack(Box<dyn FnOnce() + Send + Sync>);
+
+impl Ack {
+    pub fn new(f: impl FnOnce() + Send + Sync + 'static) -> Self {
+        Self(Box::new(f))
+    }
+    pub fn send(self) {
+        (self.0)();
+    }
+}
+
+impl std::fmt::Debug for Ack {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Ack")
+    }
+}
+
+/// A payload that could not become a sample, kept so that nothing vanishes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeadLetter {
+    pub origin: Origin,
+    /// Topic or node id.
+    pub source: String,
+    pub reason: String,
+    pub payload_len: usize,
+    /// The first bytes of the payload, for the operator to look at.
+    pub payload_head: Vec<u8>,
+    pub received_us: i64,
+}
+
+/// Connection state of one adapter.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum LinkState {
+    #[default]
+    NotStarted,
+    Connecting,
+    Connected,
+    Disconnected(String),
+}
+
+/// What adapters send over the channel.
+#[derive(Debug)]
+pub enum IngestEvent {
+    Sample(Sample, Option<Ack>),
+    DeadLetter(DeadLetter, Option<Ack>),
+    Link { origin: Origin, state: LinkState },
+}
+
+/// The sending half handed to adapters.
+#[derive(Clone, Debug)]
+pub struct IngestSender(Sender<IngestEvent>);
+
+impl IngestSender {
+    /// Blocks while the channel is full: back-pressure onto the adapter
+    /// thread (and so onto the broker), never a silent drop.
+    pub fn send(&self, ev: IngestEvent) -> bool {
+        self.0.send(ev).is_ok()
+    }
+
+    /// Non-blocking send for status events.
+    pub fn try_send(&self, ev: IngestEvent) -> bool {
+        !matches!(self.0.try_send(ev), Err(TrySendError::Disconnected(_)))
+    }
+}
+
+/// The receiving half, drained by the app.
+#[derive(Resource, Clone)]
+pub struct IngestReceiver(pub Receiver<IngestEvent>);
+
+/// A bounded channel between adapters and the app.
+pub fn ingest_channel(capacity: usize) -> (IngestSender, IngestReceiver) {
+    let (tx, rx) = crossbeam_channel::bounded(capacity);
+    (IngestSender(tx), IngestReceiver(rx))
+}
+
+/// Samples drained this frame, waiting for the twin to apply them.
+#[derive(Resource, Debug, Default)]
+pub struct PendingSamples(pub Vec<(Sample, Option<Ack>)>);
+
+/// The most recent dead letters and the count of all of them.
+#[derive(Resource, Debug, Default)]
+pub struct DeadLetters {
+    pub recent: VecDeque<DeadLetter>,
+    pub total: u64,
+}
+
+impl DeadLetters {
+    pub const KEEP: usize = 500;
+    pub fn push(&mut self, d: DeadLetter) {
+        if self.total < 20 {
+            warn!(
+                "dead letter from {} `{}`: {}",
+                d.origin.label(),
+                d.source,
+                d.reason
+            );
+        }
+        self.total += 1;
+        if self.recent.len() == Self::KEEP {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(d);
+    }
+}
+
+/// Connection state per adapter, as last reported.
+#[derive(Resource, Debug, Default, Clone)]
+pub struct LinkStatus {
+    pub mqtt: LinkState,
+    pub opcua: LinkState,
+    pub mqtt_reconnects: u32,
+    pub opcua_reconnects: u32,
+}
+
+/// Most events drained in one frame, so a flood cannot freeze the UI.
+#[derive(Resource, Debug, Clone, Copy)]
+pub struct DrainBudget(pub usize);
+
+impl Default for DrainBudget {
+    fn default() -> Self {
+        Self(250_000)
+    }
+}
+
+pub struct IngestPlugin {
+    pub receiver: IngestReceiver,
+}
+
+impl Plugin for IngestPlugin {
+    fn build(&self, app: &mut App) {
+        app.insert_resource(self.receiver.clone())
+            .init_resource::<PendingSamples>()
+            .init_resource::<DeadLetters>()
+            .init_resource::<LinkStatus>()
+            .init_resource::<DrainBudget>()
+            .init_resource::<LatencyStats>()
+            .add_systems(Update, drain_ingest.in_set(MezzanineSet::Ingest))
+            .add_systems(Last, latency::record_frame_hop);
+    }
+}
+
+pub fn drain_ingest(
+    rx: Res<IngestReceiver>,
+    budget: Res<DrainBudget>,
+    mut pending: ResMut<PendingSamples>,
+    mut dead: ResMut<DeadLetters>,
+    mut links: ResMut<LinkStatus>,
+) {
+    for ev in rx.0.try_iter().take(budget.0) {
+        match ev {
+            IngestEvent::Sample(s, ack) => pending.0.push((s, ack)),
+            IngestEvent::DeadLetter(d, ack) => {
+                dead.push(d);
+                // Recorded: the broker need not send it again.
+                if let Some(a) = ack {
+                    a.send();
+                }
+            }
+            IngestEvent::Link { origin, state } => {
+                let links = &mut *links;
+                let (slot, count) = match origin {
+                    Origin::Mqtt => (&mut links.mqtt, &mut links.mqtt_reconnects),
+                    Origin::OpcUa => (&mut links.opcua, &mut links.opcua_reconnects),
+                };
+                if state == LinkState::Connected && matches!(slot, LinkState::Disconnected(_)) {
+                    *count += 1;
+                }
+                if let LinkState::Disconnected(why) = &state {
+                    warn!("{} link down: {why}", origin.label());
+                } else if state == LinkState::Connected {
+                    info!("{} link up", origin.label());
+                }
+                *slot = state;
+            }
+        }
+    }
+}

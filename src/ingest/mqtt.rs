@@ -1,0 +1,291 @@
+//! The MQTT adapter: UNS topics in (rumqttc, QoS 1, persistent session),
+//! [`IngestEvent`]s out over the bounded channel.
+//!
+//! Session: fixed client id, clean session off, manual acks. A QoS 1 message
+//! is acknowledged only when the app calls its [`Ack`] (after the twin
+//! applied it), so a crash in between makes the broker deliver it again.
+//! Reconnects with exponential backoff (100 ms → 5 s), re-subscribing on
+//! every connection.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Publish, QoS};
+
+use super::decode::{decode_json, decode_spectrum};
+use super::sample::{HopStamps, Origin, Sample, now_us};
+use super::{Ack, DeadLetter, IngestError, IngestEvent, IngestSender, LinkState};
+use crate::registry::{AssetRegistry, Encoding};
+
+/// Where and how to connect.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MqttSettings {
+    pub host: String,
+    pub port: u16,
+    pub client_id: String,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    /// Filters to subscribe to, e.g. `acme/lyon/#`.
+    pub topics: Vec<String>,
+}
+
+/// Split `mqtt://host:port` (or `tcp://`, or a bare `host:port`).
+pub fn parse_mqtt_url(url: &str) -> Result<(String, u16), IngestError> {
+    let bad = |reason: &str| IngestError::BadUrl {
+        url: url.to_string(),
+        reason: reason.to_string(),
+    };
+    let rest = if let Some(r) = url
+        .strip_prefix("mqtt://")
+        .or_else(|| url.strip_prefix("tcp://"))
+    {
+        r
+    } else if url.starts_with("mqtts://") || url.starts_with("ssl://") {
+        return Err(IngestError::Unsupported(format!(
+            "TLS to the broker (`{url}`); use a loopback or VPN link, or an mqtt:// URL"
+        )));
+    } else if url.contains("://") {
+        return Err(bad("scheme must be mqtt://"));
+    } else {
+        url
+    };
+    let rest = rest.trim_end_matches('/');
+    let (host, port) = match rest.rsplit_once(':') {
+        Some((h, p)) => (
+            h,
+            p.parse::<u16>().map_err(|_| bad("port is not a number"))?,
+        ),
+        None => (rest, 1883),
+    };
+    if host.is_empty() {
+        return Err(bad("no host"));
+    }
+    Ok((host.to_string(), port))
+}
+
+/// A running adapter; dropping it does not stop it, `stop` does.
+pub struct MqttAdapter {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Drop for MqttAdapter {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+impl MqttAdapter {
+    pub fn stop(mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Start the adapter on its own named thread with its own runtime.
+pub fn spawn_mqtt_adapter(
+    settings: MqttSettings,
+    registry: Arc<AssetRegistry>,
+    tx: IngestSender,
+) -> Result<MqttAdapter, IngestError> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let stop_t = stop.clone();
+    let thread = std::thread::Builder::new()
+        .name("mqtt-ingest".into())
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    tx.try_send(IngestEvent::Link {
+                        origin: Origin::Mqtt,
+                        state: LinkState::Disconnected(format!("no runtime: {e}")),
+                    });
+                    return;
+                }
+            };
+            rt.block_on(run(settings, registry, tx, stop_t));
+        })
+        .map_err(|source| IngestError::Thread {
+            what: "MQTT adapter",
+            source,
+        })?;
+    Ok(MqttAdapter {
+        stop,
+        thread: Some(thread),
+    })
+}
+
+async fn run(
+    settings: MqttSettings,
+    registry: Arc<AssetRegistry>,
+    tx: IngestSender,
+    stop: Arc<AtomicBool>,
+) {
+    let mut opts = MqttOptions::new(
+        settings.client_id.clone(),
+        settings.host.clone(),
+        settings.port,
+    );
+    opts.set_keep_alive(Duration::from_secs(10));
+    opts.set_clean_session(false);
+    opts.set_manual_acks(true);
+    opts.set_max_packet_size(1 << 20, 1 << 20);
+    if let (Some(u), Some(p)) = (&settings.username, &settings.password) {
+        opts.set_credentials(u.clone(), p.clone());
+    }
+    let (client, mut eventloop) = AsyncClient::new(opts, 4096);
+    let link = |state| {
+        tx.try_send(IngestEvent::Link {
+            origin: Origin::Mqtt,
+            state,
+        });
+    };
+    link(LinkState::Connecting);
+    let mut backoff = Duration::from_millis(100);
+    let mut connected = false;
+    while !stop.load(Ordering::Relaxed) {
+        let polled = tokio::time::timeout(Duration::from_millis(250), eventloop.poll()).await;
+        let Ok(event) = polled else {
+            continue; // quiet period: look at the stop flag again
+        };
+        match event {
+            Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                connected = true;
+                backoff = Duration::from_millis(100);
+                let filters = settings
+                    .topics
+                    .iter()
+                    .map(|t| rumqttc::SubscribeFilter::new(t.clone(), QoS::AtLeastOnce));
+                if let Err(e) = client.try_subscribe_many(filters) {
+                    link(LinkState::Disconnected(format!("subscribe failed: {e}")));
+                } else {
+                    link(LinkState::Connected);
+                }
+            }
+            Ok(Event::Incoming(Packet::Publish(p))) => {
+                let received_us = now_us();
+                let ev = to_event(&registry, &client, p, received_us);
+                if !tx.send(ev) {
+                    return; // the app is gone
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                if connected {
+                    connected = false;
+                }
+                link(LinkState::Disconnected(e.to_string()));
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+    let _ = client.try_disconnect();
+}
+
+fn ack_for(client: &AsyncClient, p: &Publish) -> Option<Ack> {
+    if p.qos == QoS::AtMostOnce {
+        return None;
+    }
+    let client = client.clone();
+    // Keep what the ack needs, not the payload.
+    let mut token = Publish::new(p.topic.clone(), p.qos, Vec::new());
+    token.pkid = p.pkid;
+    Some(Ack::new(move || {
+        let _ = client.try_ack(&token);
+    }))
+}
+
+/// Decode one publish into a sample or a dead letter.
+pub fn to_event(
+    registry: &AssetRegistry,
+    client: &AsyncClient,
+    p: Publish,
+    received_us: i64,
+) -> IngestEvent {
+    let ack = ack_for(client, &p);
+    match decode_publish(registry, &p.topic, &p.payload, received_us) {
+        Ok(sample) => IngestEvent::Sample(sample, ack),
+        Err(reason) => IngestEvent::DeadLetter(
+            DeadLetter {
+                origin: Origin::Mqtt,
+                source: p.topic.clone(),
+                reason,
+                payload_len: p.payload.len(),
+                payload_head: p.payload.iter().take(64).copied().collect(),
+                received_us,
+            },
+            ack,
+        ),
+    }
+}
+
+/// Resolve a topic through the registry and decode its payload.
+pub fn decode_publish(
+    registry: &AssetRegistry,
+    topic: &str,
+    payload: &[u8],
+    received_us: i64,
+) -> Result<Sample, String> {
+    let Some(r) = registry.resolve_topic(topic) else {
+        return Err("topic is not in the asset registry".into());
+    };
+    let Some((_, prop)) = registry.property(r) else {
+        return Err("registry entry vanished".into());
+    };
+    let decoded = match prop.encoding {
+        Encoding::Json => decode_json(payload, &prop.unit),
+        Encoding::Spectrum => decode_spectrum(payload),
+    }
+    .map_err(|e| e.to_string())?;
+    let decoded_us = now_us();
+    Ok(Sample {
+        property: r,
+        value: decoded.value,
+        reason: decoded.reason,
+        quality: decoded.quality,
+        origin: Origin::Mqtt,
+        hops: HopStamps {
+            source_us: decoded.source_ts_us.unwrap_or(received_us),
+            broker_us: None,
+            received_us,
+            decoded_us,
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        assert_eq!(
+            parse_mqtt_url("mqtt://broker.local:1884").ok(),
+            Some(("broker.local".into(), 1884))
+        );
+        assert_eq!(
+            parse_mqtt_url("127.0.0.1").ok(),
+            Some(("127.0.0.1".into(), 1883))
+        );
+        assert!(matches!(
+            parse_mqtt_url("http://x:1"),
+            Err(IngestError::BadUrl { .. })
+        ));
+        assert!(matches!(
+            parse_mqtt_url("mqtt://x:port"),
+            Err(IngestError::BadUrl { .. })
+        ));
+        assert!(matches!(
+            parse_mqtt_url("mqtts://x:8883"),
+            Err(IngestError::Unsupported(_))
+        ));
+    }
+}

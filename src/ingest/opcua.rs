@@ -1,0 +1,391 @@
+//! The OPC UA adapter: data changes of every registry node id in (async-opcua
+//! subscription, monitored items created in chunks), [`IngestEvent`]s out.
+//!
+//! Runs on its own named thread. When the connection drops, the session's
+//! event loop ends and the adapter builds a new session and subscription
+//! after a backoff (200 ms doubling to 5 s), so a server restart is survived.
+
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use opcua::client::{ClientBuilder, DataChangeCallback, IdentityToken, MonitoredItem, Session};
+use opcua::crypto::SecurityPolicy;
+use opcua::types::{
+    DataValue, MessageSecurityMode, MonitoredItemCreateRequest, NodeId, TimestampsToReturn,
+    UserTokenPolicy, Variant,
+};
+
+use super::sample::{HopStamps, Origin, Quality, Sample, SampleValue, now_us};
+use super::{DeadLetter, IngestError, IngestEvent, IngestSender, LinkState};
+use crate::registry::AssetRegistry;
+
+/// Servers cap monitored items per call; this many is accepted everywhere.
+pub const MONITORED_ITEMS_PER_CALL: usize = 500;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpcUaSettings {
+    /// e.g. `opc.tcp://127.0.0.1:4840/`
+    pub endpoint: String,
+    /// `None`, `Basic256Sha256` or `Aes256Sha256RsaPss`.
+    pub security_policy: String,
+    /// `None`, `Sign` or `SignAndEncrypt`.
+    pub security_mode: String,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    /// Where the client keeps its certificate and trusted server certificates.
+    pub pki_dir: PathBuf,
+    /// Sampling interval asked of the server.
+    pub sampling_interval_ms: f64,
+}
+
+pub struct OpcUaAdapter {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Drop for OpcUaAdapter {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+impl OpcUaAdapter {
+    pub fn stop(mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn security(
+    settings: &OpcUaSettings,
+) -> Result<(SecurityPolicy, MessageSecurityMode), IngestError> {
+    let policy = match settings.security_policy.as_str() {
+        "None" => SecurityPolicy::None,
+        "Basic256Sha256" => SecurityPolicy::Basic256Sha256,
+        "Aes256Sha256RsaPss" | "Aes256_Sha256_RsaPss" => SecurityPolicy::Aes256Sha256RsaPss,
+        other => {
+            return Err(IngestError::OpcUaConfig(format!(
+                "security policy `{other}` (use None, Basic256Sha256 or Aes256Sha256RsaPss)"
+            )));
+        }
+    };
+    let mode = match settings.security_mode.as_str() {
+        "None" => MessageSecurityMode::None,
+        "Sign" => MessageSecurityMode::Sign,
+        "SignAndEncrypt" => MessageSecurityMode::SignAndEncrypt,
+        other => {
+            return Err(IngestError::OpcUaConfig(format!(
+                "security mode `{other}` (use None, Sign or SignAndEncrypt)"
+            )));
+        }
+    };
+    if (policy == SecurityPolicy::None) != (mode == MessageSecurityMode::None) {
+        return Err(IngestError::OpcUaConfig(
+            "security policy None goes with mode None, and only with it".into(),
+        ));
+    }
+    Ok((policy, mode))
+}
+
+pub fn spawn_opcua_adapter(
+    settings: OpcUaSettings,
+    registry: Arc<AssetRegistry>,
+    tx: IngestSender,
+) -> Result<OpcUaAdapter, IngestError> {
+    let (policy, mode) = security(&settings)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let stop_t = stop.clone();
+    let thread = std::thread::Builder::new()
+        .name("opcua-ingest".into())
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    tx.try_send(IngestEvent::Link {
+                        origin: Origin::OpcUa,
+                        state: LinkState::Disconnected(format!("no runtime: {e}")),
+                    });
+                    return;
+                }
+            };
+            rt.block_on(run(settings, policy, mode, registry, tx, stop_t));
+        })
+        .map_err(|source| IngestError::Thread {
+            what: "OPC UA adapter",
+            source,
+        })?;
+    Ok(OpcUaAdapter {
+        stop,
+        thread: Some(thread),
+    })
+}
+
+async fn run(
+    settings: OpcUaSettings,
+    policy: SecurityPolicy,
+    mode: MessageSecurityMode,
+    registry: Arc<AssetRegistry>,
+    tx: IngestSender,
+    stop: Arc<AtomicBool>,
+) {
+    let link = |state| {
+        tx.try_send(IngestEvent::Link {
+            origin: Origin::OpcUa,
+            state,
+        });
+    };
+    let client = ClientBuilder::new()
+        .application_name("Mezzanine")
+        .application_uri("urn:mezzanine:client")
+        .product_uri("urn:mezzanine")
+        .pki_dir(settings.pki_dir.clone())
+        .create_sample_keypair(true)
+        .trust_server_certs(true)
+        // No retries inside the session: after a server restart its
+        // re-created subscription was seen to stay silent, so the adapter
+        // builds a fresh session and subscription itself (below).
+        .session_retry_limit(0)
+        .keep_alive_interval(Duration::from_secs(2))
+        .client();
+    let mut client = match client {
+        Ok(c) => c,
+        Err(errs) => {
+            link(LinkState::Disconnected(format!(
+                "client configuration: {}",
+                errs.join("; ")
+            )));
+            return;
+        }
+    };
+    let node_ids: Vec<String> = registry
+        .assets()
+        .iter()
+        .flat_map(|a| a.properties.iter().filter_map(|p| p.opcua.clone()))
+        .collect();
+    let mut backoff = Duration::from_millis(200);
+    while !stop.load(Ordering::Relaxed) {
+        link(LinkState::Connecting);
+        let identity = match (&settings.username, &settings.password) {
+            (Some(u), Some(p)) => IdentityToken::UserName(u.clone(), p.clone().into()),
+            _ => IdentityToken::Anonymous,
+        };
+        let endpoint = (
+            settings.endpoint.as_str(),
+            policy.to_str(),
+            mode,
+            UserTokenPolicy::anonymous(),
+        );
+        let connected = client
+            .connect_to_matching_endpoint(endpoint, identity)
+            .await;
+        let (session, event_loop) = match connected {
+            Ok(s) => s,
+            Err(e) => {
+                link(LinkState::Disconnected(format!(
+                    "connect to {}: {e}",
+                    settings.endpoint
+                )));
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+                continue;
+            }
+        };
+        let mut loop_handle = event_loop.spawn();
+        let up = tokio::time::timeout(Duration::from_secs(10), session.wait_for_connection()).await;
+        if !matches!(up, Ok(true)) {
+            link(LinkState::Disconnected("session did not come up".into()));
+            loop_handle.abort();
+            tokio::time::sleep(backoff).await;
+            continue;
+        }
+        if let Err(e) = subscribe(
+            &session,
+            &registry,
+            &node_ids,
+            &tx,
+            settings.sampling_interval_ms,
+        )
+        .await
+        {
+            link(LinkState::Disconnected(e));
+            let _ = session.disconnect().await;
+            loop_handle.abort();
+            tokio::time::sleep(backoff).await;
+            continue;
+        }
+        backoff = Duration::from_millis(200);
+        link(LinkState::Connected);
+        loop {
+            tokio::select! {
+                status = &mut loop_handle => {
+                    let why = match status {
+                        Ok(s) => format!("session ended: {s}"),
+                        Err(e) => format!("session task failed: {e}"),
+                    };
+                    link(LinkState::Disconnected(why));
+                    break;
+                }
+                _ = tokio::time::sleep(Duration::from_millis(250)) => {
+                    if stop.load(Ordering::Relaxed) {
+                        let _ = session.disconnect().await;
+                        loop_handle.abort();
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn subscribe(
+    session: &Arc<Session>,
+    registry: &Arc<AssetRegistry>,
+    node_ids: &[String],
+    tx: &IngestSender,
+    sampling_interval_ms: f64,
+) -> Result<(), String> {
+    let reg = registry.clone();
+    let tx_cb = tx.clone();
+    let callback = DataChangeCallback::new(move |dv: DataValue, item: &MonitoredItem| {
+        let received_us = now_us();
+        let node = item.item_to_monitor().node_id.to_string();
+        let ev = match data_change_to_sample(&reg, &node, &dv, received_us) {
+            Ok(s) => IngestEvent::Sample(s, None),
+            Err(reason) => IngestEvent::DeadLetter(
+                DeadLetter {
+                    origin: Origin::OpcUa,
+                    source: node,
+                    reason,
+                    payload_len: 0,
+                    payload_head: Vec::new(),
+                    received_us,
+                },
+                None,
+            ),
+        };
+        tx_cb.send(ev);
+    });
+    let sub = session
+        .create_subscription(Duration::from_millis(50), 600, 20, 0, 0, true, callback)
+        .await
+        .map_err(|e| format!("create subscription: {e}"))?;
+    let mut bad = Vec::new();
+    for chunk in node_ids.chunks(MONITORED_ITEMS_PER_CALL) {
+        let mut items = Vec::with_capacity(chunk.len());
+        for id in chunk {
+            match NodeId::from_str(id) {
+                Ok(n) => {
+                    let mut req = MonitoredItemCreateRequest::from(n);
+                    req.requested_parameters.sampling_interval = sampling_interval_ms;
+                    req.requested_parameters.queue_size = 10;
+                    items.push(req);
+                }
+                Err(_) => bad.push(id.clone()),
+            }
+        }
+        let created = session
+            .create_monitored_items(sub, TimestampsToReturn::Both, items)
+            .await
+            .map_err(|e| format!("create monitored items: {e}"))?;
+        for (c, id) in created.iter().zip(chunk) {
+            if !c.result.status_code.is_good() {
+                bad.push(format!("{id} ({})", c.result.status_code));
+            }
+        }
+    }
+    for id in bad {
+        tx.try_send(IngestEvent::DeadLetter(
+            DeadLetter {
+                origin: Origin::OpcUa,
+                source: id,
+                reason: "the server refused to monitor this node".into(),
+                payload_len: 0,
+                payload_head: Vec::new(),
+                received_us: now_us(),
+            },
+            None,
+        ));
+    }
+    Ok(())
+}
+
+/// OPC UA time (100 ns ticks since 1601) → µs since the Unix epoch.
+fn ticks_to_unix_us(ticks: i64) -> i64 {
+    (ticks - 116_444_736_000_000_000) / 10
+}
+
+/// Map a data change through the registry into a sample.
+pub fn data_change_to_sample(
+    registry: &AssetRegistry,
+    node_id: &str,
+    dv: &DataValue,
+    received_us: i64,
+) -> Result<Sample, String> {
+    let r = registry
+        .resolve_opcua(node_id)
+        .ok_or_else(|| "node id is not in the asset registry".to_string())?;
+    let (_, prop) = registry.property(r).ok_or("registry entry vanished")?;
+    let variant = dv.value.as_ref().ok_or("data change without a value")?;
+    let value = match variant {
+        Variant::Double(v) => SampleValue::Number(*v),
+        Variant::Float(v) => SampleValue::Number(f64::from(*v)),
+        Variant::Int16(v) => SampleValue::Number(f64::from(*v)),
+        Variant::UInt16(v) => SampleValue::Number(f64::from(*v)),
+        Variant::Int32(v) => SampleValue::Number(f64::from(*v)),
+        Variant::UInt32(v) => SampleValue::Number(f64::from(*v)),
+        Variant::Int64(v) => SampleValue::Number(*v as f64),
+        Variant::UInt64(v) => SampleValue::Number(*v as f64),
+        Variant::Byte(v) => SampleValue::Number(f64::from(*v)),
+        Variant::Boolean(b) => SampleValue::Bool(*b),
+        Variant::String(s) if prop.unit == "1" => SampleValue::Text(s.as_ref().to_string()),
+        Variant::String(_) => {
+            return Err(format!(
+                "text value for a property measured in `{}`",
+                prop.unit
+            ));
+        }
+        Variant::Empty => return Err("empty value".into()),
+        other => return Err(format!("unsupported value type {:?}", other.type_id())),
+    };
+    let status = dv.status.unwrap_or_default();
+    let quality = if status.is_good() {
+        Quality::Good
+    } else if status.is_uncertain() {
+        Quality::Uncertain
+    } else {
+        Quality::Bad
+    };
+    let server_us = dv
+        .server_timestamp
+        .as_ref()
+        .map(|t| ticks_to_unix_us(t.checked_ticks()));
+    let source_us = dv
+        .source_timestamp
+        .as_ref()
+        .map(|t| ticks_to_unix_us(t.checked_ticks()))
+        .or(server_us)
+        .unwrap_or(received_us);
+    let decoded_us = now_us();
+    Ok(Sample {
+        property: r,
+        value,
+        reason: None,
+        quality,
+        origin: Origin::OpcUa,
+        hops: HopStamps {
+            source_us,
+            broker_us: server_us,
+            received_us,
+            decoded_us,
+        },
+    })
+}

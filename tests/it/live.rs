@@ -1,0 +1,426 @@
+//! Live ingest against real servers: the embedded rumqttd broker, a real
+//! mosquitto started by the test (killed and restarted mid-run), and an
+//! async-opcua server started in the test (restarted mid-stream).
+
+use std::collections::HashSet;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mezzanine::demo::broker::{free_port, start_embedded_broker};
+use mezzanine::demo::opcua_server::start_opcua_server;
+use mezzanine::demo::plant::PlantSpec;
+use mezzanine::ingest::decode::{encode_json, encode_spectrum};
+use mezzanine::ingest::mqtt::{MqttSettings, spawn_mqtt_adapter};
+use mezzanine::ingest::opcua::{OpcUaSettings, spawn_opcua_adapter};
+use mezzanine::ingest::{
+    IngestEvent, IngestReceiver, LinkState, Origin, SampleValue, ingest_channel, now_us,
+};
+use mezzanine::registry::AssetRegistry;
+use opcua::types::{NodeId, Variant};
+use rumqttc::{AsyncClient, MqttOptions, QoS};
+
+fn registry() -> Arc<AssetRegistry> {
+    Arc::new(AssetRegistry::new(PlantSpec::demo().registry()))
+}
+
+fn settings(port: u16, client_id: &str) -> MqttSettings {
+    MqttSettings {
+        host: "127.0.0.1".into(),
+        port,
+        client_id: client_id.into(),
+        username: None,
+        password: None,
+        topics: vec!["acme/lyon/#".into()],
+    }
+}
+
+/// Collects adapter events until `done` says so or the guard time runs out.
+fn collect(
+    rx: &IngestReceiver,
+    guard: Duration,
+    mut done: impl FnMut(&[IngestEvent]) -> bool,
+) -> Vec<IngestEvent> {
+    let start = Instant::now();
+    let mut out = Vec::new();
+    while start.elapsed() < guard {
+        if let Ok(ev) = rx.0.recv_timeout(Duration::from_millis(50)) {
+            // Acknowledge as the twin does once it has applied a sample.
+            out.extend(ack_all(vec![ev]));
+        }
+        if done(&out) {
+            break;
+        }
+    }
+    out
+}
+
+fn ack_all(events: Vec<IngestEvent>) -> Vec<IngestEvent> {
+    events
+        .into_iter()
+        .map(|ev| match ev {
+            IngestEvent::Sample(s, Some(a)) => {
+                a.send();
+                IngestEvent::Sample(s, None)
+            }
+            IngestEvent::DeadLetter(d, Some(a)) => {
+                a.send();
+                IngestEvent::DeadLetter(d, None)
+            }
+            other => other,
+        })
+        .collect()
+}
+
+fn connected(events: &[IngestEvent], origin: Origin) -> bool {
+    events
+        .iter()
+        .any(|e| matches!(e, IngestEvent::Link { origin: o, state: LinkState::Connected } if *o == origin))
+}
+
+/// A publishing client on its own runtime.
+struct Pub {
+    rt: tokio::runtime::Runtime,
+    client: AsyncClient,
+}
+
+impl Pub {
+    fn new(port: u16, id: &str) -> Self {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let mut opts = MqttOptions::new(id, "127.0.0.1", port);
+        opts.set_keep_alive(Duration::from_secs(5));
+        opts.set_clean_session(false);
+        let (client, mut el) = AsyncClient::new(opts, 10_000);
+        rt.spawn(async move {
+            loop {
+                if el.poll().await.is_err() {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        });
+        Self { rt, client }
+    }
+
+    fn publish(&self, topic: &str, payload: Vec<u8>) {
+        let c = self.client.clone();
+        let topic = topic.to_string();
+        self.rt
+            .block_on(async move { c.publish(topic, QoS::AtLeastOnce, false, payload).await })
+            .expect("queued");
+    }
+}
+
+const SPINDLE_TOPIC: &str = "acme/lyon/machining/line1/mill01/spindle_speed";
+const SPINDLE_NODE: &str = "ns=2;s=Line1.Mill01.Spindle.Speed";
+
+#[test]
+fn embedded_broker_decodes_good_payloads_and_dead_letters_bad_ones() {
+    let reg = registry();
+    let broker = start_embedded_broker(free_port().expect("port")).expect("broker");
+    let (tx, rx) = ingest_channel(1024);
+    let adapter = spawn_mqtt_adapter(settings(broker.port, "twin-embedded"), reg.clone(), tx)
+        .expect("adapter");
+    let ev = collect(&rx, Duration::from_secs(20), |e| connected(e, Origin::Mqtt));
+    assert!(
+        connected(&ev, Origin::Mqtt),
+        "adapter never connected: {ev:?}"
+    );
+    std::thread::sleep(Duration::from_millis(300)); // subscription settles
+
+    let p = Pub::new(broker.port, "test-publisher");
+    p.publish(
+        SPINDLE_TOPIC,
+        encode_json(&SampleValue::Number(9000.0), 1_000, None),
+    );
+    let spectrum_topic = "acme/lyon/machining/line1/mill01/vibration_spectrum";
+    let good_spectrum = encode_spectrum(10.0, &[0.1, 0.9, 0.2], 2_000);
+    p.publish(spectrum_topic, good_spectrum.clone());
+    p.publish(
+        spectrum_topic,
+        good_spectrum[..good_spectrum.len() - 3].to_vec(),
+    ); // truncated
+    p.publish(SPINDLE_TOPIC, br#"{"value": "very fast"}"#.to_vec()); // wrong type
+    p.publish("acme/lyon/machining/line9/ghost/temp", b"1".to_vec()); // unknown topic
+
+    let ev = ack_all(collect(&rx, Duration::from_secs(20), |e| {
+        e.iter()
+            .filter(|x| !matches!(x, IngestEvent::Link { .. }))
+            .count()
+            >= 5
+    }));
+    let samples: Vec<_> = ev
+        .iter()
+        .filter_map(|e| {
+            if let IngestEvent::Sample(s, _) = e {
+                Some(s)
+            } else {
+                None
+            }
+        })
+        .collect();
+    let dead: Vec<_> = ev
+        .iter()
+        .filter_map(|e| {
+            if let IngestEvent::DeadLetter(d, _) = e {
+                Some(d)
+            } else {
+                None
+            }
+        })
+        .collect();
+    assert_eq!(samples.len(), 2, "{ev:?}");
+    let spindle = reg.resolve_topic(SPINDLE_TOPIC).expect("registry");
+    assert_eq!(samples[0].property, spindle);
+    assert_eq!(samples[0].value, SampleValue::Number(9000.0));
+    assert_eq!(samples[0].hops.source_us, 1_000);
+    assert!(matches!(&samples[1].value, SampleValue::Spectrum { bins, .. } if bins.len() == 3));
+    let reasons: Vec<(&str, &str)> = dead
+        .iter()
+        .map(|d| (d.source.as_str(), d.reason.as_str()))
+        .collect();
+    assert_eq!(reasons.len(), 3, "{reasons:?}");
+    assert!(reasons[0].1.contains("truncated"), "{reasons:?}");
+    assert!(
+        reasons[1]
+            .1
+            .contains("text but the property is measured in `rpm`"),
+        "{reasons:?}"
+    );
+    assert_eq!(
+        reasons[2],
+        (
+            "acme/lyon/machining/line9/ghost/temp",
+            "topic is not in the asset registry"
+        )
+    );
+    adapter.stop();
+}
+
+struct Mosquitto(Child);
+
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_mosquitto(port: u16, dir: &std::path::Path) -> Mosquitto {
+    // Started as root, mosquitto drops to its own user: let it write here.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    }
+    let conf = dir.join("mosquitto.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\nautosave_interval 1\nmax_queued_messages 100000\nlog_dest file {}/mosquitto.log\nlog_type all\n",
+            dir.display(),
+            dir.display()
+        ),
+    )
+    .expect("config");
+    let bin = ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .unwrap_or_else(|| panic!("mosquitto is not installed (`make test` installs it)"));
+    let child = Command::new(bin)
+        .arg("-c")
+        .arg(&conf)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("mosquitto starts");
+    let start = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "mosquitto did not listen on {port}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Mosquitto(child)
+}
+
+fn sample_sources(events: &[IngestEvent]) -> Vec<i64> {
+    events
+        .iter()
+        .filter_map(|e| {
+            if let IngestEvent::Sample(s, _) = e {
+                Some(s.hops.source_us)
+            } else {
+                None
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn mosquitto_restart_loses_nothing_published_at_qos1_after_it() {
+    if std::env::var_os("MZ_TEST_LOG").is_some() {
+        let _ = bevy::log::tracing_subscriber::fmt()
+            .with_env_filter("debug")
+            .try_init();
+    }
+    let reg = registry();
+    let dir = tempfile::tempdir().expect("dir");
+    let port = free_port().expect("port");
+    let mut broker = start_mosquitto(port, dir.path());
+    let (tx, rx) = ingest_channel(100_000);
+    let adapter = spawn_mqtt_adapter(settings(port, "twin-mosquitto"), reg, tx).expect("adapter");
+    assert!(connected(
+        &collect(&rx, Duration::from_secs(20), |e| connected(e, Origin::Mqtt)),
+        Origin::Mqtt
+    ));
+    std::thread::sleep(Duration::from_millis(300));
+
+    let before = 300;
+    {
+        let p = Pub::new(port, "plc-before");
+        for i in 0..before {
+            p.publish(
+                SPINDLE_TOPIC,
+                encode_json(&SampleValue::Number(i as f64), i, None),
+            );
+        }
+        let got = ack_all(collect(&rx, Duration::from_secs(30), |e| {
+            sample_sources(e).len() >= before as usize
+        }));
+        assert_eq!(sample_sources(&got).len(), before as usize);
+    }
+
+    // Let the broker persist the twin's session (autosave every second), as a
+    // production broker with persistence does, then kill it (SIGKILL) and
+    // bring it back on the same port. Publishing starts at once, before the
+    // twin has reconnected: the restored session must queue for it.
+    std::thread::sleep(Duration::from_millis(2500));
+    drop(broker);
+    std::thread::sleep(Duration::from_millis(500));
+    broker = start_mosquitto(port, dir.path());
+    let after = 500i64;
+    let p = Pub::new(port, "plc-after");
+    for i in 0..after {
+        p.publish(
+            SPINDLE_TOPIC,
+            encode_json(&SampleValue::Number(i as f64), 1_000_000 + i, None),
+        );
+    }
+    let got = ack_all(collect(&rx, Duration::from_secs(60), |e| {
+        sample_sources(e)
+            .iter()
+            .filter(|&&t| t >= 1_000_000)
+            .collect::<HashSet<_>>()
+            .len()
+            >= after as usize
+    }));
+    let unique: HashSet<i64> = sample_sources(&got)
+        .into_iter()
+        .filter(|&t| t >= 1_000_000)
+        .collect();
+    assert_eq!(
+        unique.len(),
+        after as usize,
+        "lost {} of {after} after the restart",
+        after as usize - unique.len()
+    );
+    let links: Vec<&LinkState> = got
+        .iter()
+        .filter_map(|e| {
+            if let IngestEvent::Link { state, .. } = e {
+                Some(state)
+            } else {
+                None
+            }
+        })
+        .collect();
+    assert!(
+        links.iter().any(|s| **s == LinkState::Connected),
+        "no reconnect seen: {links:?}"
+    );
+    adapter.stop();
+    drop(broker);
+}
+
+#[test]
+fn opcua_subscription_recovers_after_server_restart_and_meets_mqtt_on_one_property() {
+    if std::env::var_os("MZ_TEST_LOG").is_some() {
+        let _ = bevy::log::tracing_subscriber::fmt()
+            .with_env_filter("debug")
+            .try_init();
+    }
+    let reg = registry();
+    let dir = tempfile::tempdir().expect("dir");
+    let port = free_port().expect("port");
+    let server = start_opcua_server(&reg, port, dir.path().join("server")).expect("server");
+    let (tx, rx) = ingest_channel(10_000);
+    let adapter = spawn_opcua_adapter(
+        OpcUaSettings {
+            endpoint: server.endpoint(),
+            security_policy: "None".into(),
+            security_mode: "None".into(),
+            username: None,
+            password: None,
+            pki_dir: dir.path().join("client"),
+            sampling_interval_ms: 50.0,
+        },
+        reg.clone(),
+        tx,
+    )
+    .expect("adapter");
+    let ev = collect(&rx, Duration::from_secs(30), |e| {
+        connected(e, Origin::OpcUa)
+    });
+    assert!(connected(&ev, Origin::OpcUa), "never connected: {ev:?}");
+
+    let node = NodeId::new(2, "Line1.Mill01.Spindle.Speed");
+    let wait_for = |rx: &IngestReceiver, want: f64| {
+        let got = collect(rx, Duration::from_secs(30), |e| {
+            e.iter().any(
+                |x| matches!(x, IngestEvent::Sample(s, _) if s.value == SampleValue::Number(want)),
+            )
+        });
+        got.into_iter().find_map(|x| match x {
+            IngestEvent::Sample(s, _) if s.value == SampleValue::Number(want) => Some(s),
+            _ => None,
+        })
+    };
+    server.set_values(vec![(node.clone(), Variant::Double(8100.0), now_us())]);
+    let s = wait_for(&rx, 8100.0).expect("first value arrives");
+    assert_eq!(s.origin, Origin::OpcUa);
+    // The same spindle through MQTT and through OPC UA: one property.
+    assert_eq!(Some(s.property), reg.resolve_topic(SPINDLE_TOPIC));
+    assert_eq!(Some(s.property), reg.resolve_opcua(SPINDLE_NODE));
+    assert!(
+        s.hops.broker_us.is_some(),
+        "server time stamp is the server hop"
+    );
+
+    server.stop();
+    std::thread::sleep(Duration::from_millis(500));
+    let server = start_opcua_server(&reg, port, dir.path().join("server")).expect("server again");
+    // Keep writing until the adapter's new subscription picks values up.
+    let start = Instant::now();
+    let mut recovered = None;
+    let mut v = 9000.0;
+    while recovered.is_none() && start.elapsed() < Duration::from_secs(60) {
+        v += 1.0;
+        server.set_values(vec![(node.clone(), Variant::Double(v), now_us())]);
+        recovered = collect(&rx, Duration::from_millis(500), |e| {
+            e.iter().any(|x| matches!(x, IngestEvent::Sample(s, _) if s.value.as_f64().is_some_and(|f| f >= 9000.0)))
+        })
+        .into_iter()
+        .find_map(|x| match x {
+            IngestEvent::Sample(s, _) if s.value.as_f64().is_some_and(|f| f >= 9000.0) => Some(s),
+            _ => None,
+        });
+    }
+    assert!(recovered.is_some(), "no data after the server restart");
+    adapter.stop();
+    server.stop();
+}
