@@ -57,6 +57,12 @@ struct RunArgs {
     /// Save a screenshot of the plant to this PNG once it is shown, then exit.
     #[arg(long)]
     screenshot: Option<PathBuf>,
+    /// Select this asset at start (e.g. L1-MILL-02).
+    #[arg(long)]
+    select: Option<String>,
+    /// Open the latency and ingest windows at start.
+    #[arg(long)]
+    show_latency: bool,
     /// With --screenshot: frames to let pass once the plant is live.
     #[arg(long, default_value_t = 20)]
     screenshot_settle_frames: u32,
@@ -370,6 +376,29 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         }),
     })
     .add_plugins(ui::UiPlugin);
+    if let Some(id) = args.select {
+        let idx = app
+            .world()
+            .resource::<AssetRegistry>()
+            .by_id(&id)
+            .with_context(|| format!("--select {id}: no such asset in the registry"))?;
+        app.add_systems(
+            Update,
+            move |mut done: Local<bool>,
+                  index: Res<mezzanine::twin::AssetEntities>,
+                  mut out: MessageWriter<mezzanine::render::SelectionCommand>| {
+                if !*done && index.0.contains_key(&idx) {
+                    out.write(mezzanine::render::SelectionCommand::Select(idx));
+                    *done = true;
+                }
+            },
+        );
+    }
+    if args.show_latency {
+        let mut ui_state = app.world_mut().resource_mut::<ui::UiState>();
+        ui_state.show_latency = true;
+        ui_state.show_ingest = true;
+    }
     Ok(match app.run() {
         AppExit::Success => ExitCode::SUCCESS,
         AppExit::Error(code) => ExitCode::from(code.get()),

@@ -13,8 +13,8 @@ use rumqttc::{AsyncClient, MqttOptions, QoS};
 use super::DemoError;
 use super::opcua_server::DemoOpcUaServer;
 use super::plc::PlcSim;
-use crate::ingest::SampleValue;
 use crate::ingest::decode::{encode_json, encode_spectrum};
+use crate::ingest::{SampleValue, now_us};
 use crate::registry::Encoding;
 
 /// Counters the publisher keeps (read by tests and the bench).
@@ -101,6 +101,8 @@ pub fn spawn_publisher(
                 let start = Instant::now();
                 let mut wall_ms = 0u64;
                 while !stop_t.load(Ordering::Relaxed) {
+                    // A PLC stamps a value when it publishes it: real time here.
+                    let stamp_us = now_us();
                     let emissions = sim.step(tick_ms);
                     wall_ms += tick_ms;
                     let mut opc_batch = Vec::new();
@@ -111,9 +113,9 @@ pub fn spawn_publisher(
                         if let (Some(client), Some(topic)) = (&client, &prop.mqtt) {
                             let payload = match (&e.value, prop.encoding) {
                                 (SampleValue::Spectrum { bin_hz, bins }, Encoding::Spectrum) => {
-                                    encode_spectrum(*bin_hz, bins, e.ts_us)
+                                    encode_spectrum(*bin_hz, bins, stamp_us)
                                 }
-                                _ => encode_json(&e.value, e.ts_us, e.reason.as_deref()),
+                                _ => encode_json(&e.value, stamp_us, e.reason.as_deref()),
                             };
                             match client
                                 .publish(topic.clone(), QoS::AtLeastOnce, false, payload)
@@ -134,7 +136,7 @@ pub fn spawn_publisher(
                                 SampleValue::Text(t) => Variant::from(t.as_str()),
                                 SampleValue::Spectrum { .. } => continue,
                             };
-                            opc_batch.push((node, v, e.ts_us));
+                            opc_batch.push((node, v, stamp_us));
                         }
                     }
                     if let Some(server) = opcua.as_ref().filter(|_| !opc_batch.is_empty()) {

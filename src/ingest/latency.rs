@@ -37,12 +37,12 @@ impl Hop {
     ];
     pub fn label(self) -> &'static str {
         match self {
-            Hop::SourceToServer => "source → server",
-            Hop::SourceToAdapter => "source → adapter",
+            Hop::SourceToServer => "source to server",
+            Hop::SourceToAdapter => "source to adapter",
             Hop::Decode => "decode",
-            Hop::DecodeToApply => "decode → twin",
-            Hop::SourceToTwin => "source → twin",
-            Hop::ApplyToFrame => "twin → frame",
+            Hop::DecodeToApply => "decode to twin",
+            Hop::SourceToTwin => "source to twin",
+            Hop::ApplyToFrame => "twin to frame",
             Hop::EndToEnd => "end to end",
         }
     }

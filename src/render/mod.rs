@@ -146,17 +146,21 @@ fn setup_view(
     ));
 }
 
-/// Frames the whole plant the first time its bounds are known, once the
-/// viewport between the panels has its final size.
+/// Frames the whole plant once every asset has its box, and again if the
+/// viewport between the panels changes size while the panels settle (the
+/// first few seconds), so the first picture shows the whole plant.
 fn frame_plant_once(
-    mut done: Local<bool>,
+    mut framed_for: Local<Option<Vec2>>,
+    time: Res<Time>,
     mut cams: Query<(&mut OrbitCamera, &Projection, &Camera)>,
     bounds: Query<&WorldBounds, With<PlantBounds>>,
     unbounded: Query<(), (With<crate::twin::BoundAsset>, Without<WorldBounds>)>,
     insets: Res<ViewportInsets>,
 ) {
-    // Wait for the panels (they shape the viewport) and for every asset's box.
-    if *done || insets.left == 0.0 || !unbounded.is_empty() {
+    if insets.left == 0.0 || !unbounded.is_empty() {
+        return;
+    }
+    if framed_for.is_some() && time.elapsed_secs() > 5.0 {
         return;
     }
     let (Ok((mut c, p, cam)), Some(b)) = (cams.single_mut(), bounds.iter().next()) else {
@@ -168,10 +172,13 @@ fn frame_plant_once(
     let Some(size) = cam.logical_viewport_size() else {
         return;
     };
-    // Jump, don't glide, on the first framing so the first frames are useful.
+    if *framed_for == Some(size) {
+        return;
+    }
+    // Jump, don't glide, so the first frames are useful.
     let (fov, _) = camera::fov_aspect(p);
     c.focus = b.center();
     c.distance_m = c.fit_distance(b, fov, size.x / size.y.max(1.0));
     c.goal = None;
-    *done = true;
+    *framed_for = Some(size);
 }

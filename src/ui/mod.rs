@@ -127,8 +127,12 @@ fn main_ui(
                     ("OPC UA", &ingest.links.opcua),
                 ] {
                     let (text, colour) = live::link_label(state);
-                    ui.colored_label(colour, format!("● {name}"))
-                        .on_hover_text(text);
+                    let size = ui.text_style_height(&egui::TextStyle::Body);
+                    let (rect, _) =
+                        ui.allocate_exact_size(egui::vec2(size * 0.7, size), egui::Sense::hover());
+                    ui.painter()
+                        .circle_filled(rect.center(), size * 0.28, colour);
+                    ui.colored_label(colour, name).on_hover_text(text);
                 }
                 ui.toggle_value(&mut ui_state.show_latency, "Latency");
                 ui.toggle_value(
@@ -234,7 +238,11 @@ fn main_ui(
     let mut show_ingest = ui_state.show_ingest;
     egui::Window::new("Ingest")
         .open(&mut show_ingest)
-        .default_pos(egui::pos2(left + 20.0, top + 320.0))
+        .pivot(egui::Align2::LEFT_BOTTOM)
+        .default_pos(egui::pos2(
+            left + 20.0,
+            ctx.viewport_rect().max.y - bottom - 20.0,
+        ))
         .show(&ctx, |ui| {
             live::ingest_ui(ui, &ingest.links, &ingest.counters, &ingest.dead)
         });
