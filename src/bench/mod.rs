@@ -102,7 +102,9 @@ fn cpu_seconds() -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
-fn twin_app(reg: &AssetRegistry, rx: crate::ingest::IngestReceiver) -> App {
+/// A headless twin (no window, no layout): one entity per registry asset,
+/// fed by `rx`. Used by the benchmark and by tests.
+pub fn headless_twin(reg: &AssetRegistry, rx: crate::ingest::IngestReceiver) -> App {
     let mut app = App::new();
     app.add_plugins((
         MinimalPlugins,
@@ -155,7 +157,7 @@ pub fn run_ingest_bench(quick: bool) -> Result<Vec<StepResult>, BenchError> {
         Arc::new(reg.clone()),
         tx,
     )?;
-    let mut app = twin_app(&reg, rx);
+    let mut app = headless_twin(&reg, rx);
     let start = Instant::now();
     while app.world().resource::<crate::ingest::LinkStatus>().mqtt
         != crate::ingest::LinkState::Connected

@@ -3,8 +3,7 @@
 
 use std::str::FromStr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::thread::JoinHandle;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use opcua::types::{NodeId, Variant};
@@ -14,6 +13,7 @@ use super::DemoError;
 use super::opcua_server::DemoOpcUaServer;
 use super::plc::PlcSim;
 use crate::ingest::decode::{encode_json, encode_spectrum};
+use crate::ingest::worker::WorkerThread;
 use crate::ingest::{SampleValue, now_us};
 use crate::registry::Encoding;
 
@@ -26,23 +26,13 @@ pub struct PublisherCounters {
 }
 
 pub struct Publisher {
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    worker: WorkerThread,
     pub counters: Arc<PublisherCounters>,
 }
 
 impl Publisher {
-    pub fn stop(mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-impl Drop for Publisher {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+    pub fn stop(self) {
+        self.worker.stop();
     }
 }
 
@@ -54,115 +44,94 @@ pub fn spawn_publisher(
     opcua: Option<Arc<DemoOpcUaServer>>,
     tick_ms: u64,
 ) -> Result<Publisher, DemoError> {
-    let stop = Arc::new(AtomicBool::new(false));
     let counters = Arc::new(PublisherCounters::default());
-    let (stop_t, counters_t) = (stop.clone(), counters.clone());
-    let thread = std::thread::Builder::new()
-        .name("plc-sim".into())
-        .spawn(move || {
-            let rt = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(rt) => rt,
-                Err(e) => {
-                    bevy::log::error!("PLC simulator cannot start: {e}");
-                    return;
-                }
-            };
-            rt.block_on(async move {
-                let client = mqtt.map(|(host, port)| {
-                    let mut opts = MqttOptions::new("mezzanine-demo-plc", host, port);
-                    opts.set_keep_alive(Duration::from_secs(10));
-                    opts.set_max_packet_size(1 << 20, 1 << 20);
-                    let (client, mut eventloop) = AsyncClient::new(opts, 10_000);
-                    let c = counters_t.clone();
-                    tokio::spawn(async move {
-                        loop {
-                            if eventloop.poll().await.is_err() {
-                                c.mqtt_errors.fetch_add(1, Ordering::Relaxed);
-                                tokio::time::sleep(Duration::from_millis(200)).await;
-                            }
+    let counters_t = counters.clone();
+    let worker = WorkerThread::spawn("plc-sim", "PLC simulator", move |stop_t| {
+        async move {
+            let client = mqtt.map(|(host, port)| {
+                let mut opts = MqttOptions::new("mezzanine-demo-plc", host, port);
+                opts.set_keep_alive(Duration::from_secs(10));
+                opts.set_max_packet_size(1 << 20, 1 << 20);
+                let (client, mut eventloop) = AsyncClient::new(opts, 10_000);
+                let c = counters_t.clone();
+                tokio::spawn(async move {
+                    loop {
+                        if eventloop.poll().await.is_err() {
+                            c.mqtt_errors.fetch_add(1, Ordering::Relaxed);
+                            tokio::time::sleep(Duration::from_millis(200)).await;
                         }
-                    });
-                    client
+                    }
                 });
-                let registry = sim.registry().clone();
-                let node_ids: Vec<Vec<Option<NodeId>>> = registry
-                    .assets()
-                    .iter()
-                    .map(|a| {
-                        a.properties
-                            .iter()
-                            .map(|p| p.opcua.as_deref().and_then(|s| NodeId::from_str(s).ok()))
-                            .collect()
-                    })
-                    .collect();
-                let start = Instant::now();
-                let mut wall_ms = 0u64;
-                while !stop_t.load(Ordering::Relaxed) {
-                    // A PLC stamps a value when it publishes it: real time here.
-                    let stamp_us = now_us();
-                    let emissions = sim.step(tick_ms);
-                    wall_ms += tick_ms;
-                    let mut opc_batch = Vec::new();
-                    for e in emissions {
-                        let Some((_, prop)) = registry.property(e.property) else {
-                            continue;
-                        };
-                        if let (Some(client), Some(topic)) = (&client, &prop.mqtt) {
-                            let payload = match (&e.value, prop.encoding) {
-                                (SampleValue::Spectrum { bin_hz, bins }, Encoding::Spectrum) => {
-                                    encode_spectrum(*bin_hz, bins, stamp_us)
-                                }
-                                _ => encode_json(&e.value, stamp_us, e.reason.as_deref()),
-                            };
-                            match client
-                                .publish(topic.clone(), QoS::AtLeastOnce, false, payload)
-                                .await
-                            {
-                                Ok(()) => counters_t.mqtt_published.fetch_add(1, Ordering::Relaxed),
-                                Err(_) => counters_t.mqtt_errors.fetch_add(1, Ordering::Relaxed),
-                            };
-                        }
-                        let node = node_ids
-                            .get(e.property.asset.0 as usize)
-                            .and_then(|v| v.get(e.property.property as usize))
-                            .and_then(Option::clone);
-                        if let Some(node) = node {
-                            let v = match &e.value {
-                                SampleValue::Number(n) => Variant::Double(*n),
-                                SampleValue::Bool(b) => Variant::Boolean(*b),
-                                SampleValue::Text(t) => Variant::from(t.as_str()),
-                                SampleValue::Spectrum { .. } => continue,
-                            };
-                            opc_batch.push((node, v, stamp_us));
-                        }
-                    }
-                    if let Some(server) = opcua.as_ref().filter(|_| !opc_batch.is_empty()) {
-                        counters_t
-                            .opcua_updates
-                            .fetch_add(opc_batch.len() as u64, Ordering::Relaxed);
-                        server.set_values(opc_batch);
-                    }
-                    // Stay on the wall clock: sleep until the next tick is due.
-                    let due = Duration::from_millis(wall_ms);
-                    if let Some(wait) = due.checked_sub(start.elapsed()) {
-                        tokio::time::sleep(wait).await;
-                    }
-                }
-                if let Some(c) = client {
-                    let _ = c.try_disconnect();
-                }
+                client
             });
-        })
-        .map_err(|source| DemoError::Network {
-            what: "start the PLC simulator thread",
-            source,
-        })?;
-    Ok(Publisher {
-        stop,
-        thread: Some(thread),
-        counters,
-    })
+            let registry = sim.registry().clone();
+            let node_ids: Vec<Vec<Option<NodeId>>> = registry
+                .assets()
+                .iter()
+                .map(|a| {
+                    a.properties
+                        .iter()
+                        .map(|p| p.opcua.as_deref().and_then(|s| NodeId::from_str(s).ok()))
+                        .collect()
+                })
+                .collect();
+            let start = Instant::now();
+            let mut wall_ms = 0u64;
+            while !stop_t.load(Ordering::Relaxed) {
+                // A PLC stamps a value when it publishes it: real time here.
+                let stamp_us = now_us();
+                let emissions = sim.step(tick_ms);
+                wall_ms += tick_ms;
+                let mut opc_batch = Vec::new();
+                for e in emissions {
+                    let Some((_, prop)) = registry.property(e.property) else {
+                        continue;
+                    };
+                    if let (Some(client), Some(topic)) = (&client, &prop.mqtt) {
+                        let payload = match (&e.value, prop.encoding) {
+                            (SampleValue::Spectrum { bin_hz, bins }, Encoding::Spectrum) => {
+                                encode_spectrum(*bin_hz, bins, stamp_us)
+                            }
+                            _ => encode_json(&e.value, stamp_us, e.reason.as_deref()),
+                        };
+                        match client
+                            .publish(topic.clone(), QoS::AtLeastOnce, false, payload)
+                            .await
+                        {
+                            Ok(()) => counters_t.mqtt_published.fetch_add(1, Ordering::Relaxed),
+                            Err(_) => counters_t.mqtt_errors.fetch_add(1, Ordering::Relaxed),
+                        };
+                    }
+                    let node = node_ids
+                        .get(e.property.asset.0 as usize)
+                        .and_then(|v| v.get(e.property.property as usize))
+                        .and_then(Option::clone);
+                    if let Some(node) = node {
+                        let v = match &e.value {
+                            SampleValue::Number(n) => Variant::Double(*n),
+                            SampleValue::Bool(b) => Variant::Boolean(*b),
+                            SampleValue::Text(t) => Variant::from(t.as_str()),
+                            SampleValue::Spectrum { .. } => continue,
+                        };
+                        opc_batch.push((node, v, stamp_us));
+                    }
+                }
+                if let Some(server) = opcua.as_ref().filter(|_| !opc_batch.is_empty()) {
+                    counters_t
+                        .opcua_updates
+                        .fetch_add(opc_batch.len() as u64, Ordering::Relaxed);
+                    server.set_values(opc_batch);
+                }
+                // Stay on the wall clock: sleep until the next tick is due.
+                let due = Duration::from_millis(wall_ms);
+                if let Some(wait) = due.checked_sub(start.elapsed()) {
+                    tokio::time::sleep(wait).await;
+                }
+            }
+            if let Some(c) = client {
+                let _ = c.try_disconnect();
+            }
+        }
+    })?;
+    Ok(Publisher { worker, counters })
 }

@@ -9,7 +9,6 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Publish, QoS};
@@ -65,26 +64,8 @@ pub fn parse_mqtt_url(url: &str) -> Result<(String, u16), IngestError> {
     Ok((host.to_string(), port))
 }
 
-/// A running adapter; dropping it does not stop it, `stop` does.
-pub struct MqttAdapter {
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Drop for MqttAdapter {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-    }
-}
-
-impl MqttAdapter {
-    pub fn stop(mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
+/// A running adapter.
+pub type MqttAdapter = super::worker::WorkerThread;
 
 /// Start the adapter on its own named thread with its own runtime.
 pub fn spawn_mqtt_adapter(
@@ -92,33 +73,8 @@ pub fn spawn_mqtt_adapter(
     registry: Arc<AssetRegistry>,
     tx: IngestSender,
 ) -> Result<MqttAdapter, IngestError> {
-    let stop = Arc::new(AtomicBool::new(false));
-    let stop_t = stop.clone();
-    let thread = std::thread::Builder::new()
-        .name("mqtt-ingest".into())
-        .spawn(move || {
-            let rt = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(rt) => rt,
-                Err(e) => {
-                    tx.try_send(IngestEvent::Link {
-                        origin: Origin::Mqtt,
-                        state: LinkState::Disconnected(format!("no runtime: {e}")),
-                    });
-                    return;
-                }
-            };
-            rt.block_on(run(settings, registry, tx, stop_t));
-        })
-        .map_err(|source| IngestError::Thread {
-            what: "MQTT adapter",
-            source,
-        })?;
-    Ok(MqttAdapter {
-        stop,
-        thread: Some(thread),
+    MqttAdapter::spawn("mqtt-ingest", "MQTT adapter", move |stop| {
+        run(settings, registry, tx, stop)
     })
 }
 

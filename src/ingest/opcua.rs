@@ -9,7 +9,6 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use opcua::client::{ClientBuilder, DataChangeCallback, IdentityToken, MonitoredItem, Session};
@@ -42,25 +41,8 @@ pub struct OpcUaSettings {
     pub sampling_interval_ms: f64,
 }
 
-pub struct OpcUaAdapter {
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Drop for OpcUaAdapter {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-    }
-}
-
-impl OpcUaAdapter {
-    pub fn stop(mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
+/// A running adapter.
+pub type OpcUaAdapter = super::worker::WorkerThread;
 
 fn security(
     settings: &OpcUaSettings,
@@ -99,33 +81,8 @@ pub fn spawn_opcua_adapter(
     tx: IngestSender,
 ) -> Result<OpcUaAdapter, IngestError> {
     let (policy, mode) = security(&settings)?;
-    let stop = Arc::new(AtomicBool::new(false));
-    let stop_t = stop.clone();
-    let thread = std::thread::Builder::new()
-        .name("opcua-ingest".into())
-        .spawn(move || {
-            let rt = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(rt) => rt,
-                Err(e) => {
-                    tx.try_send(IngestEvent::Link {
-                        origin: Origin::OpcUa,
-                        state: LinkState::Disconnected(format!("no runtime: {e}")),
-                    });
-                    return;
-                }
-            };
-            rt.block_on(run(settings, policy, mode, registry, tx, stop_t));
-        })
-        .map_err(|source| IngestError::Thread {
-            what: "OPC UA adapter",
-            source,
-        })?;
-    Ok(OpcUaAdapter {
-        stop,
-        thread: Some(thread),
+    OpcUaAdapter::spawn("opcua-ingest", "OPC UA adapter", move |stop| {
+        run(settings, policy, mode, registry, tx, stop)
     })
 }
 

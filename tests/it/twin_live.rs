@@ -6,49 +6,17 @@ use std::time::{Duration, Instant};
 
 use bevy::prelude::*;
 
-use mezzanine::CoreSetsPlugin;
+use mezzanine::bench::headless_twin;
 use mezzanine::demo::plant::PlantSpec;
 use mezzanine::demo::{DemoSettings, start_embedded_plant};
 use mezzanine::ingest::mqtt::{MqttSettings, spawn_mqtt_adapter};
 use mezzanine::ingest::opcua::{OpcUaSettings, spawn_opcua_adapter};
 use mezzanine::ingest::{
-    Hop, HopStamps, IngestEvent, IngestPlugin, IngestSender, LatencyStats, LinkState, LinkStatus,
-    Origin, Quality, Sample, SampleValue, ingest_channel,
+    Hop, HopStamps, IngestEvent, IngestSender, LatencyStats, LinkState, LinkStatus, Origin,
+    Quality, Sample, SampleValue, ingest_channel,
 };
-use mezzanine::registry::{AssetIdx, AssetRegistry, RegistryPlugin};
-use mezzanine::twin::{
-    AssetEntities, AssetState, BoundAsset, Freshness, LiveValues, MachineState, TwinCounters,
-    TwinPlugin,
-};
-
-fn twin_app(reg: &AssetRegistry, rx: mezzanine::ingest::IngestReceiver) -> App {
-    let mut app = App::new();
-    app.add_plugins((
-        MinimalPlugins,
-        CoreSetsPlugin,
-        RegistryPlugin {
-            registry: reg.clone(),
-        },
-        TwinPlugin,
-    ))
-    .add_plugins(IngestPlugin { receiver: rx });
-    let mut index = AssetEntities::default();
-    for i in 0..reg.assets().len() {
-        let idx = AssetIdx(i as u32);
-        let e = app
-            .world_mut()
-            .spawn((
-                BoundAsset(idx),
-                AssetState::default(),
-                LiveValues::default(),
-                Freshness::default(),
-            ))
-            .id();
-        index.0.insert(idx, e);
-    }
-    app.insert_resource(index);
-    app
-}
+use mezzanine::registry::AssetRegistry;
+use mezzanine::twin::{AssetEntities, AssetState, LiveValues, MachineState, TwinCounters};
 
 fn sample(
     tx: &IngestSender,
@@ -81,7 +49,7 @@ fn sample(
 fn twin_applies_in_source_time_order_and_drops_duplicates() {
     let reg = AssetRegistry::new(PlantSpec::demo().registry());
     let (tx, rx) = ingest_channel(64);
-    let mut app = twin_app(&reg, rx);
+    let mut app = headless_twin(&reg, rx);
     let state_topic = "acme/lyon/machining/line1/mill02/state";
     let speed_topic = "acme/lyon/machining/line1/mill02/spindle_speed";
     sample(
@@ -184,7 +152,7 @@ fn embedded_plant_brings_every_machine_to_life_through_both_adapters() {
         tx,
     )
     .expect("opcua adapter");
-    let mut app = twin_app(&reg, rx);
+    let mut app = headless_twin(&reg, rx);
     let start = Instant::now();
     let alive = |app: &mut App| {
         let world = app.world_mut();
