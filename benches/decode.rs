@@ -7,7 +7,8 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use mezzanine::demo::plant::PlantSpec;
 use mezzanine::ingest::SampleValue;
 use mezzanine::ingest::decode::{decode_json, decode_spectrum, encode_json, encode_spectrum};
-use mezzanine::ingest::mqtt::decode_publish;
+use mezzanine::ingest::mqtt::{decode_publish, decode_sparkplug};
+use mezzanine::ingest::sparkplug::{self, AliasBook};
 use mezzanine::registry::AssetRegistry;
 
 fn decoders(c: &mut Criterion) {
@@ -35,6 +36,20 @@ fn decoders(c: &mut Criterion) {
     });
     g.bench_function("mqtt_publish_resolve_and_decode", |b| {
         b.iter(|| decode_publish(&reg, black_box(topic), black_box(&json), 0))
+    });
+    let robot_metrics = [
+        ("state", SampleValue::Text("running".into())),
+        ("power", SampleValue::Number(3.2)),
+        ("axis1_temp", SampleValue::Number(41.5)),
+        ("cycle_count", SampleValue::Number(1234.0)),
+    ];
+    let named: Vec<(&str, &SampleValue)> = robot_metrics.iter().map(|(n, v)| (*n, v)).collect();
+    let ddata = sparkplug::encode(&named, 1_764_000_000_000, 1);
+    let topic = sparkplug::parse_topic("spBv1.0/acme/DDATA/line1/robot01").expect("topic");
+    let mut book = AliasBook::default();
+    g.throughput(Throughput::Elements(robot_metrics.len() as u64));
+    g.bench_function("sparkplug_ddata_4_metrics_resolve_and_decode", |b| {
+        b.iter(|| decode_sparkplug(&reg, &mut book, &topic, black_box(&ddata), 0))
     });
     g.finish();
 }

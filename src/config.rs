@@ -62,7 +62,7 @@ impl Default for MqttConfig {
             client_id: "mezzanine-twin".into(),
             username: None,
             password: None,
-            topic_roots: vec!["acme/lyon/#".into()],
+            topic_roots: vec!["acme/lyon/#".into(), "spBv1.0/acme/#".into()],
         }
     }
 }

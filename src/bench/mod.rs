@@ -71,6 +71,7 @@ pub fn synthetic_registry(assets: usize, props: usize) -> Registry {
                     work_unit: format!("u{a}"),
                 },
                 gltf_node: format!("A{a:04}"),
+                sparkplug: None,
                 properties: (0..props)
                     .map(|p| PropertyRecord {
                         name: format!("p{p}"),

@@ -6,7 +6,8 @@
 //! station, CMM inspection cell, outfeed conveyor) and a buffer store, on a
 //! 64 m × 40 m hall floor with painted aisles. Machines carry their asset id
 //! in node `extras`, as a PLM export would; the buffer store is bound by node
-//! name only, so both binding paths are exercised by the shipped scene.
+//! name only, so both binding paths are exercised by the shipped scene. The
+//! robots publish through Sparkplug B, everything else as UNS JSON.
 
 use std::collections::BTreeMap;
 
@@ -432,10 +433,25 @@ fn asset_record(m: &MachineSpec) -> AssetRecord {
             nominal.insert("capacity".into(), q(480.0, "count"));
         }
     }
+    // The robots' controllers speak Sparkplug B, as many edge gateways do:
+    // one DDATA message per robot carries all its metrics.
+    let sparkplug = (m.class == Robot).then(|| {
+        format!(
+            "acme/{}/{}",
+            m.work_center.to_lowercase(),
+            m.work_unit.to_lowercase()
+        )
+    });
+    if sparkplug.is_some() {
+        for p in &mut props {
+            p.mqtt = None;
+        }
+    }
     AssetRecord {
         id: m.id.clone(),
         name: m.name.clone(),
         class: m.class.code().into(),
+        sparkplug,
         iso23247: OmeKind::Equipment,
         isa95: Isa95Path {
             enterprise: ENTERPRISE.into(),

@@ -1,6 +1,7 @@
 //! The PLC gateway: [`PlcSim`] emissions in, UNS publishes (MQTT, QoS 1) and
 //! OPC UA node updates out, in real time on a named thread.
 
+use std::collections::HashMap;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,7 +15,7 @@ use super::opcua_server::DemoOpcUaServer;
 use super::plc::PlcSim;
 use crate::ingest::decode::{encode_json, encode_spectrum};
 use crate::ingest::worker::WorkerThread;
-use crate::ingest::{SampleValue, now_us};
+use crate::ingest::{SampleValue, now_us, sparkplug};
 use crate::registry::Encoding;
 
 /// Counters the publisher keeps (read by tests and the bench).
@@ -33,6 +34,20 @@ pub struct Publisher {
 impl Publisher {
     pub fn stop(self) {
         self.worker.stop();
+    }
+}
+
+/// `spBv1.0/<group>/<type>/<edge>[/<device>]` for a registry source id.
+fn sparkplug_topic(source: &str, message_type: &str) -> String {
+    let mut parts = source.splitn(3, '/');
+    let group = parts.next().unwrap_or_default();
+    let edge = parts.next().unwrap_or_default();
+    match parts.next() {
+        Some(device) => format!(
+            "{}/{group}/{message_type}/{edge}/{device}",
+            sparkplug::NAMESPACE
+        ),
+        None => format!("{}/{group}/{message_type}/{edge}", sparkplug::NAMESPACE),
     }
 }
 
@@ -77,16 +92,25 @@ pub fn spawn_publisher(
                 .collect();
             let start = Instant::now();
             let mut wall_ms = 0u64;
+            let mut seq = 0u64;
             while !stop_t.load(Ordering::Relaxed) {
                 // A PLC stamps a value when it publishes it: real time here.
                 let stamp_us = now_us();
                 let emissions = sim.step(tick_ms);
                 wall_ms += tick_ms;
                 let mut opc_batch = Vec::new();
+                let mut sparkplug_batches: HashMap<u32, Vec<(String, SampleValue)>> =
+                    HashMap::new();
                 for e in emissions {
-                    let Some((_, prop)) = registry.property(e.property) else {
+                    let Some((asset, prop)) = registry.property(e.property) else {
                         continue;
                     };
+                    if asset.sparkplug.is_some() {
+                        sparkplug_batches
+                            .entry(e.property.asset.0)
+                            .or_default()
+                            .push((prop.name.clone(), e.value.clone()));
+                    }
                     if let (Some(client), Some(topic)) = (&client, &prop.mqtt) {
                         let payload = match (&e.value, prop.encoding) {
                             (SampleValue::Spectrum { bin_hz, bins }, Encoding::Spectrum) => {
@@ -114,6 +138,28 @@ pub fn spawn_publisher(
                             SampleValue::Spectrum { .. } => continue,
                         };
                         opc_batch.push((node, v, stamp_us));
+                    }
+                }
+                if let Some(client) = &client {
+                    for (asset, metrics) in sparkplug_batches {
+                        let Some(source) = registry
+                            .get(crate::registry::AssetIdx(asset))
+                            .and_then(|a| a.sparkplug.as_ref())
+                        else {
+                            continue;
+                        };
+                        let named: Vec<(&str, &SampleValue)> =
+                            metrics.iter().map(|(n, v)| (n.as_str(), v)).collect();
+                        seq += 1;
+                        let payload = sparkplug::encode(&named, (stamp_us / 1000) as u64, seq);
+                        let topic = sparkplug_topic(source, "DDATA");
+                        match client
+                            .publish(topic, QoS::AtLeastOnce, false, payload)
+                            .await
+                        {
+                            Ok(()) => counters_t.mqtt_published.fetch_add(1, Ordering::Relaxed),
+                            Err(_) => counters_t.mqtt_errors.fetch_add(1, Ordering::Relaxed),
+                        };
                     }
                 }
                 if let Some(server) = opcua.as_ref().filter(|_| !opc_batch.is_empty()) {

@@ -35,6 +35,8 @@ pub enum DecodeError {
     BadMagic,
     #[error("spectrum format version {0} is not supported")]
     UnsupportedVersion(u16),
+    #[error("not a Sparkplug B payload: {0}")]
+    NotSparkplug(String),
 }
 
 /// A decoded payload, before identity is attached.

@@ -1,6 +1,9 @@
 //! The MQTT adapter: UNS topics in (rumqttc, QoS 1, persistent session),
 //! [`IngestEvent`]s out over the bounded channel.
 //!
+//! Topics under `spBv1.0/` are Sparkplug B (see [`super::sparkplug`]); all
+//! others are resolved through the registry's per-property topics.
+//!
 //! Session: fixed client id, clean session off, manual acks. A QoS 1 message
 //! is acknowledged only when the app calls its [`Ack`] (after the twin
 //! applied it), so a crash in between makes the broker deliver it again.
@@ -15,6 +18,7 @@ use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Publish, QoS};
 
 use super::decode::{decode_json, decode_spectrum};
 use super::sample::{HopStamps, Origin, Sample, now_us};
+use super::sparkplug::{self, AliasBook};
 use super::{Ack, DeadLetter, IngestError, IngestEvent, IngestSender, LinkState};
 use crate::registry::{AssetRegistry, Encoding};
 
@@ -106,6 +110,7 @@ async fn run(
     link(LinkState::Connecting);
     let mut backoff = Duration::from_millis(100);
     let mut connected = false;
+    let mut aliases = AliasBook::default();
     while !stop.load(Ordering::Relaxed) {
         let polled = tokio::time::timeout(Duration::from_millis(250), eventloop.poll()).await;
         let Ok(event) = polled else {
@@ -127,9 +132,10 @@ async fn run(
             }
             Ok(Event::Incoming(Packet::Publish(p))) => {
                 let received_us = now_us();
-                let ev = to_event(&registry, &client, p, received_us);
-                if !tx.send(ev) {
-                    return; // the app is gone
+                for ev in to_events(&registry, &client, &mut aliases, p, received_us) {
+                    if !tx.send(ev) {
+                        return; // the app is gone
+                    }
                 }
             }
             Ok(_) => {}
@@ -159,28 +165,115 @@ fn ack_for(client: &AsyncClient, p: &Publish) -> Option<Ack> {
     }))
 }
 
-/// Decode one publish into a sample or a dead letter.
-pub fn to_event(
+fn dead_letter(source: &str, reason: String, payload: &[u8], received_us: i64) -> DeadLetter {
+    DeadLetter {
+        origin: Origin::Mqtt,
+        source: source.to_string(),
+        reason,
+        payload_len: payload.len(),
+        payload_head: payload.iter().take(64).copied().collect(),
+        received_us,
+    }
+}
+
+/// Decode one publish into samples and dead letters. The publish's ack rides
+/// on the last event, so it is sent once everything before it is handled.
+pub fn to_events(
     registry: &AssetRegistry,
     client: &AsyncClient,
+    aliases: &mut AliasBook,
     p: Publish,
     received_us: i64,
-) -> IngestEvent {
-    let ack = ack_for(client, &p);
-    match decode_publish(registry, &p.topic, &p.payload, received_us) {
-        Ok(sample) => IngestEvent::Sample(sample, ack),
-        Err(reason) => IngestEvent::DeadLetter(
-            DeadLetter {
-                origin: Origin::Mqtt,
-                source: p.topic.clone(),
-                reason,
-                payload_len: p.payload.len(),
-                payload_head: p.payload.iter().take(64).copied().collect(),
-                received_us,
-            },
-            ack,
-        ),
+) -> Vec<IngestEvent> {
+    let mut ack = ack_for(client, &p);
+    let mut out: Vec<IngestEvent> = if let Some(topic) = sparkplug::parse_topic(&p.topic) {
+        decode_sparkplug(registry, aliases, &topic, &p.payload, received_us)
+            .into_iter()
+            .map(|r| match r {
+                Ok(s) => IngestEvent::Sample(s, None),
+                Err(d) => IngestEvent::DeadLetter(d, None),
+            })
+            .collect()
+    } else {
+        match decode_publish(registry, &p.topic, &p.payload, received_us) {
+            Ok(sample) => vec![IngestEvent::Sample(sample, None)],
+            Err(reason) => vec![IngestEvent::DeadLetter(
+                dead_letter(&p.topic, reason, &p.payload, received_us),
+                None,
+            )],
+        }
+    };
+    if let Some(last) = out.last_mut() {
+        match last {
+            IngestEvent::Sample(_, a) | IngestEvent::DeadLetter(_, a) => *a = ack.take(),
+            IngestEvent::Link { .. } => {}
+        }
     }
+    if let Some(a) = ack {
+        // A BIRTH or DATA message with no metrics: nothing to wait for.
+        a.send();
+    }
+    out
+}
+
+/// Decode a Sparkplug B message: one result per metric.
+pub fn decode_sparkplug(
+    registry: &AssetRegistry,
+    aliases: &mut AliasBook,
+    topic: &sparkplug::SparkplugTopic<'_>,
+    payload: &[u8],
+    received_us: i64,
+) -> Vec<Result<Sample, DeadLetter>> {
+    let source = topic.source_id();
+    let full_topic = format!(
+        "{}/{}/{}/{}",
+        sparkplug::NAMESPACE,
+        topic.group,
+        topic.message_type,
+        topic.edge_node
+    ) + &topic.device.map(|d| format!("/{d}")).unwrap_or_default();
+    let dead = |reason: String| dead_letter(&full_topic, reason, payload, received_us);
+    if !matches!(topic.message_type, "NBIRTH" | "DBIRTH" | "NDATA" | "DDATA") {
+        // Death certificates and commands carry no process values.
+        return Vec::new();
+    }
+    let Some(asset) = registry.resolve_sparkplug_source(&source) else {
+        return vec![Err(dead(format!(
+            "Sparkplug source `{source}` is not in the asset registry"
+        )))];
+    };
+    let (metrics, skipped) = match aliases.decode(topic, payload) {
+        Ok(v) => v,
+        Err(e) => return vec![Err(dead(e.to_string()))],
+    };
+    let decoded_us = now_us();
+    let mut out: Vec<Result<Sample, DeadLetter>> = skipped
+        .into_iter()
+        .map(|s| Err(dead(format!("metric {}: {}", s.what, s.reason))))
+        .collect();
+    for m in metrics {
+        let Some(r) = registry.property_by_name(asset, &m.name) else {
+            out.push(Err(dead(format!(
+                "metric `{}` is not a property of this asset",
+                m.name
+            ))));
+            continue;
+        };
+        out.push(Ok(Sample {
+            property: r,
+            value: m.value,
+            reason: None,
+            quality: m.quality,
+            origin: Origin::Mqtt,
+            hops: HopStamps {
+                source_us: m.ts_ms.map_or(received_us, |ms| (ms as i64) * 1000),
+                broker_us: None,
+                received_us,
+                decoded_us,
+            },
+        }));
+    }
+    out
 }
 
 /// Resolve a topic through the registry and decode its payload.

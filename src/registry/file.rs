@@ -199,6 +199,9 @@ pub struct AssetRecord {
     pub iso23247: OmeKind,
     pub isa95: Isa95Path,
     pub gltf_node: String,
+    /// Sparkplug B source (`group/edge[/device]`) publishing this asset's
+    /// metrics, matched to properties by name.
+    pub sparkplug: Option<String>,
     pub properties: Vec<PropertyRecord>,
     pub nominal: BTreeMap<String, Quantity>,
 }
@@ -241,6 +244,7 @@ struct RawAsset {
     iso23247: OmeKind,
     isa95: Spanned<String>,
     gltf_node: Spanned<String>,
+    sparkplug: Option<Spanned<String>>,
     #[serde(default, rename = "property")]
     properties: Vec<RawProperty>,
     #[serde(default)]
@@ -333,6 +337,7 @@ pub fn parse_registry(text: &str, path: &Path) -> Result<Registry, RegistryError
     let mut nodes: HashMap<&str, usize> = HashMap::new();
     let mut topics: HashMap<&str, (usize, String)> = HashMap::new();
     let mut opc_nodes: HashMap<&str, (usize, String)> = HashMap::new();
+    let mut sparkplug_ids: HashMap<&str, usize> = HashMap::new();
 
     for (ai, a) in raw.assets.iter().enumerate() {
         let id = a.id.get_ref().as_str();
@@ -368,6 +373,25 @@ pub fn parse_registry(text: &str, path: &Path) -> Result<Registry, RegistryError
             );
         }
 
+        if let Some(sp) = &a.sparkplug {
+            let v = sp.get_ref().as_str();
+            let parts: Vec<&str> = v.split('/').collect();
+            if !(2..=3).contains(&parts.len())
+                || parts.iter().any(|p| p.is_empty() || p.contains(['+', '#']))
+            {
+                c.push(
+                    sp,
+                    format!("asset[{ai}].sparkplug"),
+                    format!("`{v}` must be group/edge_node or group/edge_node/device"),
+                );
+            } else if let Some(first) = sparkplug_ids.insert(v, ai) {
+                c.push(
+                    sp,
+                    format!("asset[{ai}].sparkplug"),
+                    format!("Sparkplug source `{v}` is already claimed by asset[{first}]"),
+                );
+            }
+        }
         let mut prop_names: HashMap<&str, usize> = HashMap::new();
         for (pi, p) in a.properties.iter().enumerate() {
             let field = format!("asset[{ai}].property[{pi}]");
@@ -387,11 +411,13 @@ pub fn parse_registry(text: &str, path: &Path) -> Result<Registry, RegistryError
                 );
             }
             check_unit(&mut c, &p.unit, format!("{field}.unit"));
-            if p.mqtt.is_none() && p.opcua.is_none() {
+            if p.mqtt.is_none() && p.opcua.is_none() && a.sparkplug.is_none() {
                 c.push(
                     &p.name,
                     field.clone(),
-                    format!("property `{pname}` has neither an `mqtt` topic nor an `opcua` node"),
+                    format!(
+                        "property `{pname}` has neither an `mqtt` topic nor an `opcua` node, and the asset no `sparkplug` source"
+                    ),
                 );
             }
             if let Some(t) = &p.mqtt {
@@ -470,6 +496,7 @@ pub fn parse_registry(text: &str, path: &Path) -> Result<Registry, RegistryError
                 work_unit: String::new(),
             }),
             gltf_node: a.gltf_node.into_inner(),
+            sparkplug: a.sparkplug.map(Spanned::into_inner),
             properties: a
                 .properties
                 .into_iter()
@@ -530,6 +557,9 @@ impl Registry {
             out.push_str(&format!("iso23247 = \"{}\"\n", a.iso23247));
             out.push_str(&format!("isa95 = {}\n", toml_str(&a.isa95.to_string())));
             out.push_str(&format!("gltf_node = {}\n", toml_str(&a.gltf_node)));
+            if let Some(sp) = &a.sparkplug {
+                out.push_str(&format!("sparkplug = {}\n", toml_str(sp)));
+            }
             if !a.nominal.is_empty() {
                 out.push_str("\n[asset.nominal]\n");
                 for (k, q) in &a.nominal {

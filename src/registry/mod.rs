@@ -36,6 +36,7 @@ pub struct AssetRegistry {
     by_node: HashMap<String, AssetIdx>,
     by_topic: HashMap<String, PropertyRef>,
     by_opcua: HashMap<String, PropertyRef>,
+    by_sparkplug: HashMap<String, AssetIdx>,
 }
 
 impl AssetRegistry {
@@ -44,8 +45,12 @@ impl AssetRegistry {
         let mut by_node = HashMap::new();
         let mut by_topic = HashMap::new();
         let mut by_opcua = HashMap::new();
+        let mut by_sparkplug = HashMap::new();
         for (i, a) in registry.assets.iter().enumerate() {
             let idx = AssetIdx(i as u32);
+            if let Some(sp) = &a.sparkplug {
+                by_sparkplug.insert(sp.clone(), idx);
+            }
             by_id.insert(a.id.clone(), idx);
             by_node.insert(a.gltf_node.clone(), idx);
             for (pi, p) in a.properties.iter().enumerate() {
@@ -67,6 +72,7 @@ impl AssetRegistry {
             by_node,
             by_topic,
             by_opcua,
+            by_sparkplug,
         }
     }
 
@@ -96,6 +102,21 @@ impl AssetRegistry {
 
     pub fn resolve_opcua(&self, node_id: &str) -> Option<PropertyRef> {
         self.by_opcua.get(node_id).copied()
+    }
+
+    /// The asset a Sparkplug source publishes for.
+    pub fn resolve_sparkplug_source(&self, source_id: &str) -> Option<AssetIdx> {
+        self.by_sparkplug.get(source_id).copied()
+    }
+
+    /// A property of `asset` by name (Sparkplug metric names).
+    pub fn property_by_name(&self, asset: AssetIdx, name: &str) -> Option<PropertyRef> {
+        let a = self.get(asset)?;
+        let pi = a.properties.iter().position(|p| p.name == name)?;
+        Some(PropertyRef {
+            asset,
+            property: pi as u32,
+        })
     }
 
     pub fn property(&self, r: PropertyRef) -> Option<(&AssetRecord, &PropertyRecord)> {

@@ -31,7 +31,7 @@ fn settings(port: u16, client_id: &str) -> MqttSettings {
         client_id: client_id.into(),
         username: None,
         password: None,
-        topics: vec!["acme/lyon/#".into()],
+        topics: vec!["acme/lyon/#".into(), "spBv1.0/acme/#".into()],
     }
 }
 
@@ -197,6 +197,86 @@ fn embedded_broker_decodes_good_payloads_and_dead_letters_bad_ones() {
             "topic is not in the asset registry"
         )
     );
+    adapter.stop();
+}
+
+#[test]
+fn sparkplug_metrics_land_on_the_device_asset_and_bad_ones_are_dead_lettered() {
+    use mezzanine::ingest::sparkplug;
+    let reg = registry();
+    let broker = start_embedded_broker(free_port().expect("port")).expect("broker");
+    let (tx, rx) = ingest_channel(1024);
+    let adapter = spawn_mqtt_adapter(settings(broker.port, "twin-sparkplug"), reg.clone(), tx)
+        .expect("adapter");
+    assert!(connected(
+        &collect(&rx, Duration::from_secs(20), |e| connected(e, Origin::Mqtt)),
+        Origin::Mqtt
+    ));
+    std::thread::sleep(Duration::from_millis(300));
+
+    let p = Pub::new(broker.port, "edge-gateway");
+    let good = sparkplug::encode(
+        &[
+            ("power", &SampleValue::Number(2.5)),
+            ("state", &SampleValue::Text("idle".into())),
+            ("colour", &SampleValue::Number(1.0)),
+        ],
+        1_700_000_000_000,
+        1,
+    );
+    p.publish("spBv1.0/acme/DDATA/line1/robot01", good.clone());
+    p.publish("spBv1.0/acme/DDATA/line9/robot99", good.clone()); // unknown device
+    // Truncated inside the last metric (the final 2 bytes are only `seq`).
+    p.publish(
+        "spBv1.0/acme/DDATA/line1/robot01",
+        good[..good.len() - 6].to_vec(),
+    );
+
+    let ev = collect(&rx, Duration::from_secs(20), |e| {
+        e.iter()
+            .filter(|x| !matches!(x, IngestEvent::Link { .. }))
+            .count()
+            >= 5
+    });
+    let samples: Vec<_> = ev
+        .iter()
+        .filter_map(|e| {
+            if let IngestEvent::Sample(s, _) = e {
+                Some(s)
+            } else {
+                None
+            }
+        })
+        .collect();
+    let dead: Vec<_> = ev
+        .iter()
+        .filter_map(|e| {
+            if let IngestEvent::DeadLetter(d, _) = e {
+                Some(d.reason.as_str())
+            } else {
+                None
+            }
+        })
+        .collect();
+    let robot = reg.by_id("L1-ROBOT-01").expect("robot");
+    assert_eq!(samples.len(), 2, "{ev:?}");
+    assert_eq!(
+        Some(samples[0].property),
+        reg.property_by_name(robot, "power")
+    );
+    assert_eq!(samples[0].value, SampleValue::Number(2.5));
+    assert_eq!(samples[0].hops.source_us, 1_700_000_000_000_000);
+    assert_eq!(
+        Some(samples[1].property),
+        reg.property_by_name(robot, "state")
+    );
+    assert_eq!(dead.len(), 3, "{dead:?}");
+    assert_eq!(dead[0], "metric `colour` is not a property of this asset");
+    assert_eq!(
+        dead[1],
+        "Sparkplug source `acme/line9/robot99` is not in the asset registry"
+    );
+    assert!(dead[2].starts_with("not a Sparkplug B payload"), "{dead:?}");
     adapter.stop();
 }
 

@@ -214,3 +214,27 @@ fn unsupported_version_and_unreadable_file_are_named() {
         "{err}"
     );
 }
+
+#[test]
+fn sparkplug_sources_are_validated() {
+    let text = GOOD
+        .replace(
+            "gltf_node = \"M1\"\n",
+            "gltf_node = \"M1\"\nsparkplug = \"acme/line1/cell1\"\n",
+        )
+        .replace(
+            "gltf_node = \"M2\"\n",
+            "gltf_node = \"M2\"\nsparkplug = \"acme/line1/cell1\"\n",
+        );
+    let problems = invalid(&text);
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert_eq!(problems[0].1, "asset[1].sparkplug");
+    assert!(problems[0].2.contains("already claimed by asset[0]"));
+
+    let text = GOOD.replace(
+        "gltf_node = \"M2\"\n",
+        "gltf_node = \"M2\"\nsparkplug = \"acme\"\n",
+    );
+    let problems = invalid(&text);
+    assert!(problems[0].2.contains("group/edge_node"), "{problems:?}");
+}

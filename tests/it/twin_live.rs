@@ -132,7 +132,7 @@ fn embedded_plant_brings_every_machine_to_life_through_both_adapters() {
             client_id: "twin-e2e".into(),
             username: None,
             password: None,
-            topics: vec!["acme/lyon/#".into()],
+            topics: vec!["acme/lyon/#".into(), "spBv1.0/acme/#".into()],
         },
         Arc::new(reg.clone()),
         tx.clone(),

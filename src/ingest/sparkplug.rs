@@ -1,0 +1,326 @@
+//! Sparkplug B: `spBv1.0/<group>/<type>/<edge>/<device>` topics with
+//! protobuf payloads in, samples for the asset whose registry entry names
+//! that device out (metrics matched to properties by name).
+//!
+//! The subset handled: NBIRTH/DBIRTH (metric names and aliases are learned),
+//! NDATA/DDATA (metrics by name or by a learned alias), scalar datatypes
+//! (integers, floats, doubles, booleans, strings). Messages are decoded with
+//! prost from the Sparkplug B message shapes declared below (no code
+//! generation step).
+
+use std::collections::HashMap;
+
+use prost::Message;
+
+use super::decode::DecodeError;
+use super::sample::{Quality, SampleValue};
+
+/// The Sparkplug B payload (the fields this twin reads).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Payload {
+    #[prost(uint64, optional, tag = "1")]
+    pub timestamp: Option<u64>,
+    #[prost(message, repeated, tag = "2")]
+    pub metrics: Vec<Metric>,
+    #[prost(uint64, optional, tag = "3")]
+    pub seq: Option<u64>,
+}
+
+/// One Sparkplug B metric.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Metric {
+    #[prost(string, optional, tag = "1")]
+    pub name: Option<String>,
+    #[prost(uint64, optional, tag = "2")]
+    pub alias: Option<u64>,
+    #[prost(uint64, optional, tag = "3")]
+    pub timestamp: Option<u64>,
+    #[prost(uint32, optional, tag = "4")]
+    pub datatype: Option<u32>,
+    #[prost(bool, optional, tag = "7")]
+    pub is_null: Option<bool>,
+    #[prost(oneof = "MetricValue", tags = "10, 11, 12, 13, 14, 15")]
+    pub value: Option<MetricValue>,
+}
+
+#[derive(Clone, PartialEq, prost::Oneof)]
+pub enum MetricValue {
+    #[prost(uint32, tag = "10")]
+    IntValue(u32),
+    #[prost(uint64, tag = "11")]
+    LongValue(u64),
+    #[prost(float, tag = "12")]
+    FloatValue(f32),
+    #[prost(double, tag = "13")]
+    DoubleValue(f64),
+    #[prost(bool, tag = "14")]
+    BooleanValue(bool),
+    #[prost(string, tag = "15")]
+    StringValue(String),
+}
+
+/// Sparkplug B datatype codes used here.
+pub mod datatype {
+    pub const INT32: u32 = 3;
+    pub const INT64: u32 = 4;
+    pub const UINT32: u32 = 7;
+    pub const UINT64: u32 = 8;
+    pub const FLOAT: u32 = 9;
+    pub const DOUBLE: u32 = 10;
+    pub const BOOLEAN: u32 = 11;
+    pub const STRING: u32 = 12;
+}
+
+/// The parts of a Sparkplug topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SparkplugTopic<'a> {
+    pub group: &'a str,
+    pub message_type: &'a str,
+    pub edge_node: &'a str,
+    pub device: Option<&'a str>,
+}
+
+impl SparkplugTopic<'_> {
+    /// `group/edge[/device]`: how the registry names the source.
+    pub fn source_id(&self) -> String {
+        match self.device {
+            Some(d) => format!("{}/{}/{}", self.group, self.edge_node, d),
+            None => format!("{}/{}", self.group, self.edge_node),
+        }
+    }
+}
+
+pub const NAMESPACE: &str = "spBv1.0";
+
+/// Split a topic in the Sparkplug B namespace; None if it is not one.
+pub fn parse_topic(topic: &str) -> Option<SparkplugTopic<'_>> {
+    let mut parts = topic.split('/');
+    if parts.next()? != NAMESPACE {
+        return None;
+    }
+    let group = parts.next()?;
+    let message_type = parts.next()?;
+    let edge_node = parts.next()?;
+    let device = parts.next();
+    if parts.next().is_some() || group.is_empty() || edge_node.is_empty() {
+        return None;
+    }
+    Some(SparkplugTopic {
+        group,
+        message_type,
+        edge_node,
+        device,
+    })
+}
+
+/// One decoded metric, named.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DecodedMetric {
+    pub name: String,
+    pub value: SampleValue,
+    pub ts_ms: Option<u64>,
+    pub quality: Quality,
+}
+
+/// Learns aliases from BIRTH messages, per source.
+#[derive(Debug, Default)]
+pub struct AliasBook {
+    by_source: HashMap<String, HashMap<u64, String>>,
+}
+
+/// Why a metric of a decodable payload was skipped.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SkippedMetric {
+    pub what: String,
+    pub reason: String,
+}
+
+fn metric_value(m: &Metric) -> Result<SampleValue, String> {
+    if m.is_null == Some(true) {
+        return Err("null value".into());
+    }
+    match &m.value {
+        Some(MetricValue::IntValue(v)) => Ok(SampleValue::Number(match m.datatype {
+            Some(datatype::INT32) => f64::from(*v as i32),
+            _ => f64::from(*v),
+        })),
+        Some(MetricValue::LongValue(v)) => Ok(SampleValue::Number(match m.datatype {
+            Some(datatype::INT64) => *v as i64 as f64,
+            _ => *v as f64,
+        })),
+        Some(MetricValue::FloatValue(v)) => Ok(SampleValue::Number(f64::from(*v))),
+        Some(MetricValue::DoubleValue(v)) => Ok(SampleValue::Number(*v)),
+        Some(MetricValue::BooleanValue(b)) => Ok(SampleValue::Bool(*b)),
+        Some(MetricValue::StringValue(s)) => Ok(SampleValue::Text(s.clone())),
+        None => Err("metric has no value of a supported type".into()),
+    }
+}
+
+impl AliasBook {
+    /// Decode a payload; BIRTH messages teach the aliases used later.
+    pub fn decode(
+        &mut self,
+        topic: &SparkplugTopic<'_>,
+        payload: &[u8],
+    ) -> Result<(Vec<DecodedMetric>, Vec<SkippedMetric>), DecodeError> {
+        let p = Payload::decode(payload).map_err(|e| DecodeError::NotSparkplug(e.to_string()))?;
+        let source = topic.source_id();
+        let birth = topic.message_type.ends_with("BIRTH");
+        if birth {
+            let book = self.by_source.entry(source.clone()).or_default();
+            book.clear();
+            for m in &p.metrics {
+                if let (Some(a), Some(n)) = (m.alias, &m.name) {
+                    book.insert(a, n.clone());
+                }
+            }
+        }
+        let mut out = Vec::new();
+        let mut skipped = Vec::new();
+        for m in &p.metrics {
+            let name = match (&m.name, m.alias) {
+                (Some(n), _) => Some(n.clone()),
+                (None, Some(a)) => self.by_source.get(&source).and_then(|b| b.get(&a)).cloned(),
+                (None, None) => None,
+            };
+            let Some(name) = name else {
+                skipped.push(SkippedMetric {
+                    what: format!("alias {:?}", m.alias),
+                    reason: "alias not announced in a BIRTH message".into(),
+                });
+                continue;
+            };
+            match metric_value(m) {
+                Ok(value) => out.push(DecodedMetric {
+                    name,
+                    value,
+                    ts_ms: m.timestamp.or(p.timestamp),
+                    quality: Quality::Good,
+                }),
+                Err(reason) => skipped.push(SkippedMetric { what: name, reason }),
+            }
+        }
+        Ok((out, skipped))
+    }
+}
+
+/// Encode a DDATA/DBIRTH payload of named metrics (the demo PLC uses this).
+pub fn encode(metrics: &[(&str, &SampleValue)], ts_ms: u64, seq: u64) -> Vec<u8> {
+    let metrics = metrics
+        .iter()
+        .filter_map(|(name, v)| {
+            let (datatype, value) = match v {
+                SampleValue::Number(n) => (datatype::DOUBLE, MetricValue::DoubleValue(*n)),
+                SampleValue::Bool(b) => (datatype::BOOLEAN, MetricValue::BooleanValue(*b)),
+                SampleValue::Text(t) => (datatype::STRING, MetricValue::StringValue(t.clone())),
+                SampleValue::Spectrum { .. } => return None,
+            };
+            Some(Metric {
+                name: Some((*name).to_string()),
+                alias: None,
+                timestamp: Some(ts_ms),
+                datatype: Some(datatype),
+                is_null: None,
+                value: Some(value),
+            })
+        })
+        .collect();
+    Payload {
+        timestamp: Some(ts_ms),
+        metrics,
+        seq: Some(seq % 256),
+    }
+    .encode_to_vec()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn topic() -> SparkplugTopic<'static> {
+        parse_topic("spBv1.0/acme/DDATA/line1/robot01").expect("valid topic")
+    }
+
+    #[test]
+    fn topics() {
+        let t = topic();
+        assert_eq!(t.source_id(), "acme/line1/robot01");
+        assert_eq!(
+            parse_topic("spBv1.0/acme/NDATA/edge").map(|t| t.device),
+            Some(None)
+        );
+        assert_eq!(parse_topic("acme/lyon/x"), None);
+        assert_eq!(parse_topic("spBv1.0/acme"), None);
+    }
+
+    #[test]
+    fn round_trip_and_aliases() {
+        let mut book = AliasBook::default();
+        let bytes = encode(
+            &[
+                ("power", &SampleValue::Number(3.5)),
+                ("state", &SampleValue::Text("idle".into())),
+            ],
+            1_000,
+            7,
+        );
+        let (m, skipped) = book.decode(&topic(), &bytes).expect("decodes");
+        assert!(skipped.is_empty());
+        assert_eq!(m[0].name, "power");
+        assert_eq!(m[0].value, SampleValue::Number(3.5));
+        assert_eq!(m[1].value, SampleValue::Text("idle".into()));
+        assert_eq!(m[0].ts_ms, Some(1_000));
+
+        // A BIRTH announces alias 5 = "power"; DATA then uses the alias only.
+        let birth = Payload {
+            timestamp: Some(1),
+            seq: Some(0),
+            metrics: vec![Metric {
+                name: Some("power".into()),
+                alias: Some(5),
+                datatype: Some(datatype::FLOAT),
+                value: Some(MetricValue::FloatValue(1.0)),
+                ..Default::default()
+            }],
+        };
+        let birth_topic = parse_topic("spBv1.0/acme/DBIRTH/line1/robot01").expect("topic");
+        book.decode(&birth_topic, &birth.encode_to_vec())
+            .expect("birth");
+        let data = Payload {
+            timestamp: Some(2),
+            seq: Some(1),
+            metrics: vec![
+                Metric {
+                    alias: Some(5),
+                    datatype: Some(datatype::INT32),
+                    value: Some(MetricValue::IntValue((-4i32) as u32)),
+                    ..Default::default()
+                },
+                Metric {
+                    alias: Some(9),
+                    value: Some(MetricValue::IntValue(1)),
+                    ..Default::default()
+                },
+            ],
+        };
+        let (m, skipped) = book.decode(&topic(), &data.encode_to_vec()).expect("data");
+        assert_eq!(
+            (m[0].name.as_str(), &m[0].value),
+            ("power", &SampleValue::Number(-4.0))
+        );
+        assert_eq!(skipped[0].reason, "alias not announced in a BIRTH message");
+    }
+
+    #[test]
+    fn truncated_and_wrong_payloads_are_errors() {
+        let bytes = encode(&[("power", &SampleValue::Number(3.5))], 1_000, 7);
+        assert!(matches!(
+            AliasBook::default().decode(&topic(), &bytes[..bytes.len() - 6]),
+            Err(DecodeError::NotSparkplug(_))
+        ));
+        assert!(matches!(
+            AliasBook::default().decode(&topic(), br#"{"value": 1}"#),
+            Err(DecodeError::NotSparkplug(_))
+        ));
+    }
+}
