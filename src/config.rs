@@ -53,6 +53,11 @@ pub struct MqttConfig {
     pub password: Option<String>,
     /// Topic filters to subscribe to.
     pub topic_roots: Vec<String>,
+    /// For `mqtts://`: the CA that signed the broker's certificate (PEM).
+    pub ca_file: Option<PathBuf>,
+    /// For brokers that ask for a client certificate (PEM).
+    pub client_cert_file: Option<PathBuf>,
+    pub client_key_file: Option<PathBuf>,
 }
 
 impl Default for MqttConfig {
@@ -63,6 +68,9 @@ impl Default for MqttConfig {
             username: None,
             password: None,
             topic_roots: vec!["acme/lyon/#".into(), "spBv1.0/acme/#".into()],
+            ca_file: None,
+            client_cert_file: None,
+            client_key_file: None,
         }
     }
 }

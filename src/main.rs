@@ -13,7 +13,7 @@ use bevy_egui::EguiPlugin;
 use clap::{Parser, Subcommand};
 
 use mezzanine::config::AppConfig;
-use mezzanine::ingest::mqtt::{MqttSettings, parse_mqtt_url, spawn_mqtt_adapter};
+use mezzanine::ingest::mqtt::{MqttSettings, TlsFiles, parse_mqtt_url, spawn_mqtt_adapter};
 use mezzanine::ingest::opcua::{OpcUaSettings, spawn_opcua_adapter};
 use mezzanine::ingest::{IngestPlugin, IngestSender, ingest_channel};
 use mezzanine::registry::{AssetRegistry, asset_refs, load_registry};
@@ -228,11 +228,25 @@ fn start_live_sources(
         (None, Some(p)) => p.broker.url(),
         (None, None) => anyhow::bail!("no MQTT broker: set [mqtt] url"),
     };
-    let (host, port) = parse_mqtt_url(&mqtt_url)?;
+    let url = parse_mqtt_url(&mqtt_url)?;
+    let tls = if url.tls {
+        Some(TlsFiles {
+            ca_file: cfg.mqtt.ca_file.clone().with_context(|| {
+                format!(
+                    "{mqtt_url} is TLS: set [mqtt] ca_file to the CA (PEM) that signed the broker"
+                )
+            })?,
+            client_cert_file: cfg.mqtt.client_cert_file.clone(),
+            client_key_file: cfg.mqtt.client_key_file.clone(),
+        })
+    } else {
+        None
+    };
     let mqtt = spawn_mqtt_adapter(
         MqttSettings {
-            host,
-            port,
+            host: url.host,
+            port: url.port,
+            tls,
             client_id: cfg.mqtt.client_id.clone(),
             username: cfg.mqtt.username.clone(),
             password: cfg.mqtt.password.clone(),
@@ -279,7 +293,11 @@ fn demo_plant(
     let cfg = AppConfig::load(None)?;
     let reg_path = registry.unwrap_or(cfg.plant.registry.clone());
     let registry = Arc::new(AssetRegistry::new(load_registry(&reg_path)?));
-    let (host, port) = parse_mqtt_url(mqtt)?;
+    let url = parse_mqtt_url(mqtt)?;
+    if url.tls {
+        anyhow::bail!("the demo plant publishes over plain MQTT; give it an mqtt:// URL");
+    }
+    let (host, port) = (url.host, url.port);
     let server = match opcua {
         Some(ep) => {
             let port = ep

@@ -6,7 +6,7 @@ set -euo pipefail
 packages=(
   pkg-config mold clang make
   libudev-dev libx11-dev libxkbcommon-dev libxcursor-dev libxrandr-dev libxi-dev
-  mesa-vulkan-drivers libvulkan1 xvfb xauth mosquitto
+  mesa-vulkan-drivers libvulkan1 xvfb xauth mosquitto openssl
 )
 
 missing=()

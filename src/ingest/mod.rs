@@ -36,6 +36,11 @@ pub enum IngestError {
     OpcUaConfig(String),
     #[error("{0} is not supported by this build")]
     Unsupported(String),
+    #[error("cannot read TLS file {}: {source}", path.display())]
+    TlsFile {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// Called once the sample it belongs to is safely handled (today: applied to

@@ -10,6 +10,7 @@
 //! Reconnects with exponential backoff (100 ms → 5 s), re-subscribing on
 //! every connection.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -32,27 +33,77 @@ pub struct MqttSettings {
     pub password: Option<String>,
     /// Filters to subscribe to, e.g. `acme/lyon/#`.
     pub topics: Vec<String>,
+    /// TLS to the broker (from an `mqtts://` URL).
+    pub tls: Option<TlsFiles>,
 }
 
-/// Split `mqtt://host:port` (or `tcp://`, or a bare `host:port`).
-pub fn parse_mqtt_url(url: &str) -> Result<(String, u16), IngestError> {
+/// PEM files for a TLS connection to the broker.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct TlsFiles {
+    /// The CA that signed the broker's certificate.
+    pub ca_file: PathBuf,
+    /// Client certificate and key, when the broker asks for one.
+    pub client_cert_file: Option<PathBuf>,
+    pub client_key_file: Option<PathBuf>,
+}
+
+impl TlsFiles {
+    fn read(path: &Path) -> Result<Vec<u8>, IngestError> {
+        std::fs::read(path).map_err(|source| IngestError::TlsFile {
+            path: path.to_path_buf(),
+            source,
+        })
+    }
+
+    /// The rumqttc transport for these files (files are read now, so a
+    /// missing file is reported at start, naming it).
+    pub fn transport(&self) -> Result<rumqttc::Transport, IngestError> {
+        // One process-wide crypto provider for rustls; a second install is a no-op.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let ca = Self::read(&self.ca_file)?;
+        let client_auth = match (&self.client_cert_file, &self.client_key_file) {
+            (Some(c), Some(k)) => Some((Self::read(c)?, Self::read(k)?)),
+            (None, None) => None,
+            _ => {
+                return Err(IngestError::BadUrl {
+                    url: "mqtts://".into(),
+                    reason: "a client certificate needs its key, and the key its certificate"
+                        .into(),
+                });
+            }
+        };
+        Ok(rumqttc::Transport::tls(ca, client_auth, None))
+    }
+}
+
+/// A broker address: host, port, and whether it speaks TLS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerUrl {
+    pub host: String,
+    pub port: u16,
+    pub tls: bool,
+}
+
+/// Split `mqtt://host:port`, `mqtts://host:port` (or `tcp://`, `ssl://`, or a
+/// bare `host:port`). Default ports: 1883, and 8883 for TLS.
+pub fn parse_mqtt_url(url: &str) -> Result<BrokerUrl, IngestError> {
     let bad = |reason: &str| IngestError::BadUrl {
         url: url.to_string(),
         reason: reason.to_string(),
     };
-    let rest = if let Some(r) = url
+    let plain = url
         .strip_prefix("mqtt://")
-        .or_else(|| url.strip_prefix("tcp://"))
-    {
-        r
-    } else if url.starts_with("mqtts://") || url.starts_with("ssl://") {
-        return Err(IngestError::Unsupported(format!(
-            "TLS to the broker (`{url}`); use a loopback or VPN link, or an mqtt:// URL"
-        )));
-    } else if url.contains("://") {
-        return Err(bad("scheme must be mqtt://"));
-    } else {
-        url
+        .or_else(|| url.strip_prefix("tcp://"));
+    let secure = url
+        .strip_prefix("mqtts://")
+        .or_else(|| url.strip_prefix("ssl://"));
+    let (rest, tls) = match (plain, secure) {
+        (Some(r), _) => (r, false),
+        (None, Some(r)) => (r, true),
+        (None, None) if url.contains("://") => {
+            return Err(bad("scheme must be mqtt:// or mqtts://"));
+        }
+        (None, None) => (url, false),
     };
     let rest = rest.trim_end_matches('/');
     let (host, port) = match rest.rsplit_once(':') {
@@ -60,12 +111,16 @@ pub fn parse_mqtt_url(url: &str) -> Result<(String, u16), IngestError> {
             h,
             p.parse::<u16>().map_err(|_| bad("port is not a number"))?,
         ),
-        None => (rest, 1883),
+        None => (rest, if tls { 8883 } else { 1883 }),
     };
     if host.is_empty() {
         return Err(bad("no host"));
     }
-    Ok((host.to_string(), port))
+    Ok(BrokerUrl {
+        host: host.to_string(),
+        port,
+        tls,
+    })
 }
 
 /// A running adapter.
@@ -77,13 +132,15 @@ pub fn spawn_mqtt_adapter(
     registry: Arc<AssetRegistry>,
     tx: IngestSender,
 ) -> Result<MqttAdapter, IngestError> {
+    let transport = settings.tls.as_ref().map(TlsFiles::transport).transpose()?;
     MqttAdapter::spawn("mqtt-ingest", "MQTT adapter", move |stop| {
-        run(settings, registry, tx, stop)
+        run(settings, transport, registry, tx, stop)
     })
 }
 
 async fn run(
     settings: MqttSettings,
+    transport: Option<rumqttc::Transport>,
     registry: Arc<AssetRegistry>,
     tx: IngestSender,
     stop: Arc<AtomicBool>,
@@ -97,6 +154,9 @@ async fn run(
     opts.set_clean_session(false);
     opts.set_manual_acks(true);
     opts.set_max_packet_size(1 << 20, 1 << 20);
+    if let Some(t) = transport {
+        opts.set_transport(t);
+    }
     if let (Some(u), Some(p)) = (&settings.username, &settings.password) {
         opts.set_credentials(u.clone(), p.clone());
     }
@@ -316,13 +376,22 @@ mod tests {
 
     #[test]
     fn urls() {
+        let u = |host: &str, port, tls| BrokerUrl {
+            host: host.into(),
+            port,
+            tls,
+        };
         assert_eq!(
             parse_mqtt_url("mqtt://broker.local:1884").ok(),
-            Some(("broker.local".into(), 1884))
+            Some(u("broker.local", 1884, false))
         );
         assert_eq!(
             parse_mqtt_url("127.0.0.1").ok(),
-            Some(("127.0.0.1".into(), 1883))
+            Some(u("127.0.0.1", 1883, false))
+        );
+        assert_eq!(
+            parse_mqtt_url("mqtts://broker").ok(),
+            Some(u("broker", 8883, true))
         );
         assert!(matches!(
             parse_mqtt_url("http://x:1"),
@@ -331,10 +400,6 @@ mod tests {
         assert!(matches!(
             parse_mqtt_url("mqtt://x:port"),
             Err(IngestError::BadUrl { .. })
-        ));
-        assert!(matches!(
-            parse_mqtt_url("mqtts://x:8883"),
-            Err(IngestError::Unsupported(_))
         ));
     }
 }

@@ -26,6 +26,7 @@ fn registry() -> Arc<AssetRegistry> {
 
 fn settings(port: u16, client_id: &str) -> MqttSettings {
     MqttSettings {
+        tls: None,
         host: "127.0.0.1".into(),
         port,
         client_id: client_id.into(),
@@ -280,6 +281,163 @@ fn sparkplug_metrics_land_on_the_device_asset_and_bad_ones_are_dead_lettered() {
     adapter.stop();
 }
 
+fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl runs");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn tls_broker_is_reached_with_the_right_ca_and_refused_with_a_wrong_one() {
+    use mezzanine::ingest::mqtt::TlsFiles;
+    let dir = tempfile::tempdir().expect("dir");
+    let d = dir.path();
+    for (name, cn) in [("ca", "Mezzanine test CA"), ("other-ca", "Somebody else")] {
+        openssl(
+            d,
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                &format!("{name}.key"),
+                "-out",
+                &format!("{name}.pem"),
+                "-days",
+                "2",
+                "-subj",
+                &format!("/CN={cn}"),
+            ],
+        );
+    }
+    openssl(
+        d,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ],
+    );
+    std::fs::write(d.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").expect("ext");
+    openssl(
+        d,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "san.ext",
+        ],
+    );
+    #[cfg(unix)]
+    for f in ["ca.pem", "server.pem", "server.key"] {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(d.join(f), std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    }
+    let (tls_port, plain_port) = (free_port().expect("port"), free_port().expect("port"));
+    let extra = format!(
+        "listener {tls_port} 127.0.0.1\ncafile {0}/ca.pem\ncertfile {0}/server.pem\nkeyfile {0}/server.key\n",
+        d.display()
+    );
+    let broker = start_mosquitto_with(plain_port, d, &extra);
+    let reg = registry();
+
+    let tls_settings = |ca: &str, id: &str| MqttSettings {
+        tls: Some(TlsFiles {
+            ca_file: d.join(ca),
+            client_cert_file: None,
+            client_key_file: None,
+        }),
+        ..settings(tls_port, id)
+    };
+    let (tx, rx) = ingest_channel(1024);
+    let adapter =
+        spawn_mqtt_adapter(tls_settings("ca.pem", "twin-tls"), reg.clone(), tx).expect("adapter");
+    assert!(
+        connected(
+            &collect(&rx, Duration::from_secs(20), |e| connected(e, Origin::Mqtt)),
+            Origin::Mqtt
+        ),
+        "no TLS connection"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let p = Pub::new(plain_port, "plc-plain");
+    p.publish(
+        SPINDLE_TOPIC,
+        encode_json(&SampleValue::Number(4321.0), 5, None),
+    );
+    let ev = collect(&rx, Duration::from_secs(20), |e| {
+        e.iter().any(|x| matches!(x, IngestEvent::Sample(..)))
+    });
+    assert!(
+        ev.iter().any(
+            |x| matches!(x, IngestEvent::Sample(s, _) if s.value == SampleValue::Number(4321.0))
+        ),
+        "{ev:?}"
+    );
+    adapter.stop();
+
+    // A broker whose certificate the configured CA did not sign is refused.
+    let (tx, rx) = ingest_channel(1024);
+    let adapter = spawn_mqtt_adapter(
+        tls_settings("other-ca.pem", "twin-wrong-ca"),
+        reg.clone(),
+        tx,
+    )
+    .expect("adapter");
+    let ev = collect(&rx, Duration::from_secs(5), |e| {
+        e.iter().any(|x| {
+            matches!(
+                x,
+                IngestEvent::Link {
+                    state: LinkState::Disconnected(_),
+                    ..
+                }
+            )
+        })
+    });
+    assert!(
+        !connected(&ev, Origin::Mqtt),
+        "connected with the wrong CA: {ev:?}"
+    );
+    assert!(ev.iter().any(|x| matches!(x, IngestEvent::Link { state: LinkState::Disconnected(why), .. } if why.to_lowercase().contains("tls") || why.to_lowercase().contains("cert"))), "{ev:?}");
+    adapter.stop();
+
+    // A missing CA file is named at start.
+    let (tx, _rx) = ingest_channel(16);
+    let err = spawn_mqtt_adapter(tls_settings("missing.pem", "twin-missing"), reg, tx)
+        .err()
+        .expect("refused");
+    assert!(err.to_string().contains("missing.pem"), "{err}");
+    drop(broker);
+}
+
 struct Mosquitto(Child);
 
 impl Drop for Mosquitto {
@@ -290,6 +448,10 @@ impl Drop for Mosquitto {
 }
 
 fn start_mosquitto(port: u16, dir: &std::path::Path) -> Mosquitto {
+    start_mosquitto_with(port, dir, "")
+}
+
+fn start_mosquitto_with(port: u16, dir: &std::path::Path, extra_listeners: &str) -> Mosquitto {
     // Started as root, mosquitto drops to its own user: let it write here.
     #[cfg(unix)]
     {
@@ -300,7 +462,7 @@ fn start_mosquitto(port: u16, dir: &std::path::Path) -> Mosquitto {
     std::fs::write(
         &conf,
         format!(
-            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\nautosave_interval 1\nmax_queued_messages 100000\nlog_dest file {}/mosquitto.log\nlog_type all\n",
+            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\nautosave_interval 1\nmax_queued_messages 100000\nlog_dest file {}/mosquitto.log\nlog_type all\n{extra_listeners}",
             dir.display(),
             dir.display()
         ),
