@@ -3,11 +3,13 @@
 CARGO_TARGET_DIR ?= $(HOME)/.cache/mezzanine/target
 export CARGO_TARGET_DIR
 
-.PHONY: run test deps lint demo-plant
+ARGS ?=
 
-## Run the app on its embedded demo plant.
+.PHONY: run test deps lint demo-plant bench
+
+## Run the app on its embedded demo plant (ARGS="..." passes arguments).
 run: deps
-	cargo run --bin mezzanine
+	cargo run --bin mezzanine -- $(ARGS)
 
 ## Run every test (unit, integration, CLI, screenshot under Xvfb).
 test: deps
@@ -23,3 +25,8 @@ lint: deps
 ## Regenerate scenes/demo-plant.{glb,toml} from src/demo/plant.rs.
 demo-plant: deps
 	cargo run --bin mezzanine -- generate-demo-plant --out scenes
+
+## Benchmarks: the ingest table and the criterion decoders (dev profile: no second build).
+bench: deps
+	cargo run --bin mezzanine -- bench ingest
+	cargo bench --profile dev --bench decode

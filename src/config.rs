@@ -239,6 +239,18 @@ impl AppConfig {
                 *p = base.join(&*p);
             }
         }
+        for p in [
+            &mut cfg.mqtt.ca_file,
+            &mut cfg.mqtt.client_cert_file,
+            &mut cfg.mqtt.client_key_file,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
         Ok(cfg)
     }
 
