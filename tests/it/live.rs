@@ -73,6 +73,34 @@ fn ack_all(events: Vec<IngestEvent>) -> Vec<IngestEvent> {
         .collect()
 }
 
+fn samples_of(events: &[IngestEvent]) -> Vec<&mezzanine::ingest::Sample> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            IngestEvent::Sample(s, _) => Some(s),
+            _ => None,
+        })
+        .collect()
+}
+
+fn dead_letters_of(events: &[IngestEvent]) -> Vec<&mezzanine::ingest::DeadLetter> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            IngestEvent::DeadLetter(d, _) => Some(d),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Samples and dead letters, not link reports.
+fn non_link(events: &[IngestEvent]) -> usize {
+    events
+        .iter()
+        .filter(|x| !matches!(x, IngestEvent::Link { .. }))
+        .count()
+}
+
 fn connected(events: &[IngestEvent], origin: Origin) -> bool {
     events
         .iter()
@@ -147,32 +175,9 @@ fn embedded_broker_decodes_good_payloads_and_dead_letters_bad_ones() {
     p.publish(SPINDLE_TOPIC, br#"{"value": "very fast"}"#.to_vec()); // wrong type
     p.publish("acme/lyon/machining/line9/ghost/temp", b"1".to_vec()); // unknown topic
 
-    let ev = ack_all(collect(&rx, Duration::from_secs(20), |e| {
-        e.iter()
-            .filter(|x| !matches!(x, IngestEvent::Link { .. }))
-            .count()
-            >= 5
-    }));
-    let samples: Vec<_> = ev
-        .iter()
-        .filter_map(|e| {
-            if let IngestEvent::Sample(s, _) = e {
-                Some(s)
-            } else {
-                None
-            }
-        })
-        .collect();
-    let dead: Vec<_> = ev
-        .iter()
-        .filter_map(|e| {
-            if let IngestEvent::DeadLetter(d, _) = e {
-                Some(d)
-            } else {
-                None
-            }
-        })
-        .collect();
+    let ev = ack_all(collect(&rx, Duration::from_secs(20), |e| non_link(e) >= 5));
+    let samples = samples_of(&ev);
+    let dead = dead_letters_of(&ev);
     assert_eq!(samples.len(), 2, "{ev:?}");
     let spindle = reg.resolve_topic(SPINDLE_TOPIC).expect("registry");
     assert_eq!(samples[0].property, spindle);
@@ -233,31 +238,11 @@ fn sparkplug_metrics_land_on_the_device_asset_and_bad_ones_are_dead_lettered() {
         good[..good.len() - 6].to_vec(),
     );
 
-    let ev = collect(&rx, Duration::from_secs(20), |e| {
-        e.iter()
-            .filter(|x| !matches!(x, IngestEvent::Link { .. }))
-            .count()
-            >= 5
-    });
-    let samples: Vec<_> = ev
-        .iter()
-        .filter_map(|e| {
-            if let IngestEvent::Sample(s, _) = e {
-                Some(s)
-            } else {
-                None
-            }
-        })
-        .collect();
-    let dead: Vec<_> = ev
-        .iter()
-        .filter_map(|e| {
-            if let IngestEvent::DeadLetter(d, _) = e {
-                Some(d.reason.as_str())
-            } else {
-                None
-            }
-        })
+    let ev = collect(&rx, Duration::from_secs(20), |e| non_link(e) >= 5);
+    let samples = samples_of(&ev);
+    let dead: Vec<_> = dead_letters_of(&ev)
+        .into_iter()
+        .map(|d| d.reason.as_str())
         .collect();
     let robot = reg.by_id("L1-ROBOT-01").expect("robot");
     assert_eq!(samples.len(), 2, "{ev:?}");

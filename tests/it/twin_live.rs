@@ -191,3 +191,44 @@ fn embedded_plant_brings_every_machine_to_life_through_both_adapters() {
     mqtt.stop();
     opcua.stop();
 }
+
+#[test]
+fn silent_assets_turn_stale_and_recover_with_the_next_sample() {
+    use mezzanine::ingest::now_us;
+    use mezzanine::twin::Freshness;
+    let reg = AssetRegistry::new(PlantSpec::demo().registry());
+    let (tx, rx) = ingest_channel(64);
+    let mut app = headless_twin(&reg, rx);
+    let mill = reg.by_id("L1-MILL-01").expect("mill");
+    let e = app.world().resource::<AssetEntities>().0[&mill];
+    // The mill's fastest property is expected every second: silent for 10 s is stale.
+    app.world_mut()
+        .get_mut::<Freshness>(e)
+        .expect("freshness")
+        .last_sample_us = Some(now_us() - 10_000_000);
+    app.update();
+    assert!(app.world().get::<Freshness>(e).expect("freshness").stale);
+    // A never-heard-from asset is "no data", not stale.
+    let lathe =
+        app.world().resource::<AssetEntities>().0[&reg.by_id("L2-LATHE-01").expect("lathe")];
+    assert!(
+        !app.world()
+            .get::<Freshness>(lathe)
+            .expect("freshness")
+            .stale
+    );
+
+    let now = now_us();
+    sample(
+        &tx,
+        &reg,
+        "acme/lyon/machining/line1/mill01/power",
+        SampleValue::Number(5.0),
+        now,
+        Origin::Mqtt,
+    );
+    app.update();
+    std::thread::sleep(std::time::Duration::from_millis(600)); // staleness is re-checked twice a second
+    app.update();
+    assert!(!app.world().get::<Freshness>(e).expect("freshness").stale);
+}
