@@ -146,7 +146,7 @@ impl PlcSim {
                     .properties
                     .iter()
                     .enumerate()
-                    .filter(|(_, p)| p.mqtt.is_some() || p.opcua.is_some())
+                    .filter(|(_, p)| p.mqtt.is_some() || p.opcua.is_some() || a.sparkplug.is_some())
                     .map(|(pi, p)| PropSim {
                         index: pi as u32,
                         name: p.name.clone(),

@@ -220,6 +220,11 @@ pub fn inspector_ui(
                             ui.label(value);
                             ui.end_row();
                         }
+                        if let Some(sp) = &a.sparkplug {
+                            ui.label("Sparkplug B source");
+                            ui.label(sp);
+                            ui.end_row();
+                        }
                         ui.label("glTF node");
                         let via = match view.bound_via {
                             Some(BindVia::Extras) => " (bound by extras)",
