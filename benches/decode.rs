@@ -45,11 +45,12 @@ fn decoders(c: &mut Criterion) {
     ];
     let named: Vec<(&str, &SampleValue)> = robot_metrics.iter().map(|(n, v)| (*n, v)).collect();
     let ddata = sparkplug::encode(&named, 1_764_000_000_000, 1);
-    let topic = sparkplug::parse_topic("spBv1.0/acme/DDATA/line1/robot01").expect("topic");
+    let topic_name = "spBv1.0/acme/DDATA/line1/robot01";
+    let topic = sparkplug::parse_topic(topic_name).expect("topic");
     let mut book = AliasBook::default();
     g.throughput(Throughput::Elements(robot_metrics.len() as u64));
     g.bench_function("sparkplug_ddata_4_metrics_resolve_and_decode", |b| {
-        b.iter(|| decode_sparkplug(&reg, &mut book, &topic, black_box(&ddata), 0))
+        b.iter(|| decode_sparkplug(&reg, &mut book, topic_name, &topic, black_box(&ddata), 0))
     });
     g.finish();
 }

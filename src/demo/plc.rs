@@ -12,6 +12,8 @@ use std::sync::Arc;
 
 use crate::ingest::SampleValue;
 use crate::registry::{AssetIdx, AssetRegistry, PropertyRef};
+// The PLC speaks the twin's state vocabulary, so every code it sends parses.
+use crate::twin::MachineState;
 
 /// A small, fast, seedable generator (SplitMix64).
 #[derive(Debug, Clone)]
@@ -50,29 +52,6 @@ pub struct Emission {
     pub ts_us: i64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum SimState {
-    Running,
-    Idle,
-    Blocked,
-    Starved,
-    Setup,
-    Down,
-}
-
-impl SimState {
-    fn code(self) -> &'static str {
-        match self {
-            SimState::Running => "running",
-            SimState::Idle => "idle",
-            SimState::Blocked => "blocked",
-            SimState::Starved => "starved",
-            SimState::Setup => "setup",
-            SimState::Down => "down",
-        }
-    }
-}
-
 const DOWN_REASONS: [&str; 6] = [
     "spindle overload",
     "tool breakage",
@@ -92,7 +71,7 @@ struct PropSim {
 struct MachineSim {
     asset: AssetIdx,
     class: String,
-    state: SimState,
+    state: MachineState,
     reason: Option<String>,
     state_left_ms: f64,
     state_changed: bool,
@@ -157,7 +136,7 @@ impl PlcSim {
                 MachineSim {
                     asset,
                     class: a.class.clone(),
-                    state: SimState::Running,
+                    state: MachineState::Running,
                     reason: None,
                     state_left_ms: rng.range(20_000.0, 400_000.0),
                     state_changed: true,
@@ -211,11 +190,11 @@ impl PlcSim {
         let machining = m.class == "cnc_mill" || m.class == "cnc_lathe";
         m.state_left_ms -= dt;
         if m.state_left_ms <= 0.0 {
-            let (next, reason, dur_s) = if m.state != SimState::Running {
-                (SimState::Running, None, rng.range(60.0, 900.0))
+            let (next, reason, dur_s) = if m.state != MachineState::Running {
+                (MachineState::Running, None, rng.range(60.0, 900.0))
             } else if machining && m.wear >= 1.0 {
                 (
-                    SimState::Setup,
+                    MachineState::Setup,
                     Some("tool change".to_string()),
                     rng.range(120.0, 360.0),
                 )
@@ -226,33 +205,33 @@ impl PlcSim {
                     let reason =
                         DOWN_REASONS[(rng.next_u64() % DOWN_REASONS.len() as u64) as usize];
                     (
-                        SimState::Down,
+                        MachineState::Down,
                         Some(reason.to_string()),
                         rng.range(180.0, 1200.0),
                     )
                 } else if r < p_down + 0.40 {
                     (
-                        SimState::Idle,
+                        MachineState::Idle,
                         Some("micro-stop".to_string()),
                         rng.range(10.0, 90.0),
                     )
                 } else if r < p_down + 0.55 {
                     (
-                        SimState::Blocked,
+                        MachineState::Blocked,
                         Some("downstream full".to_string()),
                         rng.range(30.0, 240.0),
                     )
                 } else if r < p_down + 0.72 {
                     (
-                        SimState::Starved,
+                        MachineState::Starved,
                         Some("no material".to_string()),
                         rng.range(30.0, 240.0),
                     )
                 } else {
-                    (SimState::Running, None, rng.range(60.0, 900.0))
+                    (MachineState::Running, None, rng.range(60.0, 900.0))
                 }
             };
-            if next == SimState::Running && m.state == SimState::Setup {
+            if next == MachineState::Running && m.state == MachineState::Setup {
                 m.wear = 0.0;
             }
             if next != m.state || reason != m.reason {
@@ -262,7 +241,7 @@ impl PlcSim {
             m.reason = reason;
             m.state_left_ms = dur_s * 1000.0;
         }
-        let running = m.state == SimState::Running;
+        let running = m.state == MachineState::Running;
         if running {
             m.cycle_left_ms -= dt;
             while m.cycle_left_ms <= 0.0 {
@@ -297,10 +276,10 @@ impl PlcSim {
     fn value(&mut self, mi: usize, name: &str) -> Option<(SampleValue, Option<String>)> {
         let rng = &mut self.rng;
         let m = &self.machines[mi];
-        let running = m.state == SimState::Running;
+        let running = m.state == MachineState::Running;
         let n = |v: f64| Some((SampleValue::Number(v), None));
         match name {
-            "state" => Some((SampleValue::Text(m.state.code().into()), m.reason.clone())),
+            "state" => Some((SampleValue::Text(m.state.label().into()), m.reason.clone())),
             "spindle_speed" => n(if running {
                 (m.max_rpm * 0.6 + rng.noise(m.max_rpm * 0.01)).round()
             } else {
@@ -319,8 +298,8 @@ impl PlcSim {
             }
             .max(0.0)),
             "power" => n(match m.state {
-                SimState::Running => m.rated_kw * (0.55 + 0.25 * m.wear) + rng.noise(0.2),
-                SimState::Down => 0.02 * m.rated_kw,
+                MachineState::Running => m.rated_kw * (0.55 + 0.25 * m.wear) + rng.noise(0.2),
+                MachineState::Down => 0.02 * m.rated_kw,
                 _ => 0.12 * m.rated_kw + rng.noise(0.05),
             }
             .max(0.0)),

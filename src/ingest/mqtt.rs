@@ -247,7 +247,7 @@ pub fn to_events(
 ) -> Vec<IngestEvent> {
     let mut ack = ack_for(client, &p);
     let mut out: Vec<IngestEvent> = if let Some(topic) = sparkplug::parse_topic(&p.topic) {
-        decode_sparkplug(registry, aliases, &topic, &p.payload, received_us)
+        decode_sparkplug(registry, aliases, &p.topic, &topic, &p.payload, received_us)
             .into_iter()
             .map(|r| match r {
                 Ok(s) => IngestEvent::Sample(s, None),
@@ -280,19 +280,13 @@ pub fn to_events(
 pub fn decode_sparkplug(
     registry: &AssetRegistry,
     aliases: &mut AliasBook,
+    topic_name: &str,
     topic: &sparkplug::SparkplugTopic<'_>,
     payload: &[u8],
     received_us: i64,
 ) -> Vec<Result<Sample, DeadLetter>> {
     let source = topic.source_id();
-    let full_topic = format!(
-        "{}/{}/{}/{}",
-        sparkplug::NAMESPACE,
-        topic.group,
-        topic.message_type,
-        topic.edge_node
-    ) + &topic.device.map(|d| format!("/{d}")).unwrap_or_default();
-    let dead = |reason: String| dead_letter(&full_topic, reason, payload, received_us);
+    let dead = |reason: String| dead_letter(topic_name, reason, payload, received_us);
     if !matches!(topic.message_type, "NBIRTH" | "DBIRTH" | "NDATA" | "DDATA") {
         // Death certificates and commands carry no process values.
         return Vec::new();

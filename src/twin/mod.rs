@@ -240,8 +240,16 @@ pub fn apply_samples(
             Verdict::Apply => {
                 counters.applied += 1;
                 latency.record_applied(sample.origin, &sample.hops, applied_us);
-                let is_state = registry.property(r).is_some_and(|(_, p)| p.name == "state");
-                if let (true, SampleValue::Text(code)) = (is_state, &sample.value) {
+                // Only text samples can be states: look the name up for those alone.
+                let state_code = match &sample.value {
+                    SampleValue::Text(code)
+                        if registry.property(r).is_some_and(|(_, p)| p.name == "state") =>
+                    {
+                        Some(code)
+                    }
+                    _ => None,
+                };
+                if let Some(code) = state_code {
                     match MachineState::parse(code.as_str()) {
                         Some(ms) => {
                             if state.state != ms || state.reason != sample.reason {
