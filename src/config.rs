@@ -39,6 +39,49 @@ pub struct AppConfig {
     pub mqtt: MqttConfig,
     pub opcua: OpcUaConfig,
     pub demo: DemoConfig,
+    pub history: HistoryConfig,
+}
+
+/// The flight recorder (embedded DuckDB).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HistoryConfig {
+    /// The DuckDB file; absent means `history.duckdb` in the user's data folder.
+    pub path: Option<PathBuf>,
+    /// Record at all (the 3D view works without history, but has no playback).
+    pub enabled: bool,
+    /// Longest a sample waits before its batch is committed (and acknowledged).
+    pub flush_interval_ms: u64,
+    /// Shortest gap between two commits, so a trickle of samples is batched.
+    pub min_commit_gap_ms: u64,
+    /// Largest batch, in rows.
+    pub max_batch_rows: usize,
+    /// How often the WAL is folded into the file.
+    pub checkpoint_interval_s: u64,
+    /// How often the last value of every property is written as a keyframe.
+    pub keyframe_interval_s: u64,
+}
+
+impl Default for HistoryConfig {
+    fn default() -> Self {
+        Self {
+            path: None,
+            enabled: true,
+            flush_interval_ms: 100,
+            min_commit_gap_ms: 2,
+            max_batch_rows: 50_000,
+            checkpoint_interval_s: 300,
+            keyframe_interval_s: 60,
+        }
+    }
+}
+
+impl HistoryConfig {
+    pub fn db_path(&self) -> PathBuf {
+        self.path
+            .clone()
+            .unwrap_or_else(|| data_dir().join("history.duckdb"))
+    }
 }
 
 /// The UNS broker. Without a `url`, the embedded demo broker is used.
@@ -243,6 +286,7 @@ impl AppConfig {
             &mut cfg.mqtt.ca_file,
             &mut cfg.mqtt.client_cert_file,
             &mut cfg.mqtt.client_key_file,
+            &mut cfg.history.path,
         ]
         .into_iter()
         .flatten()
@@ -266,6 +310,9 @@ impl AppConfig {
         }
         if let Some(v) = get("MEZZANINE_OPCUA_ENDPOINT") {
             self.opcua.endpoint = Some(v);
+        }
+        if let Some(v) = get("MEZZANINE_HISTORY") {
+            self.history.path = Some(v.into());
         }
         if let Some(v) = get("MEZZANINE_SHADOWS") {
             self.render.shadows = parse_bool("MEZZANINE_SHADOWS", &v)?;
@@ -297,6 +344,24 @@ impl AppConfig {
             return Err(ConfigError::Invalid {
                 field: "demo.time_scale",
                 message: format!("{} is outside 0..3600", self.demo.time_scale),
+            });
+        }
+        if self.history.flush_interval_ms == 0 || self.history.flush_interval_ms > 10_000 {
+            return Err(ConfigError::Invalid {
+                field: "history.flush_interval_ms",
+                message: format!("{} is outside 1..10000", self.history.flush_interval_ms),
+            });
+        }
+        if self.history.max_batch_rows == 0 {
+            return Err(ConfigError::Invalid {
+                field: "history.max_batch_rows",
+                message: "must be at least 1".into(),
+            });
+        }
+        if self.history.keyframe_interval_s == 0 {
+            return Err(ConfigError::Invalid {
+                field: "history.keyframe_interval_s",
+                message: "must be at least 1".into(),
             });
         }
         Ok(())

@@ -18,7 +18,9 @@
 pub mod bench;
 pub mod config;
 pub mod demo;
+pub mod history;
 pub mod ingest;
+pub mod playback;
 pub mod registry;
 pub mod render;
 pub mod scene;
@@ -85,6 +87,7 @@ impl Plugin for TwinCorePlugins {
                 registry: self.registry.clone(),
             },
             twin::TwinPlugin,
+            playback::PlaybackPlugin,
             scene::ScenePlugin {
                 layout_path: self.layout_path.clone(),
             },

@@ -13,6 +13,7 @@ use bevy_egui::EguiPlugin;
 use clap::{Parser, Subcommand};
 
 use mezzanine::config::AppConfig;
+use mezzanine::history::{HistoryPlugin, HistoryThreads, HistoryWriter, Store, WriterSettings};
 use mezzanine::ingest::mqtt::{MqttSettings, TlsFiles, parse_mqtt_url, spawn_mqtt_adapter};
 use mezzanine::ingest::opcua::{OpcUaSettings, spawn_opcua_adapter};
 use mezzanine::ingest::{IngestPlugin, IngestSender, ingest_channel};
@@ -63,6 +64,17 @@ struct RunArgs {
     /// Open the latency and ingest windows at start.
     #[arg(long)]
     show_latency: bool,
+    /// Start in replay this many seconds before now (paused), once the
+    /// history has that far back.
+    #[arg(long, conflicts_with = "replay_at")]
+    replay_ago_s: Option<u64>,
+    /// Start in replay at this time (RFC 3339 with offset, or
+    /// `YYYY-MM-DD HH:MM[:SS]` in the plant's zone), once it is recorded.
+    #[arg(long)]
+    replay_at: Option<String>,
+    /// History file (DuckDB), overriding the config.
+    #[arg(long)]
+    history: Option<PathBuf>,
     /// With --screenshot: frames to let pass once the plant is live.
     #[arg(long, default_value_t = 20)]
     screenshot_settle_frames: u32,
@@ -96,9 +108,38 @@ enum Command {
         #[arg(long, default_value_t = 10.0)]
         time_scale: f64,
     },
-    /// Measure a pipeline and print a table (`bench ingest`).
+    /// Record the plant to the history file without a window (a recorder
+    /// for a server); the same adapters and writer as the app.
+    Record {
+        /// History file (DuckDB), overriding the config.
+        #[arg(long)]
+        history: Option<PathBuf>,
+        /// Asset registry (TOML), overriding the config.
+        #[arg(long)]
+        registry: Option<PathBuf>,
+        /// Stop after this many seconds without a new sample (default: run until killed).
+        #[arg(long)]
+        exit_after_idle_s: Option<u64>,
+    },
+    /// Export a time range of the history to Parquet, partitioned by day and asset.
+    Export {
+        /// Start (RFC 3339 with zone, e.g. 2026-11-24T08:00:00+01:00, or
+        /// `YYYY-MM-DD HH:MM[:SS]` in the plant's time zone).
+        #[arg(long)]
+        from: String,
+        /// End (exclusive), same forms as --from.
+        #[arg(long)]
+        to: String,
+        /// Output folder (created; must not already hold an export).
+        #[arg(long)]
+        out: PathBuf,
+        /// History file (DuckDB), overriding the config.
+        #[arg(long)]
+        history: Option<PathBuf>,
+    },
+    /// Measure a pipeline and print a table (`bench ingest`, `bench history`).
     Bench {
-        /// Which pipeline: `ingest`.
+        /// Which pipeline: `ingest` or `history`.
         what: String,
         /// A run under 30 s at smaller rates.
         #[arg(long)]
@@ -149,10 +190,24 @@ fn main() -> ExitCode {
             "ingest" => mezzanine::bench::run_ingest_bench(quick)
                 .map(|_| ExitCode::SUCCESS)
                 .map_err(anyhow::Error::from),
+            "history" => mezzanine::bench::history::run_history_bench(quick)
+                .map(|_| ExitCode::SUCCESS)
+                .map_err(anyhow::Error::from),
             other => Err(anyhow::anyhow!(
-                "unknown benchmark `{other}` (try `ingest`)"
+                "unknown benchmark `{other}` (try `ingest` or `history`)"
             )),
         },
+        Some(Command::Record {
+            history,
+            registry,
+            exit_after_idle_s,
+        }) => record(cli.run.config, history, registry, exit_after_idle_s),
+        Some(Command::Export {
+            from,
+            to,
+            out,
+            history,
+        }) => export(cli.run.config, &from, &to, &out, history),
         Some(Command::DemoPlant {
             mqtt,
             opcua,
@@ -193,6 +248,10 @@ fn generate(out: &std::path::Path) -> anyhow::Result<ExitCode> {
     );
     Ok(ExitCode::SUCCESS)
 }
+
+/// The history threads, kept for the app's lifetime and stopped in order.
+#[derive(Resource)]
+struct RecorderHandle(HistoryThreads);
 
 /// Adapters and (when no external endpoint is named) the embedded plant;
 /// held for the app's lifetime.
@@ -353,7 +412,22 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| "the asset registry must load before the plant can be shown")?;
 
     let registry = AssetRegistry::new(registry);
-    let (tx, rx) = ingest_channel(65_536);
+    if let Some(h) = args.history {
+        cfg.history.path = Some(h);
+    }
+    let (mut tx, rx) = ingest_channel(65_536);
+    let recorder = if cfg.history.enabled {
+        let (plugin, threads) = HistoryPlugin::start(
+            &cfg.history.db_path(),
+            Arc::new(registry.clone()),
+            WriterSettings::from_config(&cfg.history),
+        )
+        .context("opening the history file")?;
+        tx = tx.with_recorder(threads.writer.recorder.clone());
+        Some((plugin, threads))
+    } else {
+        None
+    };
     let live = start_live_sources(&cfg, Arc::new(registry.clone()), tx)?;
 
     let mut app = App::new();
@@ -412,13 +486,155 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             },
         );
     }
+    if let Some((plugin, threads)) = recorder {
+        app.add_plugins(plugin)
+            .insert_resource(RecorderHandle(threads));
+    }
+    let replay_at_us = match (&args.replay_at, args.replay_ago_s) {
+        (Some(t), _) => {
+            let tz = app
+                .world()
+                .resource::<AssetRegistry>()
+                .plant()
+                .time_zone
+                .clone();
+            Some(parse_time_arg(t, &tz).context("--replay-at")?)
+        }
+        (None, Some(ago_s)) => Some(mezzanine::ingest::now_us() - (ago_s as i64) * 1_000_000),
+        (None, None) => None,
+    };
+    if let Some(t) = replay_at_us {
+        app.add_systems(
+            Update,
+            move |mut done: Local<bool>,
+                  history: Option<Res<mezzanine::history::History>>,
+                  mut out: MessageWriter<mezzanine::playback::PlaybackCommand>| {
+                let Some(h) = history else {
+                    return;
+                };
+                if !*done && h.stats.range_us().is_some_and(|(a, _)| a <= t) {
+                    out.write(mezzanine::playback::PlaybackCommand::Seek(t));
+                    *done = true;
+                }
+            },
+        );
+    }
     if args.show_latency {
         let mut ui_state = app.world_mut().resource_mut::<ui::UiState>();
         ui_state.show_latency = true;
         ui_state.show_ingest = true;
     }
-    Ok(match app.run() {
+    let exit = app.run();
+    // Orderly shutdown: the adapters stop, then the recorder commits what it
+    // holds, checkpoints and closes the file before the process ends.
+    app.world_mut().remove_resource::<LiveSources>();
+    if let Some(RecorderHandle(threads)) = app.world_mut().remove_resource::<RecorderHandle>() {
+        threads.shutdown();
+    }
+    Ok(match exit {
         AppExit::Success => ExitCode::SUCCESS,
         AppExit::Error(code) => ExitCode::from(code.get()),
     })
+}
+
+/// Headless recording: adapters → history writer, no twin, no window.
+fn record(
+    config: Option<PathBuf>,
+    history: Option<PathBuf>,
+    registry: Option<PathBuf>,
+    exit_after_idle_s: Option<u64>,
+) -> anyhow::Result<ExitCode> {
+    use std::sync::atomic::Ordering::Relaxed;
+    let mut cfg = AppConfig::load(config.as_deref())?;
+    if let Some(h) = history {
+        cfg.history.path = Some(h);
+    }
+    if let Some(r) = registry {
+        cfg.plant.registry = r;
+    }
+    cfg.validate()?;
+    let registry = Arc::new(AssetRegistry::new(load_registry(&cfg.plant.registry)?));
+    let path = cfg.history.db_path();
+    let store = Store::open(&path, &registry).context("opening the history file")?;
+    println!("{}", store.report.summary());
+    let writer = HistoryWriter::spawn(
+        store,
+        registry.clone(),
+        WriterSettings::from_config(&cfg.history),
+        65_536,
+    )?;
+    let stats = writer.stats.clone();
+    let tx = IngestSender::recorder_only(writer.recorder.clone());
+    let sources = start_live_sources(&cfg, registry, tx)?;
+    println!("recording to {}", path.display());
+    let mut last_written = 0;
+    let mut idle_since = std::time::Instant::now();
+    loop {
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        let written = stats.samples_written.load(Relaxed);
+        if written != last_written {
+            last_written = written;
+            idle_since = std::time::Instant::now();
+        }
+        if exit_after_idle_s.is_some_and(|s| idle_since.elapsed().as_secs() >= s) {
+            break;
+        }
+    }
+    drop(sources);
+    let stats = writer.stats.clone();
+    writer.join();
+    println!(
+        "recorded {} samples ({} duplicates dropped, {} dead letters) in {} commits",
+        stats.samples_written.load(Relaxed),
+        stats.duplicates_dropped.load(Relaxed),
+        stats.dead_letters.load(Relaxed),
+        stats.commits.load(Relaxed)
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A time from the command line: RFC 3339 with an offset, or a civil time in
+/// the plant's zone.
+fn parse_time_arg(s: &str, tz: &str) -> anyhow::Result<i64> {
+    if let Ok(ts) = s.parse::<jiff::Timestamp>() {
+        return Ok(ts.as_microsecond());
+    }
+    let civil: jiff::civil::DateTime = s.trim().replace(' ', "T").parse().with_context(|| {
+        format!("`{s}` is not a time: use 2026-11-24T08:00:00+01:00 or `2026-11-24 08:00` (plant time, {tz})")
+    })?;
+    let zoned = civil.in_tz(tz).with_context(|| {
+        format!("the plant's time zone `{tz}` is unknown here; give the time with an offset")
+    })?;
+    Ok(zoned.timestamp().as_microsecond())
+}
+
+fn export(
+    config: Option<PathBuf>,
+    from: &str,
+    to: &str,
+    out: &std::path::Path,
+    history: Option<PathBuf>,
+) -> anyhow::Result<ExitCode> {
+    let mut cfg = AppConfig::load(config.as_deref())?;
+    if let Some(h) = history {
+        cfg.history.path = Some(h);
+    }
+    let registry = AssetRegistry::new(load_registry(&cfg.plant.registry)?);
+    let tz = registry.plant().time_zone.clone();
+    let from_us = parse_time_arg(from, &tz)?;
+    let to_us = parse_time_arg(to, &tz)?;
+    let path = cfg.history.db_path();
+    if !path.exists() {
+        anyhow::bail!("no history file at {}", path.display());
+    }
+    let store = Store::open(&path, &registry).context("opening the history file")?;
+    let r = mezzanine::history::export::export_parquet(&store.conn, from_us, to_us, out)?;
+    println!(
+        "exported {} samples and {} transitions to {} ({} Parquet files)",
+        r.samples,
+        r.transitions,
+        r.out_dir.display(),
+        r.files
+    );
+    Ok(ExitCode::SUCCESS)
 }

@@ -26,8 +26,14 @@ use crate::twin::{
     AssetEntities, AssetState, BoundAsset, Freshness, LiveValues, TwinCounters, TwinPlugin,
 };
 
+pub mod history;
+
 #[derive(Debug, thiserror::Error)]
 pub enum BenchError {
+    #[error(transparent)]
+    History(#[from] crate::history::HistoryError),
+    #[error("benchmark: {0}")]
+    Io(#[from] std::io::Error),
     #[error(transparent)]
     Demo(#[from] crate::demo::DemoError),
     #[error(transparent)]
@@ -114,6 +120,7 @@ pub fn headless_twin(reg: &AssetRegistry, rx: crate::ingest::IngestReceiver) -> 
             registry: reg.clone(),
         },
         TwinPlugin,
+        crate::playback::PlaybackPlugin,
     ))
     .add_plugins(IngestPlugin { receiver: rx });
     let mut index = AssetEntities::default();

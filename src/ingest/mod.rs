@@ -94,20 +94,74 @@ pub enum IngestEvent {
     Link { origin: Origin, state: LinkState },
 }
 
-/// The sending half handed to adapters.
+/// What the recording tap receives: every sample and dead letter, with the
+/// acknowledgement that the recorder sends once it is durable.
+#[derive(Debug)]
+pub enum Recorded {
+    Sample(Sample, Option<Ack>),
+    DeadLetter(DeadLetter, Option<Ack>),
+}
+
+/// The sending half handed to adapters. With a recorder attached, samples
+/// and dead letters go to the recorder first (carrying the ack) and to the
+/// twin without it, so acknowledgement waits for the disk, not for a frame.
 #[derive(Clone, Debug)]
-pub struct IngestSender(Sender<IngestEvent>);
+pub struct IngestSender {
+    twin: Option<Sender<IngestEvent>>,
+    recorder: Option<Sender<Recorded>>,
+}
 
 impl IngestSender {
-    /// Blocks while the channel is full: back-pressure onto the adapter
-    /// thread (and so onto the broker), never a silent drop.
+    /// Only a recorder (headless recording, no twin).
+    pub fn recorder_only(recorder: Sender<Recorded>) -> Self {
+        Self {
+            twin: None,
+            recorder: Some(recorder),
+        }
+    }
+
+    /// Also send every sample and dead letter to `recorder`.
+    pub fn with_recorder(mut self, recorder: Sender<Recorded>) -> Self {
+        self.recorder = Some(recorder);
+        self
+    }
+
+    /// Blocks while a channel is full: back-pressure onto the adapter
+    /// thread (and so onto the broker), never a silent drop. False once
+    /// nobody listens any more. A sample whose recorder is gone keeps its
+    /// ack unsent, so the broker delivers it again to the next session.
     pub fn send(&self, ev: IngestEvent) -> bool {
-        self.0.send(ev).is_ok()
+        let ev = match (&self.recorder, ev) {
+            (Some(rec), IngestEvent::Sample(s, ack)) => {
+                let for_twin = self.twin.as_ref().map(|_| s.clone());
+                let recorded = rec.send(Recorded::Sample(s, ack)).is_ok();
+                match for_twin {
+                    Some(s) => IngestEvent::Sample(s, None),
+                    None => return recorded,
+                }
+            }
+            (Some(rec), IngestEvent::DeadLetter(d, ack)) => {
+                let for_twin = self.twin.as_ref().map(|_| d.clone());
+                let recorded = rec.send(Recorded::DeadLetter(d, ack)).is_ok();
+                match for_twin {
+                    Some(d) => IngestEvent::DeadLetter(d, None),
+                    None => return recorded,
+                }
+            }
+            (_, ev) => ev,
+        };
+        match &self.twin {
+            Some(t) => t.send(ev).is_ok(),
+            None => true,
+        }
     }
 
     /// Non-blocking send for status events.
     pub fn try_send(&self, ev: IngestEvent) -> bool {
-        !matches!(self.0.try_send(ev), Err(TrySendError::Disconnected(_)))
+        match &self.twin {
+            Some(t) => !matches!(t.try_send(ev), Err(TrySendError::Disconnected(_))),
+            None => true,
+        }
     }
 }
 
@@ -118,7 +172,13 @@ pub struct IngestReceiver(pub Receiver<IngestEvent>);
 /// A bounded channel between adapters and the app.
 pub fn ingest_channel(capacity: usize) -> (IngestSender, IngestReceiver) {
     let (tx, rx) = crossbeam_channel::bounded(capacity);
-    (IngestSender(tx), IngestReceiver(rx))
+    (
+        IngestSender {
+            twin: Some(tx),
+            recorder: None,
+        },
+        IngestReceiver(rx),
+    )
 }
 
 /// Samples drained this frame, waiting for the twin to apply them.

@@ -11,8 +11,9 @@ use bevy::prelude::*;
 use bevy::render::view::screenshot::{Screenshot, ScreenshotCaptured, save_to_disk};
 
 use super::status::StatusMarkers;
+use crate::playback::Shown;
 use crate::scene::{LoadPhase, PlantLayout};
-use crate::twin::{AssetState, BoundAsset, MachineState};
+use crate::twin::{BoundAsset, MachineState};
 
 #[derive(Resource, Debug, Clone)]
 pub struct CaptureRequest {
@@ -43,7 +44,7 @@ pub fn drive_capture(
     req: Res<CaptureRequest>,
     mut p: ResMut<CaptureProgress>,
     layout: Res<PlantLayout>,
-    assets: Query<&AssetState, With<BoundAsset>>,
+    assets: Query<&Shown, With<BoundAsset>>,
     marked: Query<(), (With<BoundAsset>, With<StatusMarkers>)>,
     done: Option<Res<CaptureDone>>,
     mut exit: MessageWriter<AppExit>,
@@ -77,7 +78,7 @@ pub fn drive_capture(
             let total = assets.iter().count();
             let live = assets
                 .iter()
-                .filter(|s| s.state != MachineState::Unknown)
+                .filter(|s| s.state.state != MachineState::Unknown)
                 .count();
             total > 0
                 && total == marked.iter().count()
@@ -96,9 +97,13 @@ pub fn drive_capture(
     p.requested = true;
     let path = req.path.clone();
     // A sidecar says what the picture shows, for tests and reviewers.
-    let mut states: Vec<String> = assets.iter().map(|s| s.state.label().to_string()).collect();
+    let mut states: Vec<String> = assets
+        .iter()
+        .map(|s| s.state.state.label().to_string())
+        .collect();
     states.sort();
-    let sidecar = serde_json::json!({ "asset_states": states });
+    let replay = assets.iter().any(|s| s.replay);
+    let sidecar = serde_json::json!({ "asset_states": states, "replay": replay });
     if let Err(e) = std::fs::write(path.with_extension("json"), sidecar.to_string()) {
         warn!("cannot write the screenshot sidecar: {e}");
     }

@@ -1,12 +1,13 @@
-//! Status colours: [`AssetState`] in, a stack-light beacon above each machine
-//! and a floor pad under it, coloured by state, out.
+//! Status colours: the [`Shown`] state (live, or recorded at the replay cursor) in,
+//! a stack-light beacon above each machine and a floor pad under it, coloured by state, out.
 
 use std::collections::HashMap;
 
 use bevy::prelude::*;
 
 use super::bounds::WorldBounds;
-use crate::twin::{AssetState, BoundAsset, Freshness, MachineState};
+use crate::playback::Shown;
+use crate::twin::{BoundAsset, MachineState};
 
 /// One material per machine state, shared by every beacon and pad.
 #[derive(Resource)]
@@ -74,7 +75,7 @@ pub fn setup_palette(
 }
 
 /// An asset whose markers are not spawned yet.
-type UnmarkedAsset<'a> = (Entity, &'a WorldBounds, &'a GlobalTransform, &'a AssetState);
+type UnmarkedAsset<'a> = (Entity, &'a WorldBounds, &'a GlobalTransform, &'a Shown);
 
 /// Spawns markers once an asset's bounds are known.
 pub fn spawn_markers(
@@ -85,7 +86,8 @@ pub fn spawn_markers(
     let Some(palette) = palette else {
         return;
     };
-    for (e, b, gt, state) in &assets {
+    for (e, b, gt, shown) in &assets {
+        let state = &shown.state;
         let inv = gt.affine().inverse();
         let top = Vec3::new(b.center().x, b.max.y + 0.45, b.center().z);
         let pad_at = Vec3::new(b.center().x, 0.012, b.center().z);
@@ -125,10 +127,10 @@ pub fn spawn_markers(
 }
 
 /// State, freshness and markers of one asset.
-type ShownStatus<'a> = (&'a AssetState, &'a Freshness, &'a mut StatusMarkers);
+type ShownStatus<'a> = (&'a Shown, &'a mut StatusMarkers);
 
-/// Assets whose state or freshness changed.
-type StatusChanged = Or<(Changed<AssetState>, Changed<Freshness>)>;
+/// Assets whose shown state or freshness changed.
+type StatusChanged = Changed<Shown>;
 
 /// Recolours markers when a state or freshness changes.
 pub fn recolor_markers(
@@ -139,7 +141,8 @@ pub fn recolor_markers(
     let Some(palette) = palette else {
         return;
     };
-    for (state, fresh, mut markers) in &mut assets {
+    for (shown, mut markers) in &mut assets {
+        let (state, fresh) = (&shown.state, &shown.freshness);
         let want = (state.state, fresh.stale);
         if markers.shown == want {
             continue;

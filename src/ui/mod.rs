@@ -5,19 +5,32 @@
 pub mod clock;
 pub mod live;
 pub mod panels;
+pub mod timeline;
 
 use std::collections::HashMap;
 
 use bevy::prelude::*;
 use bevy_egui::{EguiContexts, EguiPrimaryContextPass, egui};
 
+use crate::history::History;
 use crate::ingest::{DeadLetters, LatencyStats, LinkStatus, now_us};
+use crate::playback::{PlaybackCommand, PlaybackData, Shown, TimeCursor, TimelineView};
 use crate::registry::{AssetIdx, AssetRegistry};
 use crate::render::{
     CameraCommand, OrbitCamera, Selection, SelectionCommand, ViewportInsets, WorldBounds,
 };
 use crate::scene::{LoadPhase, PlantLayout};
-use crate::twin::{AssetState, BoundAsset, Freshness, LiveValues, MachineState, TwinCounters};
+use crate::twin::{BoundAsset, MachineState, TwinCounters};
+
+/// Read-only view of playback for the timeline, and where its commands go.
+#[derive(bevy::ecs::system::SystemParam)]
+pub struct PlaybackView<'w> {
+    cursor: Res<'w, TimeCursor>,
+    view: Res<'w, TimelineView>,
+    data: Res<'w, PlaybackData>,
+    history: Option<Res<'w, History>>,
+    out: MessageWriter<'w, PlaybackCommand>,
+}
 
 /// Read-only view of the ingest state for the panels.
 #[derive(bevy::ecs::system::SystemParam)]
@@ -36,6 +49,7 @@ pub struct UiState {
     pub show_labels: bool,
     pub show_latency: bool,
     pub show_ingest: bool,
+    pub timeline: timeline::TimelineUiState,
 }
 
 pub struct UiPlugin;
@@ -47,6 +61,7 @@ impl Plugin for UiPlugin {
             show_labels: true,
             show_latency: false,
             show_ingest: false,
+            timeline: timeline::TimelineUiState::default(),
         })
         .add_systems(EguiPrimaryContextPass, main_ui);
     }
@@ -59,17 +74,19 @@ fn main_ui(
     registry: Res<AssetRegistry>,
     layout: Res<PlantLayout>,
     selection: Res<Selection>,
-    assets: Query<(&BoundAsset, &AssetState, Option<&WorldBounds>)>,
-    live: Query<(&BoundAsset, &LiveValues, &Freshness)>,
+    assets: Query<(&BoundAsset, &Shown, Option<&WorldBounds>)>,
     ingest: IngestView,
+    mut playback: PlaybackView,
     cameras: Query<(&Camera, &GlobalTransform), With<OrbitCamera>>,
     mut insets: ResMut<ViewportInsets>,
     mut sel_out: MessageWriter<SelectionCommand>,
     mut cam_out: MessageWriter<CameraCommand>,
 ) -> Result {
     let ctx = contexts.ctx_mut()?.clone();
-    let states: HashMap<AssetIdx, MachineState> =
-        assets.iter().map(|(b, s, _)| (b.0, s.state)).collect();
+    let states: HashMap<AssetIdx, MachineState> = assets
+        .iter()
+        .map(|(b, s, _)| (b.0, s.state.state))
+        .collect();
     let mut commands: Vec<SelectionCommand> = Vec::new();
 
     let mut root = egui::Ui::new(
@@ -145,7 +162,13 @@ fn main_ui(
         .rect
         .height();
 
-    let bottom = egui::Panel::bottom("status_bar")
+    // The timeline and the status bar share the bottom edge.
+    let focus = selection.selected;
+    if playback.view.focus != focus {
+        playback.out.write(PlaybackCommand::Focus(focus));
+    }
+    let mut pb_cmds = timeline::timeline_keys(&ctx, &playback.cursor);
+    let bottom_status = egui::Panel::bottom("status_bar")
         .show(&mut root, |ui| {
             ui.horizontal_wrapped(|ui| {
                 for s in MachineState::ALL {
@@ -153,12 +176,45 @@ fn main_ui(
                     ui.label(s.label());
                 }
                 ui.separator();
-                ui.weak("Left-drag orbit · right-drag pan · wheel zoom · WASD/arrows pan · Q/E turn · F frame selection · H frame plant · Esc deselect");
+                ui.weak("Left-drag orbit · right-drag pan · wheel zoom · WASD/arrows pan · Q/E turn · F frame selection · H frame plant · Esc deselect · L live · Space play/pause · Shift+Left/Right step · N/B next/previous event");
             });
         })
         .response
         .rect
         .height();
+    // Controls and strip, then trend plots: as many as fit in 40 % of the window.
+    let n_trends = if ui_state.timeline.hide_trends || playback.view.focus.is_none() {
+        0
+    } else {
+        playback.data.trend.series.len().max(1)
+    };
+    let want = 130.0 + 84.0 * n_trends as f32;
+    let timeline_size = want.min((ctx.viewport_rect().height() * 0.4).max(130.0));
+    let timeline_height = egui::Panel::bottom("timeline")
+        .resizable(false)
+        .exact_size(timeline_size)
+        .show(&mut root, |ui| {
+            let input = timeline::TimelineInput {
+                registry: &registry,
+                cursor: &playback.cursor,
+                view: &playback.view,
+                data: &playback.data,
+                stats: playback.history.as_ref().map(|h| h.stats.as_ref()),
+                now_us: now_us(),
+            };
+            if playback.history.is_none() {
+                ui.weak("History is off ([history] enabled = false): no playback.");
+            } else {
+                pb_cmds.extend(timeline::timeline_ui(ui, &input, &mut ui_state.timeline));
+            }
+        })
+        .response
+        .rect
+        .height();
+    let bottom = bottom_status + timeline_height;
+    for c in pb_cmds {
+        playback.out.write(c);
+    }
 
     let filter = &mut ui_state.filter;
     let left = egui::Panel::left("plant_tree")
@@ -178,7 +234,7 @@ fn main_ui(
         .rect
         .width();
 
-    let selected_state = selection
+    let selected_shown = selection
         .selected
         .and_then(|s| assets.iter().find(|(b, _, _)| b.0 == s))
         .map(|(_, st, _)| st);
@@ -192,11 +248,6 @@ fn main_ui(
             .find(|b| &b.asset_id == id)
             .map(|b| b.via)
     });
-    let (live_values, freshness) = selection
-        .selected
-        .and_then(|s| live.iter().find(|(b, _, _)| b.0 == s))
-        .map(|(_, v, f)| (Some(v), Some(f)))
-        .unwrap_or((None, None));
     let right = egui::Panel::right("inspector")
         .resizable(true)
         .default_size(330.0)
@@ -207,11 +258,17 @@ fn main_ui(
                 &registry,
                 selection.selected,
                 &InspectorView {
-                    state: selected_state,
+                    state: selected_shown.map(|s| &s.state),
                     bound_via,
-                    live: live_values,
-                    freshness,
-                    now_us: now_us(),
+                    live: selected_shown.map(|s| &s.values),
+                    freshness: selected_shown.map(|s| &s.freshness),
+                    work_order: selected_shown.and_then(|s| s.work_order.as_deref()),
+                    replay_at_us: (!playback.cursor.is_live()).then_some(playback.cursor.t_us),
+                    now_us: if playback.cursor.is_live() {
+                        now_us()
+                    } else {
+                        playback.cursor.t_us
+                    },
                 },
             ));
         })
@@ -262,7 +319,7 @@ fn labels_ui(
     ctx: &egui::Context,
     registry: &AssetRegistry,
     selection: &Selection,
-    assets: &Query<(&BoundAsset, &AssetState, Option<&WorldBounds>)>,
+    assets: &Query<(&BoundAsset, &Shown, Option<&WorldBounds>)>,
     cameras: &Query<(&Camera, &GlobalTransform), With<OrbitCamera>>,
     insets: ViewportInsets,
 ) {
@@ -302,7 +359,7 @@ fn labels_ui(
         painter.circle_filled(
             egui::pos2(rect.min.x + 6.0, rect.center().y),
             3.5,
-            state_color(s.state),
+            state_color(s.state.state),
         );
         painter.galley(
             egui::pos2(rect.min.x + 12.0, rect.min.y + 2.0),

@@ -134,6 +134,11 @@ pub struct InspectorView<'a> {
     pub bound_via: Option<BindVia>,
     pub live: Option<&'a LiveValues>,
     pub freshness: Option<&'a Freshness>,
+    /// The work order the asset runs (from the MES), when known.
+    pub work_order: Option<&'a str>,
+    /// Replay: the recorded instant shown instead of live.
+    pub replay_at_us: Option<i64>,
+    /// Ages are measured from here (now, or the replay cursor).
     pub now_us: i64,
 }
 
@@ -162,6 +167,25 @@ pub fn inspector_ui(
         }
     });
     ui.separator();
+    if let Some(t) = view.replay_at_us {
+        ui.colored_label(
+            Color32::from_rgb(90, 200, 235),
+            format!(
+                "REPLAY — as recorded at {}",
+                super::clock::label_at(
+                    jiff::Timestamp::from_microsecond(t).unwrap_or(jiff::Timestamp::UNIX_EPOCH),
+                    tz
+                )
+            ),
+        );
+    }
+    ui.horizontal(|ui| {
+        ui.label("Work order:");
+        match view.work_order {
+            Some(w) => ui.label(RichText::new(w).monospace()),
+            None => ui.weak("none known"),
+        };
+    });
     let state = view.state.cloned().unwrap_or_default();
     ui.horizontal(|ui| {
         state_dot_ui(ui, state.state);
@@ -194,11 +218,15 @@ pub fn inspector_ui(
     }
     ui.separator();
     egui::ScrollArea::vertical().show(ui, |ui| {
-        egui::CollapsingHeader::new("Live values")
-            .default_open(true)
-            .show(ui, |ui| {
-                super::live::live_values_ui(ui, a, view.live, view.now_us);
-            });
+        egui::CollapsingHeader::new(if view.replay_at_us.is_some() {
+            "Recorded values"
+        } else {
+            "Live values"
+        })
+        .default_open(true)
+        .show(ui, |ui| {
+            super::live::live_values_ui(ui, a, view.live, view.now_us);
+        });
         egui::CollapsingHeader::new("Identity")
             .default_open(true)
             .show(ui, |ui| {

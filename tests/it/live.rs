@@ -20,7 +20,7 @@ use mezzanine::registry::AssetRegistry;
 use opcua::types::{NodeId, Variant};
 use rumqttc::{AsyncClient, MqttOptions, QoS};
 
-fn registry() -> Arc<AssetRegistry> {
+pub(crate) fn registry() -> Arc<AssetRegistry> {
     Arc::new(AssetRegistry::new(PlantSpec::demo().registry()))
 }
 
@@ -108,13 +108,13 @@ fn connected(events: &[IngestEvent], origin: Origin) -> bool {
 }
 
 /// A publishing client on its own runtime.
-struct Pub {
+pub(crate) struct Pub {
     rt: tokio::runtime::Runtime,
     client: AsyncClient,
 }
 
 impl Pub {
-    fn new(port: u16, id: &str) -> Self {
+    pub(crate) fn new(port: u16, id: &str) -> Self {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
@@ -134,7 +134,7 @@ impl Pub {
         Self { rt, client }
     }
 
-    fn publish(&self, topic: &str, payload: Vec<u8>) {
+    pub(crate) fn publish(&self, topic: &str, payload: Vec<u8>) {
         let c = self.client.clone();
         let topic = topic.to_string();
         self.rt
@@ -143,7 +143,7 @@ impl Pub {
     }
 }
 
-const SPINDLE_TOPIC: &str = "acme/lyon/machining/line1/mill01/spindle_speed";
+pub(crate) const SPINDLE_TOPIC: &str = "acme/lyon/machining/line1/mill01/spindle_speed";
 const SPINDLE_NODE: &str = "ns=2;s=Line1.Mill01.Spindle.Speed";
 
 #[test]
@@ -423,7 +423,7 @@ fn tls_broker_is_reached_with_the_right_ca_and_refused_with_a_wrong_one() {
     drop(broker);
 }
 
-struct Mosquitto(Child);
+pub(crate) struct Mosquitto(pub(crate) Child);
 
 impl Drop for Mosquitto {
     fn drop(&mut self) {
@@ -432,7 +432,7 @@ impl Drop for Mosquitto {
     }
 }
 
-fn start_mosquitto(port: u16, dir: &std::path::Path) -> Mosquitto {
+pub(crate) fn start_mosquitto(port: u16, dir: &std::path::Path) -> Mosquitto {
     start_mosquitto_with(port, dir, "")
 }
 

@@ -3,6 +3,7 @@
 
 mod binding;
 mod check_cli;
+mod history;
 mod live;
 mod registry;
 mod screenshot;

@@ -93,10 +93,13 @@ fn app_renders_the_demo_plant_with_panels() {
         std::fs::set_permissions(&runtime, std::fs::Permissions::from_mode(0o700)).expect("chmod");
     }
     let png = out_dir.join("plant.png");
+    let history = out_dir.join("history.duckdb");
     let log = out_dir.join("app.log");
     let mut child = Command::new(env!("CARGO_BIN_EXE_mezzanine"))
         .args(["--window-size", "1440x810", "--screenshot"])
         .arg(&png)
+        .arg("--history")
+        .arg(&history)
         .arg("--scene")
         .arg(repo("scenes/demo-plant.glb"))
         .arg("--registry")
@@ -178,4 +181,93 @@ fn app_renders_the_demo_plant_with_panels() {
     };
     assert!(dark(5, 400), "no left panel at x=5");
     assert!(dark(1435, 400), "no right panel at x=1435");
+    drop(xvfb);
+    replay_of_the_recorded_run(&out_dir, &history);
+}
+
+/// A second run on the first run's history file, started in replay in the
+/// middle of what the first run recorded.
+fn replay_of_the_recorded_run(out_dir: &Path, history: &Path) {
+    let reg = crate::live::registry();
+    let (a, b) = {
+        let store = mezzanine::history::Store::open(history, &reg).expect("history of the run");
+        mezzanine::history::query::recorded_range(&store.conn)
+            .expect("range")
+            .expect("the first run recorded samples")
+    };
+    // Just before the first run's end, where it had seen every machine's state.
+    let t = jiff::Timestamp::from_microsecond(b - 300_000).expect("time");
+    assert!(
+        a < b - 300_000,
+        "the first run recorded too little: {a}..{b}"
+    );
+    let xvfb = start_xvfb();
+    let runtime = out_dir.join("xdg-runtime");
+    let png = out_dir.join("replay.png");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mezzanine"))
+        .args([
+            "--window-size",
+            "1440x810",
+            "--select",
+            "L1-MILL-01",
+            "--screenshot",
+        ])
+        .arg(&png)
+        .arg("--history")
+        .arg(history)
+        .arg("--replay-at")
+        .arg(t.to_string())
+        .env("DISPLAY", &xvfb.display)
+        .env("XDG_RUNTIME_DIR", &runtime)
+        .env_remove("WAYLAND_DISPLAY")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(out_dir.join("replay.err")).expect("log"))
+        .spawn()
+        .expect("app starts");
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        if start.elapsed() > Duration::from_secs(600) {
+            let _ = child.kill();
+            panic!("the replay run did not finish its screenshot within 10 minutes");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let err = std::fs::read_to_string(out_dir.join("replay.err")).unwrap_or_default();
+    assert!(status.success(), "replay run exited with {status}:\n{err}");
+    let sidecar: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(png.with_extension("json")).expect("sidecar written"),
+    )
+    .expect("sidecar is JSON");
+    assert_eq!(sidecar["replay"], serde_json::json!(true), "{sidecar}");
+    let states = sidecar["asset_states"].as_array().expect("states");
+    let known = states
+        .iter()
+        .filter(|s| s.as_str() != Some("no data"))
+        .count();
+    assert!(
+        known * 10 >= states.len() * 9,
+        "the recorded states were not shown: {sidecar}"
+    );
+    let img = image::open(&png).expect("replay png").to_rgb8();
+    // The timeline strip runs along the bottom, above the status bar.
+    let strip = (100..1300)
+        .step_by(100)
+        .filter(|&x| {
+            (300..800).any(|y| {
+                let p = img.get_pixel(x, y).0;
+                p == [28, 31, 37] || p == [45, 52, 62]
+            })
+        })
+        .count();
+    assert!(
+        strip >= 10,
+        "no timeline strip at the bottom ({strip} columns; column 700: {:?})",
+        (300..800)
+            .step_by(10)
+            .map(|y| img.get_pixel(700, y).0)
+            .collect::<Vec<_>>()
+    );
 }

@@ -1,0 +1,516 @@
+//! Read queries over the history file: a connection and a question in,
+//! plain rows out. Bevy-free; run on reader threads (never the UI thread).
+//!
+//! - [`state_at`]: every property's last value at T, each asset's machine
+//!   state and work order at T — from the newest keyframe at or before T
+//!   plus the samples after it, so the scan is bounded whatever the size.
+//! - [`buckets`]: min / avg / max per bucket over a range, from the 1 s or
+//!   1 min rollups (plus the few samples not rolled up yet) when the bucket
+//!   width allows, else from raw samples.
+//! - [`transitions`], [`markers`], [`next_marker`], [`bookmarks`], [`raw_samples`].
+
+use std::collections::HashMap;
+
+use duckdb::{Connection, params};
+
+use super::store::PropIds;
+use super::{HistoryError, origin_from_code, quality_from_code};
+use crate::ingest::{Origin, Quality};
+
+fn q(what: &'static str) -> impl FnOnce(duckdb::Error) -> HistoryError {
+    move |source| HistoryError::Sql { what, source }
+}
+
+/// A value as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StoredValue {
+    Number(f64),
+    Text(String),
+    Spectrum {
+        blob_id: i64,
+        bin_hz: f32,
+        bins: Vec<f32>,
+    },
+    Missing,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PropValue {
+    pub prop_id: i32,
+    pub value_ts_us: i64,
+    pub value: StoredValue,
+    pub quality: Quality,
+    pub origin: Origin,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AssetStateAt {
+    pub asset_id: String,
+    pub state: String,
+    pub reason: Option<String>,
+    pub since_ts_us: i64,
+}
+
+/// The plant as recorded at one instant.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct StateAt {
+    pub t_us: i64,
+    pub values: Vec<PropValue>,
+    pub states: Vec<AssetStateAt>,
+    /// Asset id → the work order it was running (None: none).
+    pub work_orders: HashMap<String, Option<String>>,
+}
+
+/// Every property's last value at or before `t_us`, plus machine states and
+/// work orders. Spectra are read back with their bins.
+pub fn state_at(conn: &Connection, props: &PropIds, t_us: i64) -> Result<StateAt, HistoryError> {
+    let _ = props;
+    let kf: Option<i64> = conn
+        .query_row(
+            "SELECT max(ts_us) FROM keyframes WHERE ts_us <= ?",
+            params![t_us],
+            |r| r.get(0),
+        )
+        .map_err(q("finding the keyframe"))?;
+    let mut by_prop: HashMap<i32, PropValue> = HashMap::new();
+    type Row = (i32, i64, Option<f64>, Option<String>, Option<i64>, u8, u8);
+    let read = |r: &duckdb::Row<'_>| -> duckdb::Result<Row> {
+        Ok((
+            r.get(0)?,
+            r.get(1)?,
+            r.get(2)?,
+            r.get(3)?,
+            r.get(4)?,
+            r.get(5)?,
+            r.get(6)?,
+        ))
+    };
+    let mut rows: Vec<Row> = Vec::new();
+    if let Some(k) = kf {
+        let mut st = conn
+            .prepare(
+                "SELECT prop_id, value_ts_us, value, text, blob_id, quality, origin
+                 FROM keyframes WHERE ts_us = ?",
+            )
+            .map_err(q("reading the keyframe"))?;
+        for r in st
+            .query_map(params![k], read)
+            .map_err(q("reading the keyframe"))?
+        {
+            rows.push(r.map_err(q("reading the keyframe"))?);
+        }
+    }
+    {
+        let mut st = conn
+            .prepare(
+                "SELECT prop_id, max(ts_us), arg_max_null(value, ts_us), arg_max_null(text, ts_us),
+                        arg_max_null(blob_id, ts_us), arg_max(quality, ts_us), arg_max(origin, ts_us)
+                 FROM samples WHERE ts_us > ? AND ts_us <= ? GROUP BY prop_id",
+            )
+            .map_err(q("reading samples after the keyframe"))?;
+        for r in st
+            .query_map(params![kf.unwrap_or(i64::MIN), t_us], read)
+            .map_err(q("reading samples after the keyframe"))?
+        {
+            rows.push(r.map_err(q("reading samples after the keyframe"))?);
+        }
+    }
+    for (prop_id, ts, value, text, blob_id, quality, origin) in rows {
+        if by_prop.get(&prop_id).is_some_and(|v| v.value_ts_us > ts) {
+            continue;
+        }
+        let value = match (value, text, blob_id) {
+            (Some(v), _, _) => StoredValue::Number(v),
+            (_, Some(t), _) => StoredValue::Text(t),
+            (_, _, Some(id)) => StoredValue::Spectrum {
+                blob_id: id,
+                bin_hz: 0.0,
+                bins: Vec::new(),
+            },
+            _ => StoredValue::Missing,
+        };
+        by_prop.insert(
+            prop_id,
+            PropValue {
+                prop_id,
+                value_ts_us: ts,
+                value,
+                quality: quality_from_code(quality),
+                origin: origin_from_code(origin),
+            },
+        );
+    }
+    let mut values: Vec<PropValue> = by_prop.into_values().collect();
+    values.sort_by_key(|v| v.prop_id);
+    for v in &mut values {
+        if let StoredValue::Spectrum {
+            blob_id,
+            bin_hz,
+            bins,
+        } = &mut v.value
+            && let Some((hz, b)) = blob(conn, *blob_id)?
+        {
+            *bin_hz = hz;
+            *bins = b;
+        }
+    }
+
+    let mut states = Vec::new();
+    {
+        let mut st = conn
+            .prepare(
+                "SELECT asset_id, arg_max(state, ts_us), arg_max_null(reason, ts_us), max(ts_us)
+                 FROM transitions WHERE ts_us <= ? GROUP BY asset_id ORDER BY asset_id",
+            )
+            .map_err(q("reading states"))?;
+        for r in st
+            .query_map(params![t_us], |r| {
+                Ok(AssetStateAt {
+                    asset_id: r.get(0)?,
+                    state: r.get(1)?,
+                    reason: r.get(2)?,
+                    since_ts_us: r.get(3)?,
+                })
+            })
+            .map_err(q("reading states"))?
+        {
+            states.push(r.map_err(q("reading states"))?);
+        }
+    }
+    let mut work_orders = HashMap::new();
+    {
+        let mut st = conn
+            .prepare(
+                "SELECT asset_id, arg_max_null(work_order, ts_us) FROM work_orders
+                 WHERE ts_us <= ? GROUP BY asset_id",
+            )
+            .map_err(q("reading work orders"))?;
+        for r in st
+            .query_map(params![t_us], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?))
+            })
+            .map_err(q("reading work orders"))?
+        {
+            let (a, w) = r.map_err(q("reading work orders"))?;
+            work_orders.insert(a, w);
+        }
+    }
+    Ok(StateAt {
+        t_us,
+        values,
+        states,
+        work_orders,
+    })
+}
+
+/// A stored spectrum's bin width and bins.
+pub fn blob(conn: &Connection, blob_id: i64) -> Result<Option<(f32, Vec<f32>)>, HistoryError> {
+    let row: Option<(f32, Vec<u8>)> = match conn.query_row(
+        "SELECT bin_hz, bins_f32le FROM blobs WHERE blob_id = ?",
+        params![blob_id],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    ) {
+        Ok(v) => Some(v),
+        Err(duckdb::Error::QueryReturnedNoRows) => None,
+        Err(source) => {
+            return Err(HistoryError::Sql {
+                what: "reading a spectrum",
+                source,
+            });
+        }
+    };
+    Ok(row.map(|(hz, bytes)| {
+        let bins = bytes
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        (hz, bins)
+    }))
+}
+
+/// One bucket of a trend.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Bucket {
+    pub start_us: i64,
+    pub n: i64,
+    pub min: f64,
+    pub avg: f64,
+    pub max: f64,
+}
+
+/// Where a bucket query was answered from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BucketSource {
+    Raw,
+    Rollup1s,
+    Rollup1m,
+}
+
+/// Min / avg / max per `width_us` bucket of each property in `[from_us,
+/// to_us)`. Buckets are aligned to multiples of the width since the epoch.
+pub fn buckets(
+    conn: &Connection,
+    prop_ids: &[i32],
+    from_us: i64,
+    to_us: i64,
+    width_us: i64,
+) -> Result<(BucketSource, HashMap<i32, Vec<Bucket>>), HistoryError> {
+    let mut out: HashMap<i32, Vec<Bucket>> = HashMap::new();
+    if prop_ids.is_empty() || to_us <= from_us || width_us <= 0 {
+        return Ok((BucketSource::Raw, out));
+    }
+    let list = prop_ids
+        .iter()
+        .map(|i| i.to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    let w = width_us;
+    let (source, sql) = if w % 60_000_000 == 0 || w % 1_000_000 == 0 {
+        let (table, key, grain, source) = if w % 60_000_000 == 0 {
+            (
+                "rollup_1m",
+                "rollup_1m_seq",
+                60_000_000i64,
+                BucketSource::Rollup1m,
+            )
+        } else {
+            (
+                "rollup_1s",
+                "rollup_1s_seq",
+                1_000_000i64,
+                BucketSource::Rollup1s,
+            )
+        };
+        let from_b = from_us.div_euclid(w) * w;
+        (
+            source,
+            format!(
+                "WITH wm AS (SELECT value AS seq FROM meta WHERE key = '{key}'),
+                 r AS (
+                   SELECT bucket_us AS b, prop_id, n, vmin, vmax, vsum FROM {table}
+                   WHERE prop_id IN ({list}) AND bucket_us >= {from_b} AND bucket_us < {to_us}
+                   UNION ALL
+                   SELECT ts_us // {grain} * {grain}, prop_id, 1, value, value, value FROM samples
+                   WHERE seq >= (SELECT seq FROM wm) AND prop_id IN ({list})
+                     AND ts_us >= {from_b} AND ts_us < {to_us} AND value IS NOT NULL)
+                 SELECT prop_id, b // {w} * {w} AS bb, sum(n)::BIGINT, min(vmin), max(vmax), sum(vsum) / sum(n)
+                 FROM r WHERE n > 0 GROUP BY prop_id, bb ORDER BY prop_id, bb"
+            ),
+        )
+    } else {
+        (
+            BucketSource::Raw,
+            format!(
+                "SELECT prop_id, ts_us // {w} * {w} AS bb, count(*)::BIGINT, min(value), max(value), avg(value)
+                 FROM samples WHERE prop_id IN ({list}) AND ts_us >= {from_us} AND ts_us < {to_us}
+                   AND value IS NOT NULL
+                 GROUP BY prop_id, bb ORDER BY prop_id, bb"
+            ),
+        )
+    };
+    let mut st = conn.prepare(&sql).map_err(q("reading buckets"))?;
+    let rows = st
+        .query_map([], |r| {
+            Ok((
+                r.get::<_, i32>(0)?,
+                Bucket {
+                    start_us: r.get(1)?,
+                    n: r.get(2)?,
+                    min: r.get(3)?,
+                    max: r.get(4)?,
+                    avg: r.get(5)?,
+                },
+            ))
+        })
+        .map_err(q("reading buckets"))?;
+    for r in rows {
+        let (id, b) = r.map_err(q("reading buckets"))?;
+        out.entry(id).or_default().push(b);
+    }
+    Ok((source, out))
+}
+
+/// One stored sample: source time, number, text.
+pub type RawSample = (i64, Option<f64>, Option<String>);
+
+/// Raw samples of one property in `[from_us, to_us)`, oldest first.
+pub fn raw_samples(
+    conn: &Connection,
+    prop_id: i32,
+    from_us: i64,
+    to_us: i64,
+) -> Result<Vec<RawSample>, HistoryError> {
+    let mut st = conn
+        .prepare(
+            "SELECT ts_us, value, text FROM samples WHERE prop_id = ? AND ts_us >= ? AND ts_us < ?
+             ORDER BY ts_us",
+        )
+        .map_err(q("reading samples"))?;
+    let rows = st
+        .query_map(params![prop_id, from_us, to_us], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
+        .map_err(q("reading samples"))?;
+    rows.collect::<Result<_, _>>().map_err(q("reading samples"))
+}
+
+/// A machine state from `ts_us` on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Transition {
+    pub ts_us: i64,
+    pub state: String,
+    pub reason: Option<String>,
+}
+
+/// The transitions of one asset in `[from_us, to_us]`, preceded by the one
+/// in effect at `from_us` (if any), oldest first.
+pub fn transitions(
+    conn: &Connection,
+    asset_id: &str,
+    from_us: i64,
+    to_us: i64,
+) -> Result<Vec<Transition>, HistoryError> {
+    let mut st = conn
+        .prepare(
+            "(SELECT ts_us, state, reason FROM transitions WHERE asset_id = ? AND ts_us <= ?
+              ORDER BY ts_us DESC LIMIT 1)
+             UNION ALL
+             (SELECT ts_us, state, reason FROM transitions WHERE asset_id = ? AND ts_us > ? AND ts_us <= ?)
+             ORDER BY ts_us",
+        )
+        .map_err(q("reading transitions"))?;
+    let rows = st
+        .query_map(params![asset_id, from_us, asset_id, from_us, to_us], |r| {
+            Ok(Transition {
+                ts_us: r.get(0)?,
+                state: r.get(1)?,
+                reason: r.get(2)?,
+            })
+        })
+        .map_err(q("reading transitions"))?;
+    rows.collect::<Result<_, _>>()
+        .map_err(q("reading transitions"))
+}
+
+/// Kinds of timeline marker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MarkerKind {
+    Breakdown,
+    MesEvent,
+    Discrepancy,
+    QualityHold,
+    Bookmark,
+}
+
+impl MarkerKind {
+    fn parse(s: &str) -> Self {
+        match s {
+            "breakdown" => MarkerKind::Breakdown,
+            "discrepancy" => MarkerKind::Discrepancy,
+            "hold" => MarkerKind::QualityHold,
+            "bookmark" => MarkerKind::Bookmark,
+            _ => MarkerKind::MesEvent,
+        }
+    }
+    pub fn label(self) -> &'static str {
+        match self {
+            MarkerKind::Breakdown => "breakdown",
+            MarkerKind::MesEvent => "MES event",
+            MarkerKind::Discrepancy => "discrepancy",
+            MarkerKind::QualityHold => "quality hold",
+            MarkerKind::Bookmark => "bookmark",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Marker {
+    pub ts_us: i64,
+    pub kind: MarkerKind,
+    pub asset_id: Option<String>,
+    pub text: String,
+}
+
+const MARKERS_SQL: &str = "
+    SELECT ts_us, 'breakdown' AS kind, asset_id, coalesce(reason, 'down') AS text
+      FROM transitions WHERE state = 'down'
+    UNION ALL
+    SELECT ts_us, CASE WHEN lower(event_type) LIKE '%hold%' THEN 'hold' ELSE 'mes' END,
+           asset_id, event_type FROM mes_events
+    UNION ALL
+    SELECT ts_us, 'discrepancy', asset_id, rule FROM discrepancies
+    UNION ALL
+    SELECT ts_us, 'bookmark', NULL, name FROM bookmarks";
+
+/// Timeline markers in `[from_us, to_us]`, oldest first, at most `limit`.
+pub fn markers(
+    conn: &Connection,
+    from_us: i64,
+    to_us: i64,
+    limit: usize,
+) -> Result<Vec<Marker>, HistoryError> {
+    let sql = format!(
+        "SELECT * FROM ({MARKERS_SQL}) WHERE ts_us >= ? AND ts_us <= ? ORDER BY ts_us LIMIT ?"
+    );
+    let mut st = conn.prepare(&sql).map_err(q("reading markers"))?;
+    let rows = st
+        .query_map(params![from_us, to_us, limit as i64], |r| {
+            Ok(Marker {
+                ts_us: r.get(0)?,
+                kind: MarkerKind::parse(&r.get::<_, String>(1)?),
+                asset_id: r.get(2)?,
+                text: r.get(3)?,
+            })
+        })
+        .map_err(q("reading markers"))?;
+    rows.collect::<Result<_, _>>().map_err(q("reading markers"))
+}
+
+/// The first marker strictly after (or, backwards, before) `t_us`.
+pub fn next_marker(
+    conn: &Connection,
+    t_us: i64,
+    forward: bool,
+) -> Result<Option<Marker>, HistoryError> {
+    let sql = if forward {
+        format!("SELECT * FROM ({MARKERS_SQL}) WHERE ts_us > ? ORDER BY ts_us LIMIT 1")
+    } else {
+        format!("SELECT * FROM ({MARKERS_SQL}) WHERE ts_us < ? ORDER BY ts_us DESC LIMIT 1")
+    };
+    let mut st = conn.prepare(&sql).map_err(q("finding the next marker"))?;
+    let mut rows = st
+        .query_map(params![t_us], |r| {
+            Ok(Marker {
+                ts_us: r.get(0)?,
+                kind: MarkerKind::parse(&r.get::<_, String>(1)?),
+                asset_id: r.get(2)?,
+                text: r.get(3)?,
+            })
+        })
+        .map_err(q("finding the next marker"))?;
+    rows.next()
+        .transpose()
+        .map_err(q("finding the next marker"))
+}
+
+/// Every bookmark, oldest first.
+pub fn bookmarks(conn: &Connection) -> Result<Vec<(i64, String)>, HistoryError> {
+    let mut st = conn
+        .prepare("SELECT ts_us, name FROM bookmarks ORDER BY ts_us")
+        .map_err(q("reading bookmarks"))?;
+    let rows = st
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .map_err(q("reading bookmarks"))?;
+    rows.collect::<Result<_, _>>()
+        .map_err(q("reading bookmarks"))
+}
+
+/// Source-time range of all samples.
+pub fn recorded_range(conn: &Connection) -> Result<Option<(i64, i64)>, HistoryError> {
+    let (a, b): (Option<i64>, Option<i64>) = conn
+        .query_row("SELECT min(ts_us), max(ts_us) FROM samples", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .map_err(q("reading the recorded range"))?;
+    Ok(a.zip(b))
+}

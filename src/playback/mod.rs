@@ -1,0 +1,576 @@
+//! Playback: the time cursor, and what the 3D view and panels show.
+//!
+//! In: [`PlaybackCommand`]s (from the UI and keys), the twin's live
+//! components, and history answers. Out: the [`TimeCursor`] and
+//! [`TimelineView`] resources, a [`Shown`] component on every bound asset
+//! (the live state in live mode; the recorded state at the cursor in replay
+//! mode), and [`PlaybackData`] (trend series, state bands, markers,
+//! bookmarks) for the timeline. The live twin keeps running and recording
+//! while the cursor is in the past.
+
+use bevy::prelude::*;
+
+use crate::MezzanineSet;
+use crate::history::query::StoredValue;
+use crate::history::{
+    History, HistoryAnswers, ReadRequest, ReadResponse, TimelineData, TrendData, WriterMsg,
+};
+use crate::ingest::{SampleValue, now_us};
+use crate::registry::{AssetIdx, AssetRegistry, Encoding, PropertyRef};
+use crate::twin::{
+    AssetState, BoundAsset, Freshness, LastValue, LiveValues, MachineState, silence_limit_us,
+};
+
+/// Slowest and fastest replay speeds.
+pub const SPEED_MIN: f64 = 0.1;
+pub const SPEED_MAX: f64 = 600.0;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CursorMode {
+    /// Follows now.
+    #[default]
+    Live,
+    /// At a chosen time.
+    Replay,
+}
+
+/// Where the view is in time.
+#[derive(Resource, Debug, Clone, PartialEq)]
+pub struct TimeCursor {
+    pub mode: CursorMode,
+    /// Microseconds since the Unix epoch (UTC).
+    pub t_us: i64,
+    pub playing: bool,
+    /// Plant seconds per wall second in replay.
+    pub speed: f64,
+    /// Replay wraps around inside this range.
+    pub loop_range: Option<(i64, i64)>,
+}
+
+impl Default for TimeCursor {
+    fn default() -> Self {
+        Self {
+            mode: CursorMode::Live,
+            t_us: now_us(),
+            playing: false,
+            speed: 1.0,
+            loop_range: None,
+        }
+    }
+}
+
+impl TimeCursor {
+    pub fn is_live(&self) -> bool {
+        self.mode == CursorMode::Live
+    }
+}
+
+/// The time window the timeline and trends show, and whose asset.
+#[derive(Resource, Debug, Clone, PartialEq)]
+pub struct TimelineView {
+    pub span_us: i64,
+    /// End of the window; follows the cursor (live: now).
+    pub end_us: i64,
+    pub focus: Option<AssetIdx>,
+}
+
+impl Default for TimelineView {
+    fn default() -> Self {
+        Self {
+            span_us: 15 * 60_000_000,
+            end_us: now_us(),
+            focus: None,
+        }
+    }
+}
+
+impl TimelineView {
+    pub fn from_us(&self) -> i64 {
+        self.end_us - self.span_us
+    }
+}
+
+/// The only way to move the cursor.
+#[derive(Message, Debug, Clone, PartialEq)]
+pub enum PlaybackCommand {
+    GoLive,
+    /// Enter replay at this time (paused if it was live).
+    Seek(i64),
+    Play,
+    Pause,
+    TogglePlay,
+    /// Move by this much plant time (negative: back), entering replay.
+    Step(i64),
+    Speed(f64),
+    LoopRange(Option<(i64, i64)>),
+    NextEvent,
+    PreviousEvent,
+    AddBookmark(String),
+    /// Timeline window width.
+    Zoom(i64),
+    Focus(Option<AssetIdx>),
+    /// Export the timeline window to Parquet under this folder.
+    Export(std::path::PathBuf),
+}
+
+/// What an asset shows: live, or as recorded at the cursor.
+#[derive(Component, Debug, Clone, Default, PartialEq)]
+pub struct Shown {
+    pub state: AssetState,
+    pub values: LiveValues,
+    pub freshness: Freshness,
+    pub work_order: Option<String>,
+    /// Showing the recorded past (for the panels' wording).
+    pub replay: bool,
+}
+
+/// What the timeline draws, refreshed from history.
+#[derive(Resource, Debug, Default, Clone)]
+pub struct PlaybackData {
+    pub trend: TrendData,
+    pub timeline: TimelineData,
+    pub bookmarks: Vec<(i64, String)>,
+    /// The cursor time of the recorded state on screen (replay).
+    pub shown_at_us: Option<i64>,
+    pub last_error: Option<String>,
+    pub last_export: Option<String>,
+}
+
+pub struct PlaybackPlugin;
+
+impl Plugin for PlaybackPlugin {
+    fn build(&self, app: &mut App) {
+        app.init_resource::<TimeCursor>()
+            .init_resource::<TimelineView>()
+            .init_resource::<PlaybackData>()
+            .init_resource::<HistoryAnswers>()
+            .add_message::<PlaybackCommand>()
+            .add_systems(
+                Update,
+                (
+                    add_shown,
+                    apply_commands,
+                    advance_cursor,
+                    take_answers,
+                    show_live,
+                    ask_history,
+                )
+                    .chain()
+                    .in_set(MezzanineSet::Playback),
+            );
+    }
+}
+
+fn add_shown(mut commands: Commands, new: Query<Entity, (With<BoundAsset>, Without<Shown>)>) {
+    for e in &new {
+        commands.entity(e).insert(Shown::default());
+    }
+}
+
+fn clamp_speed(s: f64) -> f64 {
+    if s.is_finite() {
+        s.clamp(SPEED_MIN, SPEED_MAX)
+    } else {
+        1.0
+    }
+}
+
+fn apply_commands(
+    mut cmds: MessageReader<PlaybackCommand>,
+    mut cursor: ResMut<TimeCursor>,
+    mut view: ResMut<TimelineView>,
+    mut data: ResMut<PlaybackData>,
+    history: Option<Res<History>>,
+) {
+    for c in cmds.read() {
+        let now = now_us();
+        match c {
+            PlaybackCommand::GoLive => {
+                cursor.mode = CursorMode::Live;
+                cursor.playing = false;
+                cursor.t_us = now;
+            }
+            PlaybackCommand::Seek(t) => {
+                if *t >= now {
+                    cursor.mode = CursorMode::Live;
+                    cursor.t_us = now;
+                } else {
+                    if cursor.is_live() {
+                        cursor.playing = false;
+                    }
+                    cursor.mode = CursorMode::Replay;
+                    cursor.t_us = *t;
+                }
+            }
+            PlaybackCommand::Play => {
+                if cursor.is_live() {
+                    // Playing from live starts a replay of the window.
+                    cursor.mode = CursorMode::Replay;
+                    cursor.t_us = view.from_us();
+                }
+                cursor.playing = true;
+            }
+            PlaybackCommand::Pause => {
+                if cursor.is_live() {
+                    cursor.mode = CursorMode::Replay;
+                    cursor.t_us = now;
+                }
+                cursor.playing = false;
+            }
+            PlaybackCommand::TogglePlay => {
+                let playing = cursor.playing && !cursor.is_live();
+                if playing {
+                    cursor.playing = false;
+                } else {
+                    if cursor.is_live() {
+                        cursor.mode = CursorMode::Replay;
+                        cursor.t_us = view.from_us();
+                    }
+                    cursor.playing = true;
+                }
+            }
+            PlaybackCommand::Step(d) => {
+                let t = cursor.t_us.saturating_add(*d);
+                if t >= now {
+                    cursor.mode = CursorMode::Live;
+                    cursor.t_us = now;
+                } else {
+                    cursor.mode = CursorMode::Replay;
+                    cursor.playing = false;
+                    cursor.t_us = t;
+                }
+            }
+            PlaybackCommand::Speed(s) => cursor.speed = clamp_speed(*s),
+            PlaybackCommand::LoopRange(r) => {
+                cursor.loop_range = r.filter(|(a, b)| b > a);
+            }
+            PlaybackCommand::NextEvent | PlaybackCommand::PreviousEvent => {
+                if let Some(h) = &history {
+                    h.ask(ReadRequest::NextMarker {
+                        after_us: cursor.t_us,
+                        forward: matches!(c, PlaybackCommand::NextEvent),
+                    });
+                }
+            }
+            PlaybackCommand::AddBookmark(name) => {
+                if let Some(h) = &history {
+                    let name = if name.trim().is_empty() {
+                        "bookmark".to_string()
+                    } else {
+                        name.trim().to_string()
+                    };
+                    h.record(WriterMsg::Bookmark {
+                        ts_us: cursor.t_us,
+                        name: name.clone(),
+                    });
+                    data.bookmarks.push((cursor.t_us, name));
+                    data.bookmarks.sort_by_key(|b| b.0);
+                }
+            }
+            PlaybackCommand::Zoom(span) => {
+                view.span_us = (*span).clamp(10_000_000, 30 * 24 * 3_600_000_000);
+            }
+            PlaybackCommand::Focus(a) => view.focus = *a,
+            PlaybackCommand::Export(dir) => {
+                if let Some(h) = &history {
+                    h.ask(ReadRequest::Export {
+                        from_us: view.from_us(),
+                        to_us: view.end_us,
+                        out_dir: dir.clone(),
+                    });
+                    data.last_export = Some(format!("exporting to {} …", dir.display()));
+                }
+            }
+        }
+    }
+}
+
+/// Moves the cursor: live follows now; replay advances at its speed, loops
+/// inside its range, and joins live when it catches up with now.
+fn advance_cursor(time: Res<Time>, mut cursor: ResMut<TimeCursor>, mut view: ResMut<TimelineView>) {
+    let now = now_us();
+    match cursor.mode {
+        CursorMode::Live => cursor.t_us = now,
+        CursorMode::Replay if cursor.playing => {
+            let step = (time.delta_secs_f64() * cursor.speed * 1e6) as i64;
+            let mut t = cursor.t_us.saturating_add(step);
+            if let Some((a, b)) = cursor.loop_range
+                && t > b
+            {
+                t = a;
+            }
+            if t >= now {
+                cursor.mode = CursorMode::Live;
+                cursor.playing = false;
+                t = now;
+            }
+            cursor.t_us = t;
+        }
+        CursorMode::Replay => {}
+    }
+    // The window keeps the cursor in view: it follows live, and pages in replay.
+    let end = if cursor.is_live() {
+        now
+    } else if cursor.t_us > view.end_us || cursor.t_us < view.from_us() {
+        (cursor.t_us + view.span_us / 2).min(now)
+    } else {
+        view.end_us
+    };
+    if end != view.end_us {
+        view.end_us = end;
+    }
+}
+
+fn take_answers(
+    mut answers: ResMut<HistoryAnswers>,
+    registry: Res<AssetRegistry>,
+    history: Option<Res<History>>,
+    cursor: Res<TimeCursor>,
+    mut data: ResMut<PlaybackData>,
+    mut seek: MessageWriter<PlaybackCommand>,
+    mut shown: Query<(&BoundAsset, &mut Shown)>,
+) {
+    for a in answers.0.drain(..) {
+        match a {
+            ReadResponse::StateAt(Ok(s)) => {
+                if cursor.is_live() {
+                    continue;
+                }
+                if let Some(h) = &history {
+                    apply_recorded(&s, &registry, h, &mut shown);
+                    data.shown_at_us = Some(s.t_us);
+                }
+            }
+            ReadResponse::Trend(Ok(t)) => data.trend = t,
+            ReadResponse::Timeline(Ok(t)) => data.timeline = t,
+            ReadResponse::Bookmarks(Ok(b)) => data.bookmarks = b,
+            ReadResponse::NextMarker(Ok(Some(m))) => {
+                seek.write(PlaybackCommand::Seek(m.ts_us));
+            }
+            ReadResponse::NextMarker(Ok(None)) => {
+                data.last_error = Some("no further event in that direction".into());
+            }
+            ReadResponse::Export(Ok(r)) => {
+                data.last_export = Some(format!(
+                    "exported {} samples and {} transitions to {} ({} Parquet files)",
+                    r.samples,
+                    r.transitions,
+                    r.out_dir.display(),
+                    r.files
+                ));
+            }
+            ReadResponse::Export(Err(e)) => data.last_export = Some(format!("export failed: {e}")),
+            ReadResponse::StateAt(Err(e))
+            | ReadResponse::Trend(Err(e))
+            | ReadResponse::Timeline(Err(e))
+            | ReadResponse::NextMarker(Err(e))
+            | ReadResponse::Bookmarks(Err(e)) => {
+                warn!("history: {e}");
+                data.last_error = Some(e.to_string());
+            }
+        }
+    }
+}
+
+/// Writes a recorded instant into every asset's [`Shown`].
+fn apply_recorded(
+    s: &crate::history::query::StateAt,
+    registry: &AssetRegistry,
+    history: &History,
+    shown: &mut Query<(&BoundAsset, &mut Shown)>,
+) {
+    let mut per_asset: std::collections::HashMap<AssetIdx, Vec<(u32, LastValue)>> =
+        std::collections::HashMap::new();
+    for v in &s.values {
+        let Some(PropertyRef { asset, property }) = history.props.property(v.prop_id) else {
+            continue;
+        };
+        let value = match &v.value {
+            StoredValue::Number(x) => SampleValue::Number(*x),
+            StoredValue::Text(t) => SampleValue::Text(t.clone()),
+            StoredValue::Spectrum { bin_hz, bins, .. } => SampleValue::Spectrum {
+                bin_hz: *bin_hz,
+                bins: bins.clone().into(),
+            },
+            StoredValue::Missing => continue,
+        };
+        per_asset.entry(asset).or_default().push((
+            property,
+            LastValue {
+                value,
+                quality: v.quality,
+                origin: v.origin,
+                source_ts_us: v.value_ts_us,
+                received_us: v.value_ts_us,
+                applied_us: v.value_ts_us,
+            },
+        ));
+    }
+    for (b, mut sh) in shown.iter_mut() {
+        let Some(rec) = registry.get(b.0) else {
+            continue;
+        };
+        let mut values = LiveValues(vec![None; rec.properties.len()]);
+        let mut newest: Option<i64> = None;
+        for (pi, lv) in per_asset.remove(&b.0).unwrap_or_default() {
+            newest = Some(newest.map_or(lv.source_ts_us, |n: i64| n.max(lv.source_ts_us)));
+            if let Some(slot) = values.0.get_mut(pi as usize) {
+                *slot = Some(lv);
+            }
+        }
+        let state = s
+            .states
+            .iter()
+            .find(|st| st.asset_id == rec.id)
+            .map(|st| AssetState {
+                state: MachineState::parse(&st.state).unwrap_or_default(),
+                reason: st.reason.clone(),
+                since_ts_us: Some(st.since_ts_us),
+            })
+            .unwrap_or_default();
+        let stale = newest.is_some_and(|n| s.t_us - n > silence_limit_us(registry, b.0));
+        *sh = Shown {
+            state,
+            values,
+            freshness: Freshness {
+                last_sample_us: newest,
+                stale,
+            },
+            work_order: s.work_orders.get(&rec.id).cloned().flatten(),
+            replay: true,
+        };
+    }
+}
+
+type LiveParts<'a> = (
+    Ref<'a, AssetState>,
+    Ref<'a, LiveValues>,
+    Ref<'a, Freshness>,
+    &'a mut Shown,
+);
+
+/// In live mode, shows the twin's own state (all of it right after replay,
+/// then only what changed).
+fn show_live(cursor: Res<TimeCursor>, mut was_live: Local<bool>, mut assets: Query<LiveParts>) {
+    if !cursor.is_live() {
+        *was_live = false;
+        return;
+    }
+    let all = !*was_live;
+    *was_live = true;
+    for (state, values, fresh, mut shown) in &mut assets {
+        let changed = state.is_changed() || values.is_changed() || fresh.is_changed();
+        if !(all || changed || shown.replay) {
+            continue;
+        }
+        let wo = if shown.replay {
+            None
+        } else {
+            shown.work_order.clone()
+        };
+        *shown = Shown {
+            state: (*state).clone(),
+            values: (*values).clone(),
+            freshness: (*fresh).clone(),
+            work_order: wo,
+            replay: false,
+        };
+    }
+}
+
+/// Bucket width for a window: about 600 buckets, on round widths.
+pub fn trend_width_us(span_us: i64) -> i64 {
+    const NICE: [i64; 14] = [
+        100_000,
+        250_000,
+        500_000,
+        1_000_000,
+        2_000_000,
+        5_000_000,
+        10_000_000,
+        30_000_000,
+        60_000_000,
+        120_000_000,
+        300_000_000,
+        600_000_000,
+        1_800_000_000,
+        3_600_000_000,
+    ];
+    let want = span_us / 600;
+    NICE.iter()
+        .copied()
+        .find(|w| *w >= want)
+        .unwrap_or(3_600_000_000)
+}
+
+/// Sends the queries the cursor and window need: the recorded state when
+/// the replay cursor moved, and trends and the timeline when the window or
+/// focus changed (once a second while following live).
+#[allow(clippy::too_many_arguments)]
+fn ask_history(
+    history: Option<Res<History>>,
+    registry: Res<AssetRegistry>,
+    cursor: Res<TimeCursor>,
+    view: Res<TimelineView>,
+    mut last_state_t: Local<Option<i64>>,
+    mut last_window: Local<Option<(i64, i64, Option<AssetIdx>)>>,
+    mut last_refresh_us: Local<i64>,
+    mut asked_bookmarks: Local<bool>,
+) {
+    let Some(h) = history else {
+        return;
+    };
+    if !*asked_bookmarks {
+        h.ask(ReadRequest::Bookmarks);
+        *asked_bookmarks = true;
+    }
+    if cursor.is_live() {
+        *last_state_t = None;
+    } else if *last_state_t != Some(cursor.t_us) {
+        h.ask(ReadRequest::StateAt { t_us: cursor.t_us });
+        *last_state_t = Some(cursor.t_us);
+    }
+    let now = now_us();
+    // Quantize the window so a following window does not ask every frame.
+    let width = trend_width_us(view.span_us);
+    let end = (view.end_us.div_euclid(width) + 1) * width;
+    let from = end - view.span_us - width;
+    let key = (from, end, view.focus);
+    let stale = cursor.is_live() && now - *last_refresh_us > 1_000_000;
+    if *last_window == Some(key) && !stale {
+        return;
+    }
+    *last_window = Some(key);
+    *last_refresh_us = now;
+    let asset_id = view
+        .focus
+        .and_then(|a| registry.get(a))
+        .map(|a| a.id.clone());
+    h.ask(ReadRequest::Timeline {
+        asset_id,
+        from_us: from,
+        to_us: end,
+    });
+    if let Some(a) = view.focus {
+        let props: Vec<(u32, i32)> = h
+            .props
+            .of_asset(a)
+            .into_iter()
+            .filter(|(pi, _)| {
+                registry
+                    .property(PropertyRef {
+                        asset: a,
+                        property: *pi,
+                    })
+                    .is_some_and(|(_, p)| p.encoding != Encoding::Spectrum && p.name != "state")
+            })
+            .collect();
+        h.ask(ReadRequest::Trend {
+            asset: a,
+            props,
+            from_us: from,
+            to_us: end,
+            width_us: width,
+        });
+    }
+}

@@ -1,0 +1,686 @@
+//! The flight recorder against real DuckDB files in temp dirs: round trip,
+//! state at T, buckets, Parquet export, `kill -9` with a real mosquitto and
+//! the real `mezzanine record` process, a WAL DuckDB cannot replay, a
+//! migration from schema 1, and replay in a headless app.
+
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use duckdb::{Connection, params};
+
+use mezzanine::demo::broker::free_port;
+use mezzanine::history::query::{self, BucketSource, StoredValue};
+use mezzanine::history::store::{migrate_to, schema_version, wal_path};
+use mezzanine::history::{HistoryWriter, SCHEMA_VERSION, Store, WriterSettings};
+use mezzanine::ingest::decode::encode_json;
+use mezzanine::ingest::{Ack, HopStamps, Origin, Quality, Recorded, Sample, SampleValue};
+use mezzanine::registry::{AssetRegistry, PropertyRef};
+
+use crate::live::{Pub, SPINDLE_TOPIC, registry, start_mosquitto};
+use crate::repo;
+
+/// 2026-11-24T10:00:00Z, on a minute boundary.
+const T0: i64 = 1_795_514_400_000_000;
+const S: i64 = 1_000_000;
+
+fn prop(reg: &AssetRegistry, asset: &str, name: &str) -> PropertyRef {
+    let a = reg.by_id(asset).expect("asset");
+    reg.property_by_name(a, name).expect("property")
+}
+
+fn sample(property: PropertyRef, value: SampleValue, ts_us: i64) -> Sample {
+    Sample {
+        property,
+        value,
+        reason: None,
+        quality: Quality::Good,
+        origin: Origin::Mqtt,
+        hops: HopStamps {
+            source_us: ts_us,
+            broker_us: None,
+            received_us: ts_us + 500,
+            decoded_us: ts_us + 600,
+        },
+    }
+}
+
+fn fast_settings() -> WriterSettings {
+    WriterSettings {
+        flush_interval: Duration::from_millis(20),
+        rollup_1s_every: Duration::from_millis(10),
+        rollup_1m_every: Duration::from_millis(10),
+        ..WriterSettings::default()
+    }
+}
+
+struct Rec {
+    writer: HistoryWriter,
+    acks: Arc<AtomicU64>,
+    reader: Connection,
+    props: Arc<mezzanine::history::PropIds>,
+}
+
+fn open(path: &std::path::Path, reg: &Arc<AssetRegistry>, settings: WriterSettings) -> Rec {
+    let store = Store::open(path, reg).expect("open");
+    let reader = store.reader().expect("reader");
+    let props = store.props.clone();
+    let writer = HistoryWriter::spawn(store, reg.clone(), settings, 1024).expect("writer");
+    Rec {
+        writer,
+        acks: Arc::new(AtomicU64::new(0)),
+        reader,
+        props,
+    }
+}
+
+impl Rec {
+    fn send(&self, s: Sample) {
+        let a = self.acks.clone();
+        self.writer
+            .recorder
+            .send(Recorded::Sample(
+                s,
+                Some(Ack::new(move || {
+                    a.fetch_add(1, Ordering::SeqCst);
+                })),
+            ))
+            .expect("writer alive");
+    }
+    fn flush(&self) {
+        self.writer.flush().expect("flush");
+    }
+}
+
+#[test]
+fn samples_round_trip_and_duplicates_are_dropped_in_memory() {
+    let reg = registry();
+    let dir = tempfile::tempdir().expect("dir");
+    let r = open(&dir.path().join("h.duckdb"), &reg, fast_settings());
+    let speed = prop(&reg, "L1-MILL-01", "spindle_speed");
+    let state = prop(&reg, "L1-MILL-01", "state");
+    let spectrum = prop(&reg, "L1-MILL-01", "vibration_spectrum");
+    let bins: Vec<f32> = (0..64).map(|i| i as f32 * 0.25).collect();
+
+    r.send(sample(speed, SampleValue::Number(1000.0), T0));
+    r.send(sample(speed, SampleValue::Number(1200.5), T0 + S));
+    // A QoS 1 redelivery: same property, same source time.
+    r.send(sample(speed, SampleValue::Number(1200.5), T0 + S));
+    r.send(sample(state, SampleValue::Text("running".into()), T0));
+    let mut down = sample(state, SampleValue::Text("down".into()), T0 + 2 * S);
+    down.reason = Some("tool breakage".into());
+    r.send(down);
+    r.send(sample(
+        spectrum,
+        SampleValue::Spectrum {
+            bin_hz: 12.5,
+            bins: bins.clone().into(),
+        },
+        T0,
+    ));
+    r.flush();
+
+    // Every delivery is acknowledged once durable, the duplicate too.
+    assert_eq!(r.acks.load(Ordering::SeqCst), 6);
+    assert_eq!(r.writer.stats.duplicates_dropped.load(Ordering::SeqCst), 1);
+    let id = r.props.id(speed).expect("id");
+    let rows = query::raw_samples(&r.reader, id, T0 - S, T0 + 10 * S).expect("rows");
+    assert_eq!(
+        rows,
+        vec![(T0, Some(1000.0), None), (T0 + S, Some(1200.5), None)]
+    );
+    let tr = query::transitions(&r.reader, "L1-MILL-01", T0 - S, T0 + 10 * S).expect("tr");
+    assert_eq!(tr.len(), 2);
+    assert_eq!((tr[0].ts_us, tr[0].state.as_str()), (T0, "running"));
+    assert_eq!(
+        (tr[1].ts_us, tr[1].state.as_str(), tr[1].reason.as_deref()),
+        (T0 + 2 * S, "down", Some("tool breakage"))
+    );
+    let at = query::state_at(&r.reader, &r.props, T0 + S + S / 2).expect("state");
+    let get = |p: PropertyRef| {
+        let id = r.props.id(p).expect("id");
+        at.values
+            .iter()
+            .find(|v| v.prop_id == id)
+            .map(|v| v.value.clone())
+    };
+    assert_eq!(get(speed), Some(StoredValue::Number(1200.5)));
+    assert_eq!(get(state), Some(StoredValue::Text("running".into())));
+    match get(spectrum) {
+        Some(StoredValue::Spectrum {
+            bin_hz, bins: got, ..
+        }) => {
+            assert_eq!(bin_hz, 12.5);
+            assert_eq!(got, bins);
+        }
+        other => panic!("spectrum not read back: {other:?}"),
+    }
+    let mill = at
+        .states
+        .iter()
+        .find(|s| s.asset_id == "L1-MILL-01")
+        .expect("state");
+    assert_eq!((mill.state.as_str(), mill.since_ts_us), ("running", T0));
+    let n: i64 = r
+        .reader
+        .query_row("SELECT count(*) FROM samples", [], |x| x.get(0))
+        .expect("count");
+    assert_eq!(n, 5, "the duplicate never reached the table");
+}
+
+#[test]
+fn state_at_t_matches_a_hand_computed_case_across_keyframes() {
+    let reg = registry();
+    let dir = tempfile::tempdir().expect("dir");
+    let settings = WriterSettings {
+        keyframe_every_rows: 2,
+        ..fast_settings()
+    };
+    let r = open(&dir.path().join("h.duckdb"), &reg, settings);
+    let a = prop(&reg, "L1-MILL-01", "spindle_speed");
+    let b = prop(&reg, "L1-MILL-01", "spindle_temp");
+    let (ia, ib) = (r.props.id(a).expect("a"), r.props.id(b).expect("b"));
+    // One commit per line, so keyframes fall between them.
+    for (p, t, v) in [
+        (a, 10, 1.0),
+        (b, 15, 100.0),
+        (a, 20, 2.0),
+        (b, 35, 300.0),
+        (a, 40, 4.0),
+        // Late: arrives after t=40 was recorded.
+        (a, 30, 3.0),
+    ] {
+        r.send(sample(p, SampleValue::Number(v), T0 + t * S));
+        r.flush();
+    }
+    assert!(r.writer.stats.keyframes.load(Ordering::SeqCst) >= 2);
+    let kf: i64 = r
+        .reader
+        .query_row("SELECT count(DISTINCT ts_us) FROM keyframes", [], |x| {
+            x.get(0)
+        })
+        .expect("keyframes");
+    assert!(kf >= 2, "keyframes written: {kf}");
+
+    let at = |t: i64| -> (Option<f64>, Option<f64>) {
+        let s = query::state_at(&r.reader, &r.props, T0 + t).expect("state");
+        let v = |id: i32| {
+            s.values
+                .iter()
+                .find(|v| v.prop_id == id)
+                .and_then(|v| match v.value {
+                    StoredValue::Number(x) => Some(x),
+                    _ => None,
+                })
+        };
+        (v(ia), v(ib))
+    };
+    assert_eq!(at(5 * S), (None, None));
+    assert_eq!(
+        at(10 * S),
+        (Some(1.0), None),
+        "a sample at exactly T counts"
+    );
+    assert_eq!(at(10 * S - 1), (None, None));
+    assert_eq!(at(17 * S), (Some(1.0), Some(100.0)));
+    assert_eq!(at(20 * S), (Some(2.0), Some(100.0)));
+    assert_eq!(
+        at(32 * S),
+        (Some(3.0), Some(100.0)),
+        "the late sample is found"
+    );
+    assert_eq!(at(36 * S), (Some(3.0), Some(300.0)));
+    assert_eq!(at(100 * S), (Some(4.0), Some(300.0)));
+}
+
+#[test]
+fn range_buckets_agree_before_and_after_the_rollups() {
+    let reg = registry();
+    let dir = tempfile::tempdir().expect("dir");
+    let settings = WriterSettings {
+        // No rollup until asked for: first read the raw tail.
+        rollup_1s_every: Duration::from_secs(3600),
+        rollup_1m_every: Duration::from_secs(3600),
+        ..fast_settings()
+    };
+    let path = dir.path().join("h.duckdb");
+    let r = open(&path, &reg, settings);
+    let p = prop(&reg, "L1-MILL-01", "spindle_speed");
+    let id = r.props.id(p).expect("id");
+    for (t_ms, v) in [
+        (100, 10.0),
+        (500, 20.0),
+        (1200, 30.0),
+        (1900, 50.0),
+        (2500, 40.0),
+    ] {
+        r.send(sample(p, SampleValue::Number(v), T0 + t_ms * 1000));
+    }
+    r.flush();
+    let expect_1s = vec![
+        (T0, 2, 10.0, 15.0, 20.0),
+        (T0 + S, 2, 30.0, 40.0, 50.0),
+        (T0 + 2 * S, 1, 40.0, 40.0, 40.0),
+    ];
+    let flat =
+        |m: &std::collections::HashMap<i32, Vec<query::Bucket>>| -> Vec<(i64, i64, f64, f64, f64)> {
+            m.get(&id)
+                .map(|v| {
+                    v.iter()
+                        .map(|b| (b.start_us, b.n, b.min, b.avg, b.max))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+    let (src, m) = query::buckets(&r.reader, &[id], T0, T0 + 10 * S, S).expect("1 s");
+    assert_eq!(src, BucketSource::Rollup1s);
+    assert_eq!(flat(&m), expect_1s, "from the raw tail");
+    let rolled: i64 = r
+        .reader
+        .query_row("SELECT count(*) FROM rollup_1s", [], |x| x.get(0))
+        .expect("count");
+    assert_eq!(rolled, 0);
+    drop(r.reader);
+    r.writer.join();
+
+    // Closing rolls up what was left (reopening after a crash does the
+    // same); the answer must not change.
+    let r = open(&path, &reg, fast_settings());
+    let rolled: i64 = r
+        .reader
+        .query_row("SELECT count(*) FROM rollup_1s", [], |x| x.get(0))
+        .expect("count");
+    assert_eq!(rolled, 3);
+    let (_, m) = query::buckets(&r.reader, &[id], T0, T0 + 10 * S, S).expect("1 s");
+    assert_eq!(flat(&m), expect_1s, "from the 1 s rollup");
+    let (src, m) = query::buckets(&r.reader, &[id], T0, T0 + 120 * S, 60 * S).expect("1 min");
+    assert_eq!(src, BucketSource::Rollup1m);
+    assert_eq!(flat(&m), vec![(T0, 5, 10.0, 30.0, 50.0)]);
+    let (src, m) = query::buckets(&r.reader, &[id], T0, T0 + 3 * S, S / 2).expect("raw");
+    assert_eq!(src, BucketSource::Raw);
+    assert_eq!(
+        flat(&m),
+        vec![
+            (T0, 1, 10.0, 10.0, 10.0),
+            (T0 + S / 2, 1, 20.0, 20.0, 20.0),
+            (T0 + S, 1, 30.0, 30.0, 30.0),
+            (T0 + 3 * S / 2, 1, 50.0, 50.0, 50.0),
+            (T0 + 5 * S / 2, 1, 40.0, 40.0, 40.0),
+        ]
+    );
+}
+
+#[test]
+fn parquet_export_is_partitioned_by_day_and_asset_and_reads_back() {
+    let reg = registry();
+    let dir = tempfile::tempdir().expect("dir");
+    let r = open(&dir.path().join("h.duckdb"), &reg, fast_settings());
+    let mill = prop(&reg, "L1-MILL-01", "spindle_speed");
+    let lathe = prop(&reg, "L2-LATHE-01", "spindle_speed");
+    // 2026-11-23T23:59:58Z .. 2026-11-24T00:00:02Z: two days.
+    let midnight = 1_795_478_400_000_000;
+    let mut sum = 0.0;
+    for i in 0..4 {
+        let t = midnight - 2 * S + i * S;
+        r.send(sample(mill, SampleValue::Number(i as f64), t));
+        r.send(sample(lathe, SampleValue::Number(10.0 * i as f64), t));
+        sum += 11.0 * i as f64;
+    }
+    r.flush();
+    let out = dir.path().join("export");
+    let report = mezzanine::history::export::export_parquet(
+        &r.reader,
+        midnight - 10 * S,
+        midnight + 10 * S,
+        &out,
+    )
+    .expect("export");
+    assert_eq!(report.samples, 8);
+    assert_eq!(
+        report.files, 4,
+        "2 days × 2 assets of samples, none of transitions"
+    );
+    for day in ["2026-11-23", "2026-11-24"] {
+        for asset in ["L1-MILL-01", "L2-LATHE-01"] {
+            let d = out.join(format!("samples/day={day}/asset_id={asset}"));
+            assert!(d.is_dir(), "{} missing", d.display());
+        }
+    }
+    let c = Connection::open_in_memory().expect("duckdb");
+    let (n, s, assets): (i64, f64, i64) = c
+        .query_row(
+            &format!(
+                "SELECT count(*), sum(value), count(DISTINCT asset_id)
+                 FROM read_parquet('{}/samples/**/*.parquet', hive_partitioning = true)",
+                out.display()
+            ),
+            [],
+            |x| Ok((x.get(0)?, x.get(1)?, x.get(2)?)),
+        )
+        .expect("read back");
+    assert_eq!((n, s, assets), (8, sum, 2));
+    let again = mezzanine::history::export::export_parquet(&r.reader, midnight - S, midnight, &out)
+        .expect_err("refuses to overwrite");
+    assert!(again.to_string().contains("already exists"), "{again}");
+}
+
+fn record_cmd(config: &std::path::Path, idle_exit_s: Option<u64>) -> std::process::Child {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_mezzanine"));
+    c.arg("--config").arg(config).arg("record");
+    if let Some(s) = idle_exit_s {
+        c.arg("--exit-after-idle-s").arg(s.to_string());
+    }
+    c.stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("recorder starts")
+}
+
+fn wait_for_line(child: &mut std::process::Child, needle: &str) {
+    use std::io::BufRead;
+    let out = child.stdout.take().expect("stdout");
+    let mut lines = std::io::BufReader::new(out).lines();
+    let start = Instant::now();
+    loop {
+        assert!(start.elapsed() < Duration::from_secs(30), "no `{needle}`");
+        match lines.next() {
+            Some(Ok(l)) if l.contains(needle) => break,
+            Some(_) => {}
+            None => panic!("recorder exited before `{needle}`"),
+        }
+    }
+    // Keep draining so the child never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+}
+
+#[test]
+fn kill_9_mid_stream_loses_no_acknowledged_sample() {
+    let reg = registry();
+    let dir = tempfile::tempdir().expect("dir");
+    let port = free_port().expect("port");
+    let _broker = start_mosquitto(port, dir.path());
+    let db = dir.path().join("history.duckdb");
+    let config = dir.path().join("mezzanine.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[plant]\nscene = \"{}\"\nregistry = \"{}\"\n\n[mqtt]\nurl = \"mqtt://127.0.0.1:{port}\"\n\
+             client_id = \"recorder-kill9\"\ntopic_roots = [\"acme/lyon/#\"]\n\n[opcua]\nenabled = false\n\n\
+             [history]\npath = \"{}\"\n",
+            repo("scenes/demo-plant.glb").display(),
+            repo("scenes/demo-plant.toml").display(),
+            db.display()
+        ),
+    )
+    .expect("config");
+
+    let mut rec = record_cmd(&config, None);
+    wait_for_line(&mut rec, "recording to");
+    // Let it subscribe, so the broker keeps its session from here on.
+    std::thread::sleep(Duration::from_secs(2));
+
+    let n: i64 = 2_000;
+    let base = mezzanine::ingest::now_us() - 3_600 * S;
+    let publisher = Pub::new(port, "plc-kill9");
+    for i in 0..n {
+        if i == n / 2 {
+            // SIGKILL: no chance to flush, commit or say goodbye.
+            rec.kill().expect("kill -9");
+            rec.wait().expect("reaped");
+        }
+        publisher.publish(
+            SPINDLE_TOPIC,
+            encode_json(&SampleValue::Number(i as f64), base + i * 1000, None),
+        );
+        if i < n / 2 {
+            std::thread::sleep(Duration::from_micros(500));
+        }
+    }
+    std::thread::sleep(Duration::from_millis(500));
+
+    // What the killed process had committed is there (its WAL replays) and
+    // is part of the stream: the kill did land mid-stream.
+    let id = {
+        let store = Store::open(&db, &reg).expect("opens after kill -9");
+        assert!(store.report.set_aside.is_none(), "{:?}", store.report);
+        let id = store
+            .props
+            .id(reg.resolve_topic(SPINDLE_TOPIC).expect("topic"))
+            .expect("id");
+        let before: i64 = store
+            .conn
+            .query_row(
+                "SELECT count(*) FROM samples WHERE prop_id = ?",
+                params![id],
+                |x| x.get(0),
+            )
+            .expect("count");
+        assert!(
+            before > 0 && before <= n / 2,
+            "{before} samples recorded before the kill"
+        );
+        id
+    };
+
+    // Restart: it reopens its file and the broker delivers the rest.
+    let mut rec = record_cmd(&config, Some(3));
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = rec.try_wait().expect("wait") {
+            break s;
+        }
+        assert!(start.elapsed() < Duration::from_secs(90), "recorder hangs");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(status.success(), "recorder failed: {status}");
+
+    let store = Store::open(&db, &reg).expect("reopen");
+    assert!(store.report.set_aside.is_none(), "{:?}", store.report);
+    let (rows, distinct, lo, hi): (i64, i64, i64, i64) = store
+        .conn
+        .query_row(
+            "SELECT count(*), count(DISTINCT ts_us), min(ts_us), max(ts_us) FROM samples WHERE prop_id = ?",
+            params![id],
+            |x| Ok((x.get(0)?, x.get(1)?, x.get(2)?, x.get(3)?)),
+        )
+        .expect("count");
+    assert_eq!(distinct, n, "every published sample is recorded");
+    assert_eq!(rows, n, "and none twice");
+    assert_eq!((lo, hi), (base, base + (n - 1) * 1000));
+}
+
+#[test]
+fn a_file_duckdb_cannot_open_is_set_aside_and_a_new_one_started() {
+    let reg = registry();
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("history.duckdb");
+    {
+        let r = open(&path, &reg, fast_settings());
+        let p = prop(&reg, "L1-MILL-01", "spindle_speed");
+        for i in 0..100 {
+            r.send(sample(p, SampleValue::Number(i as f64), T0 + i * S));
+        }
+        r.flush();
+        drop(r.reader);
+        r.writer.join();
+    }
+    // Leave a WAL behind, as a killed process does, then damage it.
+    {
+        let c = Connection::open(&path).expect("open");
+        c.execute_batch(
+            "PRAGMA disable_checkpoint_on_shutdown; SET checkpoint_threshold = '1GB';
+             CREATE TABLE scratch (i INTEGER); INSERT INTO scratch SELECT range FROM range(1000);",
+        )
+        .expect("writes");
+    }
+    let wal = wal_path(&path);
+    let mut bytes = std::fs::read(&wal).expect("a WAL was left behind");
+    assert!(bytes.len() > 256, "WAL of {} bytes", bytes.len());
+    // Flip bytes inside an entry: its checksum no longer matches, so the
+    // replay fails ("Corrupt WAL file"), as after a torn or bad write.
+    let mid = bytes.len() / 2;
+    for b in bytes[mid..mid + 32].iter_mut() {
+        *b ^= 0x5A;
+    }
+    std::fs::write(&wal, &bytes).expect("damage");
+    let original = std::fs::read(&path).expect("file");
+
+    let store = Store::open(&path, &reg).expect("a new file is started");
+    let aside = store
+        .report
+        .set_aside
+        .clone()
+        .expect("the damaged file is set aside");
+    assert!(store.report.created);
+    assert!(
+        store.report.summary().contains("set aside"),
+        "{}",
+        store.report.summary()
+    );
+    // Nothing deleted: the damaged file and its WAL are kept byte for byte.
+    assert_eq!(std::fs::read(&aside.file).expect("kept"), original);
+    assert_eq!(
+        std::fs::read(aside.wal.as_ref().expect("wal kept")).expect("wal"),
+        bytes
+    );
+    // The new file works.
+    let n: i64 = store
+        .conn
+        .query_row("SELECT count(*) FROM samples", [], |x| x.get(0))
+        .expect("count");
+    assert_eq!(n, 0);
+    assert_eq!(schema_version(&store.conn).expect("v"), SCHEMA_VERSION);
+}
+
+#[test]
+fn schema_1_files_are_migrated_and_keep_their_rows() {
+    let reg = registry();
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("old.duckdb");
+    let p = prop(&reg, "L1-MILL-01", "spindle_speed");
+    {
+        // A file as the first recorder wrote it.
+        let c = Connection::open(&path).expect("open");
+        migrate_to(&c, 1).expect("v1");
+        assert_eq!(schema_version(&c).expect("v"), 1);
+        c.execute(
+            "INSERT INTO properties VALUES (1, 'L1-MILL-01', 'spindle_speed', 'rpm')",
+            [],
+        )
+        .expect("prop");
+        for (i, v) in [(0, 100.0), (1, 300.0), (2, 200.0)] {
+            c.execute(
+                "INSERT INTO samples VALUES (?, 1, ?, NULL, NULL, 0, 0, ?)",
+                params![T0 + i * S, v, T0 + i * S],
+            )
+            .expect("row");
+        }
+    }
+    let store = Store::open(&path, &reg).expect("migrates");
+    assert_eq!(store.report.migrated_from, Some(1));
+    assert_eq!(schema_version(&store.conn).expect("v"), SCHEMA_VERSION);
+    assert_eq!(store.props.id(p), Some(1), "property ids are kept");
+    let (n, seqs): (i64, i64) = store
+        .conn
+        .query_row(
+            "SELECT count(*), count(DISTINCT seq) FROM samples",
+            [],
+            |x| Ok((x.get(0)?, x.get(1)?)),
+        )
+        .expect("rows");
+    assert_eq!((n, seqs), (3, 3));
+    // The writer takes over the old rows: rollups and state at T see them.
+    let reader = store.reader().expect("reader");
+    let props = store.props.clone();
+    let writer = HistoryWriter::spawn(store, reg.clone(), fast_settings(), 16).expect("writer");
+    writer.flush().expect("flush");
+    let (_, m) = query::buckets(&reader, &[1], T0, T0 + 3 * S, 3 * S).expect("buckets");
+    let b = m.get(&1).expect("series")[0];
+    assert_eq!((b.n, b.min, b.max, b.avg), (3, 100.0, 300.0, 200.0));
+    let at = query::state_at(&reader, &props, T0 + S).expect("state");
+    assert_eq!(at.values[0].value, StoredValue::Number(300.0));
+    drop(reader);
+    writer.join();
+}
+
+#[test]
+fn replay_shows_the_recorded_state_while_the_twin_stays_live() {
+    use bevy::prelude::*;
+    use mezzanine::bench::headless_twin;
+    use mezzanine::history::HistoryPlugin;
+    use mezzanine::ingest::{IngestEvent, ingest_channel, now_us};
+    use mezzanine::playback::{PlaybackCommand, Shown, TimeCursor};
+    use mezzanine::twin::{AssetEntities, AssetState, MachineState};
+
+    let reg = registry();
+    let dir = tempfile::tempdir().expect("dir");
+    let (plugin, threads) =
+        HistoryPlugin::start(&dir.path().join("h.duckdb"), reg.clone(), fast_settings())
+            .expect("history");
+    let (tx, rx) = ingest_channel(1024);
+    let tx = tx.with_recorder(threads.writer.recorder.clone());
+    let mut app = headless_twin(&reg, rx);
+    app.add_plugins(plugin);
+
+    let state = prop(&reg, "L1-MILL-01", "state");
+    let speed = prop(&reg, "L1-MILL-01", "spindle_speed");
+    let now = now_us();
+    let mut down = sample(state, SampleValue::Text("down".into()), now - 3_600 * S);
+    down.reason = Some("servo drive alarm".into());
+    for s in [
+        down,
+        sample(speed, SampleValue::Number(0.0), now - 3_600 * S),
+        sample(state, SampleValue::Text("running".into()), now - 10 * S),
+        sample(speed, SampleValue::Number(12_000.0), now - 10 * S),
+    ] {
+        assert!(tx.send(IngestEvent::Sample(s, None)));
+    }
+    for _ in 0..5 {
+        app.update();
+    }
+    threads.writer.flush().expect("recorded");
+    let mill = *app
+        .world()
+        .resource::<AssetEntities>()
+        .0
+        .get(&reg.by_id("L1-MILL-01").expect("mill"))
+        .expect("entity");
+    let shown = |app: &App| app.world().get::<Shown>(mill).cloned().expect("shown");
+    assert_eq!(shown(&app).state.state, MachineState::Running);
+    assert!(!shown(&app).replay);
+
+    app.world_mut()
+        .write_message(PlaybackCommand::Seek(now - 1_800 * S));
+    let start = Instant::now();
+    while !(shown(&app).replay && shown(&app).state.state == MachineState::Down) {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "replay never showed the recorded state: {:?}",
+            shown(&app)
+        );
+        app.update();
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let past = shown(&app);
+    assert_eq!(past.state.reason.as_deref(), Some("servo drive alarm"));
+    let v = past.values.0[speed.property as usize]
+        .as_ref()
+        .expect("recorded speed");
+    assert_eq!(v.value, SampleValue::Number(0.0));
+    // The twin itself stays live underneath.
+    assert_eq!(
+        app.world().get::<AssetState>(mill).expect("state").state,
+        MachineState::Running
+    );
+    assert!(!app.world().resource::<TimeCursor>().is_live());
+
+    app.world_mut().write_message(PlaybackCommand::GoLive);
+    app.update();
+    app.update();
+    assert!(app.world().resource::<TimeCursor>().is_live());
+    assert!(!shown(&app).replay);
+    assert_eq!(shown(&app).state.state, MachineState::Running);
+    drop(tx);
+    threads.shutdown();
+}
