@@ -70,6 +70,8 @@ pub enum HistoryError {
     WriterGone,
     #[error("export: {0}")]
     Export(String),
+    #[error("history query returned unexpected data: {0}")]
+    Data(String),
 }
 
 pub(crate) fn quality_code(q: Quality) -> u8 {

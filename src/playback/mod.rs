@@ -574,3 +574,94 @@ fn ask_history(
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use bevy::time::TimeUpdateStrategy;
+
+    use super::*;
+    use crate::demo::plant::PlantSpec;
+
+    fn app() -> App {
+        let mut app = App::new();
+        app.add_plugins((MinimalPlugins, crate::CoreSetsPlugin, PlaybackPlugin))
+            .insert_resource(AssetRegistry::new(PlantSpec::demo().registry()))
+            .insert_resource(TimeUpdateStrategy::ManualDuration(Duration::from_millis(
+                100,
+            )));
+        app.update();
+        app
+    }
+
+    fn send(app: &mut App, c: PlaybackCommand) -> TimeCursor {
+        app.world_mut().write_message(c);
+        app.update();
+        app.world().resource::<TimeCursor>().clone()
+    }
+
+    #[test]
+    fn seek_step_and_go_live() {
+        let mut app = app();
+        assert!(app.world().resource::<TimeCursor>().is_live());
+        let t = now_us() - 3_600_000_000;
+        let c = send(&mut app, PlaybackCommand::Seek(t));
+        assert_eq!((c.mode, c.t_us, c.playing), (CursorMode::Replay, t, false));
+        let c = send(&mut app, PlaybackCommand::Step(-5_000_000));
+        assert_eq!(c.t_us, t - 5_000_000);
+        // Stepping past now joins live.
+        let c = send(&mut app, PlaybackCommand::Step(7_200_000_000));
+        assert!(c.is_live());
+        let c = send(&mut app, PlaybackCommand::Seek(now_us() + 1_000_000));
+        assert!(c.is_live(), "the future is live");
+        send(&mut app, PlaybackCommand::Seek(t));
+        let c = send(&mut app, PlaybackCommand::GoLive);
+        assert!(c.is_live());
+    }
+
+    #[test]
+    fn speed_is_clamped_and_play_advances_by_speed() {
+        let mut app = app();
+        let c = send(&mut app, PlaybackCommand::Speed(10_000.0));
+        assert_eq!(c.speed, SPEED_MAX);
+        let c = send(&mut app, PlaybackCommand::Speed(0.0));
+        assert_eq!(c.speed, SPEED_MIN);
+        send(&mut app, PlaybackCommand::Speed(10.0));
+        let t = now_us() - 3_600_000_000;
+        send(&mut app, PlaybackCommand::Seek(t));
+        let c = send(&mut app, PlaybackCommand::Play);
+        assert!(c.playing);
+        let before = c.t_us;
+        app.update();
+        let after = app.world().resource::<TimeCursor>().t_us;
+        // 100 ms of wall time at ×10 is one plant second.
+        assert_eq!(after - before, 1_000_000);
+    }
+
+    #[test]
+    fn a_loop_wraps_to_its_start() {
+        let mut app = app();
+        let a = now_us() - 600_000_000;
+        let b = a + 2_000_000;
+        send(&mut app, PlaybackCommand::LoopRange(Some((a, b))));
+        send(&mut app, PlaybackCommand::Speed(10.0));
+        send(&mut app, PlaybackCommand::Seek(b - 500_000));
+        send(&mut app, PlaybackCommand::Play);
+        let c = app.world().resource::<TimeCursor>().clone();
+        assert!(c.t_us >= a && c.t_us <= b, "{} not in {a}..{b}", c.t_us);
+        assert_eq!(c.t_us, a, "wrapped to the loop start");
+        // An empty range is refused.
+        let c = send(&mut app, PlaybackCommand::LoopRange(Some((b, a))));
+        assert_eq!(c.loop_range, None);
+    }
+
+    #[test]
+    fn trend_buckets_are_round_and_about_600_per_window() {
+        assert_eq!(trend_width_us(60_000_000), 100_000);
+        assert_eq!(trend_width_us(15 * 60_000_000), 2_000_000);
+        assert_eq!(trend_width_us(3_600_000_000), 10_000_000);
+        assert_eq!(trend_width_us(7 * 24 * 3_600_000_000), 1_800_000_000);
+        assert_eq!(trend_width_us(30 * 24 * 3_600_000_000), 3_600_000_000);
+    }
+}

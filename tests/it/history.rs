@@ -13,9 +13,11 @@ use duckdb::{Connection, params};
 use mezzanine::demo::broker::free_port;
 use mezzanine::history::query::{self, BucketSource, StoredValue};
 use mezzanine::history::store::{migrate_to, schema_version, wal_path};
-use mezzanine::history::{HistoryWriter, SCHEMA_VERSION, Store, WriterSettings};
+use mezzanine::history::{HistoryWriter, SCHEMA_VERSION, Store, WriterMsg, WriterSettings};
 use mezzanine::ingest::decode::encode_json;
-use mezzanine::ingest::{Ack, HopStamps, Origin, Quality, Recorded, Sample, SampleValue};
+use mezzanine::ingest::{
+    Ack, DeadLetter, HopStamps, Origin, Quality, Recorded, Sample, SampleValue,
+};
 use mezzanine::registry::{AssetRegistry, PropertyRef};
 
 use crate::live::{Pub, SPINDLE_TOPIC, registry, start_mosquitto};
@@ -103,6 +105,15 @@ fn samples_round_trip_and_duplicates_are_dropped_in_memory() {
     let spectrum = prop(&reg, "L1-MILL-01", "vibration_spectrum");
     let bins: Vec<f32> = (0..64).map(|i| i as f32 * 0.25).collect();
 
+    // Work-order context (from the MES side) tags what follows.
+    r.writer
+        .app
+        .send(WriterMsg::WorkOrder {
+            asset_id: "L1-MILL-01".into(),
+            work_order: Some("WO-4711".into()),
+            ts_us: T0 - S,
+        })
+        .expect("writer alive");
     r.send(sample(speed, SampleValue::Number(1000.0), T0));
     r.send(sample(speed, SampleValue::Number(1200.5), T0 + S));
     // A QoS 1 redelivery: same property, same source time.
@@ -119,10 +130,44 @@ fn samples_round_trip_and_duplicates_are_dropped_in_memory() {
         },
         T0,
     ));
+    // A payload that could not be decoded is kept too, and acknowledged.
+    let a = r.acks.clone();
+    r.writer
+        .recorder
+        .send(Recorded::DeadLetter(
+            DeadLetter {
+                origin: Origin::Mqtt,
+                source: "acme/lyon/machining/line1/mill01/spindle_speed".into(),
+                reason: "not JSON".into(),
+                payload_len: 3,
+                payload_head: b"\x00\x01\x02".to_vec(),
+                received_us: T0,
+            },
+            Some(Ack::new(move || {
+                a.fetch_add(1, Ordering::SeqCst);
+            })),
+        ))
+        .expect("writer alive");
     r.flush();
 
     // Every delivery is acknowledged once durable, the duplicate too.
-    assert_eq!(r.acks.load(Ordering::SeqCst), 6);
+    assert_eq!(r.acks.load(Ordering::SeqCst), 7);
+    let (dl, reason): (i64, String) = r
+        .reader
+        .query_row("SELECT count(*), min(reason) FROM dead_letters", [], |x| {
+            Ok((x.get(0)?, x.get(1)?))
+        })
+        .expect("dead letters");
+    assert_eq!((dl, reason.as_str()), (1, "not JSON"));
+    let tagged: i64 = r
+        .reader
+        .query_row(
+            "SELECT count(*) FROM samples WHERE work_order = 'WO-4711'",
+            [],
+            |x| x.get(0),
+        )
+        .expect("tagged");
+    assert_eq!(tagged, 5, "every sample of the mill carries its work order");
     assert_eq!(r.writer.stats.duplicates_dropped.load(Ordering::SeqCst), 1);
     let id = r.props.id(speed).expect("id");
     let rows = query::raw_samples(&r.reader, id, T0 - S, T0 + 10 * S).expect("rows");
@@ -162,6 +207,10 @@ fn samples_round_trip_and_duplicates_are_dropped_in_memory() {
         .find(|s| s.asset_id == "L1-MILL-01")
         .expect("state");
     assert_eq!((mill.state.as_str(), mill.since_ts_us), ("running", T0));
+    assert_eq!(
+        at.work_orders.get("L1-MILL-01"),
+        Some(&Some("WO-4711".to_string()))
+    );
     let n: i64 = r
         .reader
         .query_row("SELECT count(*) FROM samples", [], |x| x.get(0))
@@ -297,6 +346,13 @@ fn range_buckets_agree_before_and_after_the_rollups() {
     let (src, m) = query::buckets(&r.reader, &[id], T0, T0 + 120 * S, 60 * S).expect("1 min");
     assert_eq!(src, BucketSource::Rollup1m);
     assert_eq!(flat(&m), vec![(T0, 5, 10.0, 30.0, 50.0)]);
+    // Two properties whose ids are not neighbours: the exact id list is used.
+    let power = prop(&reg, "L1-MILL-01", "power");
+    let pid = r.props.id(power).expect("id");
+    assert!((pid - id).abs() > 1, "ids {id} and {pid} are neighbours");
+    let (_, m) = query::buckets(&r.reader, &[pid, id], T0, T0 + 10 * S, S).expect("two");
+    assert_eq!(flat(&m), expect_1s);
+    assert!(!m.contains_key(&pid), "power has no samples: {m:?}");
     let (src, m) = query::buckets(&r.reader, &[id], T0, T0 + 3 * S, S / 2).expect("raw");
     assert_eq!(src, BucketSource::Raw);
     assert_eq!(
