@@ -256,6 +256,16 @@ pub fn buckets(
     to_us: i64,
     width_us: i64,
 ) -> Result<(BucketSource, HashMap<i32, Vec<Bucket>>), HistoryError> {
+    buckets_on(conn, prop_ids, from_us, to_us, width_us)
+}
+
+fn buckets_on(
+    conn: &Connection,
+    prop_ids: &[i32],
+    from_us: i64,
+    to_us: i64,
+    width_us: i64,
+) -> Result<(BucketSource, HashMap<i32, Vec<Bucket>>), HistoryError> {
     let mut out: HashMap<i32, Vec<Bucket>> = HashMap::new();
     if prop_ids.is_empty() || to_us <= from_us || width_us <= 0 {
         return Ok((BucketSource::Raw, out));
@@ -296,6 +306,13 @@ pub fn buckets(
             )
         };
         let from_b = from_us.div_euclid(w) * w;
+        // A constant, so the scan can skip row groups by their seq range (a
+        // subquery here would read the whole seq column).
+        let wm: i64 = conn
+            .query_row("SELECT value FROM meta WHERE key = ?", params![key], |r| {
+                r.get(0)
+            })
+            .map_err(q("reading a rollup watermark"))?;
         let n_slots = ((to_us - from_b + w - 1) / w) as usize;
         if n_slots.saturating_mul(prop_ids.len()) <= 5_000_000 {
             // Rollup rows are additive: merge them into a dense grid here,
@@ -305,7 +322,7 @@ pub fn buckets(
                  WHERE prop_id BETWEEN {list} AND bucket_us >= {from_b} AND bucket_us < {to_us} AND n > 0
                  UNION ALL
                  SELECT prop_id, ts_us // {grain} * {grain}, 1::BIGINT, value, value, value FROM samples
-                 WHERE seq >= (SELECT value FROM meta WHERE key = '{key}') AND prop_id BETWEEN {list}
+                 WHERE seq >= {wm} AND prop_id BETWEEN {list}
                    AND ts_us >= {from_b} AND ts_us < {to_us} AND value IS NOT NULL"
             );
             let grid = merge_rows(conn, &sql, prop_ids, from_b, w, n_slots)?;
@@ -314,13 +331,12 @@ pub fn buckets(
         (
             source,
             format!(
-                "WITH wm AS (SELECT value AS seq FROM meta WHERE key = '{key}'),
-                 r AS (
+                "WITH r AS (
                    SELECT bucket_us AS b, prop_id, n, vmin, vmax, vsum FROM {table}
                    WHERE prop_id BETWEEN {list} AND bucket_us >= {from_b} AND bucket_us < {to_us}
                    UNION ALL
                    SELECT ts_us // {grain} * {grain}, prop_id, 1, value, value, value FROM samples
-                   WHERE seq >= (SELECT seq FROM wm) AND prop_id BETWEEN {list}
+                   WHERE seq >= {wm} AND prop_id BETWEEN {list}
                      AND ts_us >= {from_b} AND ts_us < {to_us} AND value IS NOT NULL)
                  SELECT prop_id, b // {w} * {w} AS bb, sum(n)::BIGINT, min(vmin), max(vmax), sum(vsum) / sum(n)
                  FROM r WHERE n > 0 GROUP BY prop_id, bb"

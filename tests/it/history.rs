@@ -740,3 +740,40 @@ fn replay_shows_the_recorded_state_while_the_twin_stays_live() {
     drop(tx);
     threads.shutdown();
 }
+
+#[test]
+fn a_wide_scrub_frame_over_many_properties_loses_nothing() {
+    let reg = registry();
+    let dir = tempfile::tempdir().expect("dir");
+    let r = open(&dir.path().join("h.duckdb"), &reg, fast_settings());
+    // Twelve numeric properties across the plant.
+    let mut props = Vec::new();
+    for a in ["L1-MILL-01", "L1-MILL-02", "L2-LATHE-01"] {
+        for p in ["spindle_speed", "spindle_load", "spindle_temp", "power"] {
+            props.push(prop(&reg, a, p));
+        }
+    }
+    for (k, p) in props.iter().enumerate() {
+        for s in 0..3i64 {
+            r.send(sample(
+                *p,
+                SampleValue::Number((k * 10) as f64 + s as f64),
+                T0 + s * S + 10,
+            ));
+        }
+    }
+    r.flush();
+    let ids: Vec<i32> = props.iter().map(|p| r.props.id(*p).expect("id")).collect();
+    // One hour of 1 s buckets for 12 properties with gaps between their ids.
+    let (_, m) = query::buckets(&r.reader, &ids, T0, T0 + 3_600 * S, S).expect("frame");
+    assert_eq!(m.len(), 12, "every property answered: {:?}", m.keys());
+    for (k, id) in ids.iter().enumerate() {
+        let got: Vec<(i64, f64)> = m[id].iter().map(|b| (b.start_us, b.avg)).collect();
+        let base = (k * 10) as f64;
+        assert_eq!(
+            got,
+            vec![(T0, base), (T0 + S, base + 1.0), (T0 + 2 * S, base + 2.0)],
+            "property {id}"
+        );
+    }
+}
