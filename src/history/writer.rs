@@ -10,7 +10,7 @@
 //! reports the backlog and what was written.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -152,6 +152,14 @@ pub struct HistoryWriter {
     pub app: Sender<WriterMsg>,
     pub stats: Arc<WriterStats>,
     thread: Option<JoinHandle<()>>,
+    housekeeper: Option<JoinHandle<()>>,
+    stop_housekeeper: Arc<AtomicBool>,
+}
+
+impl Drop for HistoryWriter {
+    fn drop(&mut self) {
+        self.stop_housekeeper.store(true, Ordering::Relaxed);
+    }
 }
 
 impl HistoryWriter {
@@ -165,7 +173,21 @@ impl HistoryWriter {
         let (rec_tx, rec_rx) = crossbeam_channel::bounded(capacity);
         let (app_tx, app_rx) = crossbeam_channel::bounded(4_096);
         let stats = Arc::new(WriterStats::default());
-        let mut w = Writer::new(store, registry, settings, stats.clone())?;
+        let hk_conn = store.reader()?;
+        let mut w = Writer::new(store, registry, settings.clone(), stats.clone())?;
+        let hk = Housekeeper {
+            conn: hk_conn,
+            committed: w.committed.clone(),
+            commit_lock: w.commit_lock.clone(),
+            stats: stats.clone(),
+            settings,
+            stop: Arc::new(AtomicBool::new(false)),
+        };
+        let stop_housekeeper = hk.stop.clone();
+        let housekeeper = std::thread::Builder::new()
+            .name("mezzanine-history-rollup".into())
+            .spawn(move || hk.run())
+            .map_err(|source| HistoryError::Thread { source })?;
         let thread = std::thread::Builder::new()
             .name("mezzanine-history-writer".into())
             .spawn(move || w.run(rec_rx, app_rx))
@@ -175,6 +197,8 @@ impl HistoryWriter {
             app: app_tx,
             stats,
             thread: Some(thread),
+            housekeeper: Some(housekeeper),
+            stop_housekeeper,
         })
     }
 
@@ -191,6 +215,11 @@ impl HistoryWriter {
     /// Samples still in flight after this are not acknowledged (the broker
     /// delivers them again next time).
     pub fn join(mut self) {
+        // The rollup thread first, so the final checkpoint has the file alone.
+        self.stop_housekeeper.store(true, Ordering::Relaxed);
+        if let Some(t) = self.housekeeper.take() {
+            let _ = t.join();
+        }
         let _ = self.app.send(WriterMsg::Shutdown);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
@@ -233,6 +262,9 @@ struct LastRow {
 #[derive(Default)]
 struct Batch {
     samples: Vec<SampleRow>,
+    /// Indexes into `samples` of rows older than the last keyframe: the
+    /// keyframes after them are patched so state at T stays exact.
+    late: Vec<usize>,
     blobs: Vec<BlobRow>,
     transitions: Vec<(i64, String, String, Option<String>)>,
     dead: Vec<DeadLetter>,
@@ -260,10 +292,11 @@ struct Writer {
     state_props: HashMap<i32, String>,
     asset_ids: Vec<String>,
     last_state: HashMap<String, (i64, String, Option<String>)>,
-    work_orders: HashMap<String, Option<Arc<str>>>,
-    seen: HashSet<(i32, i64)>,
+    /// Work order per asset, indexed like the registry's assets.
+    work_orders: Vec<Option<Arc<str>>>,
+    seen: HashSet<(i32, i64), IntBuild>,
     seen_order: VecDeque<(i32, i64)>,
-    last: HashMap<i32, LastRow>,
+    last: HashMap<i32, LastRow, IntBuild>,
     next_seq: i64,
     committed_seq: i64,
     next_blob_id: i64,
@@ -272,12 +305,43 @@ struct Writer {
     rows_since_keyframe: u64,
     batch: Batch,
     last_commit: Instant,
-    last_checkpoint: Instant,
-    last_rollup_1s: Instant,
-    last_rollup_1m: Instant,
+    /// Next seq not yet committed, for the rollup thread.
+    committed: Arc<AtomicI64>,
+    /// Held while a batch is written and committed, and by a checkpoint.
+    commit_lock: Arc<Mutex<()>>,
     retry_after: Option<Instant>,
     shutting_down: bool,
 }
+
+/// A fast hasher for the integer keys of the hot path (the idempotency set
+/// is touched twice per sample; SipHash's cost buys nothing for them).
+#[derive(Default, Clone, Copy)]
+struct IntHasher(u64);
+
+impl IntHasher {
+    fn add(&mut self, v: u64) {
+        self.0 = (self.0.rotate_left(5) ^ v).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+}
+
+impl std::hash::Hasher for IntHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.add(u64::from(*b));
+        }
+    }
+    fn write_i32(&mut self, i: i32) {
+        self.add(u64::from(i as u32));
+    }
+    fn write_i64(&mut self, i: i64) {
+        self.add(i as u64);
+    }
+}
+
+type IntBuild = std::hash::BuildHasherDefault<IntHasher>;
 
 fn q(what: &'static str) -> impl FnOnce(duckdb::Error) -> HistoryError {
     move |source| HistoryError::Sql { what, source }
@@ -370,12 +434,15 @@ impl Writer {
             settings,
             stats,
             state_props,
-            asset_ids,
             last_state,
-            work_orders,
-            seen: HashSet::new(),
+            work_orders: asset_ids
+                .iter()
+                .map(|a| work_orders.get(a).cloned().flatten())
+                .collect(),
+            asset_ids,
+            seen: HashSet::default(),
             seen_order: VecDeque::new(),
-            last: HashMap::new(),
+            last: HashMap::default(),
             next_seq,
             committed_seq: next_seq,
             next_blob_id,
@@ -384,16 +451,15 @@ impl Writer {
             rows_since_keyframe: 0,
             batch: Batch::default(),
             last_commit: Instant::now(),
-            last_checkpoint: Instant::now(),
-            last_rollup_1s: Instant::now(),
-            last_rollup_1m: Instant::now(),
+            committed: Arc::new(AtomicI64::new(next_seq)),
+            commit_lock: Arc::new(Mutex::new(())),
             retry_after: None,
             shutting_down: false,
         };
         w.seed_recent()?;
         // Rows a crash left without rollups are rolled up before anything new.
-        w.rollup("rollup_1s", "rollup_1s_seq", 1_000_000)?;
-        w.rollup("rollup_1m", "rollup_1m_seq", 60_000_000)?;
+        rollup(&w.conn, next_seq, "rollup_1s", "rollup_1s_seq", 1_000_000)?;
+        rollup(&w.conn, next_seq, "rollup_1m", "rollup_1m_seq", 60_000_000)?;
         Ok(w)
     }
 
@@ -500,7 +566,6 @@ impl Writer {
             if self.commit_due(queue_empty) {
                 self.commit();
             }
-            self.housekeeping();
         }
         // Shutting down: everything queued is committed, rolled up, checkpointed.
         for _ in 0..3 {
@@ -510,8 +575,9 @@ impl Writer {
             self.retry_after = None;
             self.commit();
         }
-        let _ = self.rollup("rollup_1s", "rollup_1s_seq", 1_000_000);
-        let _ = self.rollup("rollup_1m", "rollup_1m_seq", 60_000_000);
+        let hi = self.committed_seq;
+        let _ = rollup(&self.conn, hi, "rollup_1s", "rollup_1s_seq", 1_000_000);
+        let _ = rollup(&self.conn, hi, "rollup_1m", "rollup_1m_seq", 60_000_000);
         if let Err(e) = self.conn.execute_batch("CHECKPOINT") {
             self.note_error(format!("final checkpoint: {e}"));
         }
@@ -581,8 +647,9 @@ impl Writer {
                 ref work_order,
                 ..
             } => {
-                self.work_orders
-                    .insert(asset_id.clone(), work_order.as_deref().map(Arc::from));
+                if let Some(i) = self.asset_ids.iter().position(|a| a == asset_id) {
+                    self.work_orders[i] = work_order.as_deref().map(Arc::from);
+                }
                 self.batch.app.push(m);
             }
             other => self.batch.app.push(other),
@@ -661,13 +728,15 @@ impl Writer {
             );
         }
         let work_order = self
-            .asset_ids
+            .work_orders
             .get(s.property.asset.0 as usize)
-            .and_then(|a| self.work_orders.get(a))
             .cloned()
             .flatten();
         let seq = self.next_seq;
         self.next_seq += 1;
+        if ts_us < self.last_keyframe_ts_us {
+            self.batch.late.push(self.batch.samples.len());
+        }
         self.batch.samples.push(SampleRow {
             ts_us,
             prop_id,
@@ -699,7 +768,11 @@ impl Writer {
             >= self.settings.keyframe_interval_us
             || self.rows_since_keyframe + self.batch.samples.len() as u64
                 >= self.settings.keyframe_every_rows;
-        let result = self.write_batch(keyframe_due);
+        let result = {
+            let lock = self.commit_lock.clone();
+            let _held = lock.lock().unwrap_or_else(|p| p.into_inner());
+            self.write_batch(keyframe_due)
+        };
         match result {
             Ok(()) => {
                 let b = std::mem::take(&mut self.batch);
@@ -711,6 +784,7 @@ impl Writer {
                     self.stats.widen(r.ts_us);
                 }
                 self.committed_seq = self.next_seq;
+                self.committed.store(self.next_seq, Ordering::Release);
                 if keyframe_due && !self.last.is_empty() {
                     self.last_keyframe_ts_us = self.max_ts_us;
                     self.rows_since_keyframe = 0;
@@ -863,6 +937,31 @@ impl Writer {
                 WriterMsg::Flush(_) | WriterMsg::Shutdown => {}
             }
         }
+        // A late sample is newer than what the keyframes written since its
+        // source time hold for its property: add it to them (queries take
+        // the newest value per property and keyframe).
+        for &i in &b.late {
+            let r = &b.samples[i];
+            c.execute(
+                "INSERT INTO keyframes
+                 SELECT DISTINCT k.ts_us, ?, ?, ?, ?, ?, ?, ? FROM keyframes k
+                 WHERE k.ts_us >= ? AND NOT EXISTS (
+                   SELECT 1 FROM keyframes n
+                   WHERE n.ts_us = k.ts_us AND n.prop_id = ? AND n.value_ts_us >= ?)",
+                params![
+                    r.prop_id,
+                    r.ts_us,
+                    r.value,
+                    r.text.as_deref(),
+                    r.blob_id,
+                    r.quality,
+                    r.origin,
+                    r.ts_us,
+                    r.prop_id,
+                    r.ts_us
+                ],
+            )?;
+        }
         if keyframe && !self.last.is_empty() {
             let k = self.max_ts_after_batch();
             let mut a = c.appender("keyframes")?;
@@ -883,62 +982,107 @@ impl Writer {
         }
         c.execute_batch("COMMIT")
     }
+}
 
-    /// Adds the committed samples past the table's watermark to a rollup, in
-    /// one transaction with the new watermark. Rows per bucket are additive,
-    /// so a late sample simply adds a row to its (older) bucket.
-    fn rollup(&mut self, table: &str, key: &str, width_us: i64) -> Result<(), HistoryError> {
-        let lo: i64 = self
-            .conn
-            .query_row("SELECT value FROM meta WHERE key = ?", params![key], |r| {
-                r.get(0)
-            })
-            .map_err(q("reading a rollup watermark"))?;
-        let hi = self.committed_seq;
-        if hi <= lo {
-            return Ok(());
-        }
-        let sql = format!(
-            "BEGIN TRANSACTION;
-             INSERT INTO {table}
-               SELECT ts_us // {width_us} * {width_us}, prop_id, count(value), min(value), max(value), sum(value)
-               FROM samples WHERE seq >= {lo} AND seq < {hi} AND value IS NOT NULL
-               GROUP BY ALL;
-             UPDATE meta SET value = {hi} WHERE key = '{key}';
-             COMMIT;"
-        );
-        if let Err(source) = self.conn.execute_batch(&sql) {
-            let _ = self.conn.execute_batch("ROLLBACK");
-            return Err(HistoryError::Sql {
-                what: "rolling up",
-                source,
-            });
-        }
-        self.stats.rollup_passes.fetch_add(1, Ordering::Relaxed);
-        Ok(())
+/// Adds the committed samples past the table's watermark (up to seq `hi`) to
+/// a rollup, in one transaction with the new watermark. Rows per bucket are
+/// additive, so a late sample simply adds a row to its (older) bucket.
+fn rollup(
+    conn: &Connection,
+    hi: i64,
+    table: &str,
+    key: &str,
+    width_us: i64,
+) -> Result<bool, HistoryError> {
+    let lo: i64 = conn
+        .query_row("SELECT value FROM meta WHERE key = ?", params![key], |r| {
+            r.get(0)
+        })
+        .map_err(q("reading a rollup watermark"))?;
+    if hi <= lo {
+        return Ok(false);
     }
+    let sql = format!(
+        "BEGIN TRANSACTION;
+         INSERT INTO {table}
+           SELECT ts_us // {width_us} * {width_us}, prop_id, count(value), min(value), max(value), sum(value)
+           FROM samples WHERE seq >= {lo} AND seq < {hi} AND value IS NOT NULL
+           GROUP BY ALL;
+         UPDATE meta SET value = {hi} WHERE key = '{key}';
+         COMMIT;"
+    );
+    if let Err(source) = conn.execute_batch(&sql) {
+        let _ = conn.execute_batch("ROLLBACK");
+        return Err(HistoryError::Sql {
+            what: "rolling up",
+            source,
+        });
+    }
+    Ok(true)
+}
 
-    fn housekeeping(&mut self) {
-        let now = Instant::now();
-        if now.duration_since(self.last_rollup_1s) >= self.settings.rollup_1s_every {
-            self.last_rollup_1s = now;
-            if let Err(e) = self.rollup("rollup_1s", "rollup_1s_seq", 1_000_000) {
-                self.note_error(e.to_string());
+/// The rollup thread: its own connection, so appends and acks go on while
+/// rollups run; checkpoints take the commit lock so no batch is half written.
+struct Housekeeper {
+    conn: Connection,
+    committed: Arc<AtomicI64>,
+    commit_lock: Arc<Mutex<()>>,
+    stats: Arc<WriterStats>,
+    settings: WriterSettings,
+    stop: Arc<AtomicBool>,
+}
+
+impl Housekeeper {
+    fn run(self) {
+        let mut last_1s = Instant::now();
+        let mut last_1m = Instant::now();
+        let mut last_checkpoint = Instant::now();
+        let note = |e: String| {
+            bevy::log::error!("history rollup: {e}");
+            if let Ok(mut l) = self.stats.last_error.lock() {
+                *l = Some(e);
             }
-        }
-        if now.duration_since(self.last_rollup_1m) >= self.settings.rollup_1m_every {
-            self.last_rollup_1m = now;
-            if let Err(e) = self.rollup("rollup_1m", "rollup_1m_seq", 60_000_000) {
-                self.note_error(e.to_string());
-            }
-        }
-        if now.duration_since(self.last_checkpoint) >= self.settings.checkpoint_interval {
-            self.last_checkpoint = now;
-            match self.conn.execute_batch("CHECKPOINT") {
-                Ok(()) => {
-                    self.stats.checkpoints.fetch_add(1, Ordering::Relaxed);
+        };
+        while !self.stop.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(20));
+            let now = Instant::now();
+            let hi = self.committed.load(Ordering::Acquire);
+            for (last, every, table, key, width) in [
+                (
+                    &mut last_1s,
+                    self.settings.rollup_1s_every,
+                    "rollup_1s",
+                    "rollup_1s_seq",
+                    1_000_000,
+                ),
+                (
+                    &mut last_1m,
+                    self.settings.rollup_1m_every,
+                    "rollup_1m",
+                    "rollup_1m_seq",
+                    60_000_000,
+                ),
+            ] {
+                if now.duration_since(*last) >= every {
+                    *last = now;
+                    match rollup(&self.conn, hi, table, key, width) {
+                        Ok(true) => {
+                            self.stats.rollup_passes.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Ok(false) => {}
+                        Err(e) => note(e.to_string()),
+                    }
                 }
-                Err(e) => self.note_error(format!("checkpoint: {e}")),
+            }
+            if now.duration_since(last_checkpoint) >= self.settings.checkpoint_interval {
+                last_checkpoint = now;
+                let _held = self.commit_lock.lock().unwrap_or_else(|p| p.into_inner());
+                match self.conn.execute_batch("CHECKPOINT") {
+                    Ok(()) => {
+                        self.stats.checkpoints.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(e) => note(format!("checkpoint: {e}")),
+                }
             }
         }
     }

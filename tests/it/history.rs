@@ -237,8 +237,9 @@ fn state_at_t_matches_a_hand_computed_case_across_keyframes() {
         (a, 20, 2.0),
         (b, 35, 300.0),
         (a, 40, 4.0),
-        // Late: arrives after t=40 was recorded.
+        // Late: arrives after t=40 was recorded (and after its keyframe).
         (a, 30, 3.0),
+        (b, 38, 380.0),
     ] {
         r.send(sample(p, SampleValue::Number(v), T0 + t * S));
         r.flush();
@@ -280,7 +281,12 @@ fn state_at_t_matches_a_hand_computed_case_across_keyframes() {
         "the late sample is found"
     );
     assert_eq!(at(36 * S), (Some(3.0), Some(300.0)));
-    assert_eq!(at(100 * S), (Some(4.0), Some(300.0)));
+    assert_eq!(at(39 * S), (Some(3.0), Some(380.0)));
+    assert_eq!(
+        at(100 * S),
+        (Some(4.0), Some(380.0)),
+        "the keyframe at t=40 was patched with the late b@38"
+    );
 }
 
 #[test]
