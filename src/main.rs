@@ -569,9 +569,27 @@ fn record(
     println!("recording to {}", path.display());
     let mut last_written = 0;
     let mut idle_since = std::time::Instant::now();
+    let mut last_report = std::time::Instant::now();
     loop {
         std::thread::sleep(std::time::Duration::from_millis(500));
         let written = stats.samples_written.load(Relaxed);
+        if last_report.elapsed().as_secs() >= 60 {
+            last_report = std::time::Instant::now();
+            println!(
+                "{}: {written} samples recorded, backlog {}, last commit {:.1} ms, {} dead letters{}",
+                jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ"),
+                stats.backlog.load(Relaxed),
+                stats.last_commit_us.load(Relaxed) as f64 / 1000.0,
+                stats.dead_letters.load(Relaxed),
+                stats
+                    .last_error
+                    .lock()
+                    .ok()
+                    .and_then(|e| e.clone())
+                    .map(|e| format!(", last error: {e}"))
+                    .unwrap_or_default()
+            );
+        }
         if written != last_written {
             last_written = written;
             idle_since = std::time::Instant::now();

@@ -585,6 +585,13 @@ impl Writer {
 
     fn wait_time(&self) -> Duration {
         let tick = Duration::from_millis(250);
+        if let Some(t) = self.retry_after {
+            // A failed commit waits out its back-off instead of spinning.
+            return t
+                .saturating_duration_since(Instant::now())
+                .max(Duration::from_millis(1))
+                .min(tick);
+        }
         match self.batch.started {
             None => tick,
             Some(t) => {

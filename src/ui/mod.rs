@@ -176,7 +176,7 @@ fn main_ui(
                     ui.label(s.label());
                 }
                 ui.separator();
-                ui.weak("Left-drag orbit · right-drag pan · wheel zoom · WASD/arrows pan · Q/E turn · F frame selection · H frame plant · Esc deselect · L live · Space play/pause · Shift+Left/Right step · N/B next/previous event");
+                ui.weak("Left-drag orbit · right-drag pan · wheel zoom · WASD/arrows pan · Q/E turn · F frame selection · H frame plant · Esc deselect · L live · Space play/pause · comma/period step · N/B next/previous event");
             });
         })
         .response

@@ -103,7 +103,7 @@ fn short_time(t_us: i64, tz: &str) -> String {
     }
 }
 
-/// Keys: L live, Space play/pause, Shift+Left/Right step, N / B next / previous event.
+/// Keys: L live, Space play/pause, comma / period step, N / B next / previous event.
 pub fn timeline_keys(ctx: &egui::Context, cursor: &TimeCursor) -> Vec<PlaybackCommand> {
     let mut out = Vec::new();
     if ctx.egui_wants_keyboard_input() {
@@ -117,10 +117,11 @@ pub fn timeline_keys(ctx: &egui::Context, cursor: &TimeCursor) -> Vec<PlaybackCo
             out.push(PlaybackCommand::TogglePlay);
         }
         let step = (cursor.speed.max(1.0) * 1e6) as i64;
-        if i.modifiers.shift && i.key_pressed(egui::Key::ArrowLeft) {
+        // Comma / period, as in video editors (the arrows pan the camera).
+        if i.key_pressed(egui::Key::Comma) {
             out.push(PlaybackCommand::Step(-step));
         }
-        if i.modifiers.shift && i.key_pressed(egui::Key::ArrowRight) {
+        if i.key_pressed(egui::Key::Period) {
             out.push(PlaybackCommand::Step(step));
         }
         if i.key_pressed(egui::Key::N) {
@@ -194,11 +195,7 @@ fn controls_ui(
             out.push(PlaybackCommand::PreviousEvent);
         }
         let step = (c.speed.max(1.0) * 1e6) as i64;
-        if ui
-            .button("◀")
-            .on_hover_text("Step back (Shift+Left)")
-            .clicked()
-        {
+        if ui.button("◀").on_hover_text("Step back (,)").clicked() {
             out.push(PlaybackCommand::Step(-step));
         }
         let playing = c.playing && !live;
@@ -209,11 +206,7 @@ fn controls_ui(
         {
             out.push(PlaybackCommand::TogglePlay);
         }
-        if ui
-            .button("▶|")
-            .on_hover_text("Step forward (Shift+Right)")
-            .clicked()
-        {
+        if ui.button("▶|").on_hover_text("Step forward (.)").clicked() {
             out.push(PlaybackCommand::Step(step));
         }
         if ui.button("⏭").on_hover_text("Next event (N)").clicked() {
