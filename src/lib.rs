@@ -20,6 +20,7 @@ pub mod config;
 pub mod demo;
 pub mod history;
 pub mod ingest;
+pub mod mes;
 pub mod playback;
 pub mod registry;
 pub mod render;

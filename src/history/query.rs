@@ -666,3 +666,16 @@ pub fn recorded_range(conn: &Connection) -> Result<Option<(i64, i64)>, HistoryEr
         .map_err(q("reading the recorded range"))?;
     Ok(a.zip(b))
 }
+
+/// Ids of the most recent MES events recorded (newest first), to seed the
+/// seen-id set after a restart so a re-sent event is still recognised.
+pub fn recent_mes_event_ids(conn: &Connection, limit: usize) -> Result<Vec<String>, HistoryError> {
+    let mut st = conn
+        .prepare("SELECT event_id FROM mes_events ORDER BY received_us DESC LIMIT ?")
+        .map_err(q("reading MES event ids"))?;
+    let rows = st
+        .query_map(params![limit as i64], |r| r.get(0))
+        .map_err(q("reading MES event ids"))?;
+    rows.collect::<Result<_, _>>()
+        .map_err(q("reading MES event ids"))
+}

@@ -5,6 +5,7 @@ mod binding;
 mod check_cli;
 mod history;
 mod live;
+mod mes;
 mod registry;
 mod screenshot;
 mod twin_live;

@@ -1,0 +1,373 @@
+//! Applying MES events safely: decoded [`Envelope`]s in; for each event
+//! applied, the [`Change`]s it made to the twin's view of work orders out.
+//!
+//! - [`SeenEvents`]: the ids already applied (bounded, seeded from the
+//!   history file on start), so a re-sent event changes nothing.
+//! - [`ReorderBuffer`]: holds events for a short window and releases them
+//!   in source-time order, so an MES failover that re-sends out of order
+//!   does not move the model backwards.
+//! - [`WorkOrderBook`]: work orders and what each asset is running; every
+//!   apply is idempotent by state too (a second "started" for the same
+//!   order and asset is not a second active order).
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+
+use super::contract::{Envelope, EquipmentMode, MesEvent};
+
+/// Ids of events already applied, oldest forgotten first.
+#[derive(Debug, Clone)]
+pub struct SeenEvents {
+    ids: HashSet<String>,
+    order: VecDeque<String>,
+    capacity: usize,
+}
+
+impl SeenEvents {
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            ids: HashSet::new(),
+            order: VecDeque::new(),
+            capacity: capacity.max(1),
+        }
+    }
+
+    /// Seeds the set (e.g. with the ids in the history file).
+    pub fn seed(&mut self, ids: impl IntoIterator<Item = String>) {
+        for id in ids {
+            self.insert(&id);
+        }
+    }
+
+    /// True the first time an id is seen.
+    pub fn insert(&mut self, id: &str) -> bool {
+        if self.ids.contains(id) {
+            return false;
+        }
+        self.ids.insert(id.to_string());
+        self.order.push_back(id.to_string());
+        while self.order.len() > self.capacity {
+            if let Some(old) = self.order.pop_front() {
+                self.ids.remove(&old);
+            }
+        }
+        true
+    }
+
+    pub fn contains(&self, id: &str) -> bool {
+        self.ids.contains(id)
+    }
+
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+}
+
+/// Releases events in source-time order once they are older than the
+/// newest seen by `window_us` (or when flushed).
+#[derive(Debug, Clone)]
+pub struct ReorderBuffer {
+    window_us: i64,
+    newest_us: i64,
+    held: BTreeMap<(i64, String), Envelope>,
+}
+
+impl ReorderBuffer {
+    pub fn new(window_us: i64) -> Self {
+        Self {
+            window_us: window_us.max(0),
+            newest_us: i64::MIN,
+            held: BTreeMap::new(),
+        }
+    }
+
+    pub fn push(&mut self, e: Envelope) {
+        self.newest_us = self.newest_us.max(e.source_time_us);
+        self.held.insert((e.source_time_us, e.id.clone()), e);
+    }
+
+    /// Events now older than the window, oldest first.
+    pub fn release(&mut self) -> Vec<Envelope> {
+        let cut = self.newest_us.saturating_sub(self.window_us);
+        let keep = self.held.split_off(&(cut.saturating_add(1), String::new()));
+        let out = std::mem::replace(&mut self.held, keep);
+        out.into_values().collect()
+    }
+
+    /// Everything held, oldest first (the source went quiet).
+    pub fn flush(&mut self) -> Vec<Envelope> {
+        std::mem::take(&mut self.held).into_values().collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.held.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.held.is_empty()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OrderStatus {
+    Released,
+    Running,
+    Held,
+    Completed,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkOrder {
+    pub number: String,
+    pub product: Option<String>,
+    pub quantity: Option<f64>,
+    pub due_us: Option<i64>,
+    pub routing: Vec<String>,
+    pub status: OrderStatus,
+    pub hold_reason: Option<String>,
+    pub good_count: u64,
+    pub scrap_count: u64,
+    /// Source time of the last change.
+    pub updated_us: i64,
+}
+
+/// What one asset is doing, as the MES sees it.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct AssetContext {
+    pub work_order: Option<String>,
+    pub operation: Option<u32>,
+    pub mode: Option<EquipmentMode>,
+}
+
+/// A change the twin reacts to (and records).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Change {
+    /// The work order an asset runs from `ts_us` on (None: none).
+    AssetWorkOrder {
+        asset_id: String,
+        work_order: Option<String>,
+        ts_us: i64,
+    },
+    OrderStatus {
+        work_order: String,
+        status: OrderStatus,
+        ts_us: i64,
+    },
+    AssetMode {
+        asset_id: String,
+        mode: EquipmentMode,
+        ts_us: i64,
+    },
+}
+
+/// Work orders and the per-asset MES context.
+#[derive(Debug, Clone, Default)]
+pub struct WorkOrderBook {
+    pub orders: HashMap<String, WorkOrder>,
+    pub assets: HashMap<String, AssetContext>,
+}
+
+impl WorkOrderBook {
+    fn order(&mut self, number: &str, ts_us: i64) -> &mut WorkOrder {
+        self.orders
+            .entry(number.to_string())
+            .or_insert_with(|| WorkOrder {
+                number: number.to_string(),
+                product: None,
+                quantity: None,
+                due_us: None,
+                routing: Vec::new(),
+                status: OrderStatus::Released,
+                hold_reason: None,
+                good_count: 0,
+                scrap_count: 0,
+                updated_us: ts_us,
+            })
+    }
+
+    fn set_asset_order(
+        &mut self,
+        asset: &str,
+        wo: Option<&str>,
+        ts_us: i64,
+        out: &mut Vec<Change>,
+    ) {
+        let ctx = self.assets.entry(asset.to_string()).or_default();
+        if ctx.work_order.as_deref() != wo {
+            ctx.work_order = wo.map(str::to_string);
+            if wo.is_none() {
+                ctx.operation = None;
+            }
+            out.push(Change::AssetWorkOrder {
+                asset_id: asset.to_string(),
+                work_order: wo.map(str::to_string),
+                ts_us,
+            });
+        }
+    }
+
+    fn set_status(&mut self, wo: &str, status: OrderStatus, ts_us: i64, out: &mut Vec<Change>) {
+        let o = self.order(wo, ts_us);
+        o.updated_us = ts_us;
+        if o.status != status {
+            o.status = status;
+            out.push(Change::OrderStatus {
+                work_order: wo.to_string(),
+                status,
+                ts_us,
+            });
+        }
+    }
+
+    /// Applies one event; returns what changed (nothing for a repeat).
+    pub fn apply(&mut self, e: &Envelope) -> Vec<Change> {
+        let ts = e.source_time_us;
+        let mut out = Vec::new();
+        match &e.event {
+            MesEvent::WorkOrderReleased {
+                work_order,
+                product,
+                quantity,
+                due_us,
+                routing,
+            } => {
+                let o = self.order(work_order, ts);
+                o.product = Some(product.clone());
+                o.quantity = Some(quantity.value);
+                o.due_us = Some(*due_us);
+                o.routing = routing.clone();
+            }
+            MesEvent::WorkOrderStarted {
+                work_order,
+                asset_id,
+            } => {
+                self.set_status(work_order, OrderStatus::Running, ts, &mut out);
+                self.set_asset_order(asset_id, Some(work_order), ts, &mut out);
+            }
+            MesEvent::OperationStarted {
+                work_order,
+                operation,
+                asset_id,
+            } => {
+                self.set_status(work_order, OrderStatus::Running, ts, &mut out);
+                self.set_asset_order(asset_id, Some(work_order), ts, &mut out);
+                self.assets.entry(asset_id.clone()).or_default().operation = Some(*operation);
+            }
+            MesEvent::OperationCompleted {
+                work_order,
+                asset_id,
+                good_count,
+                scrap_count,
+                ..
+            } => {
+                let o = self.order(work_order, ts);
+                o.good_count = *good_count;
+                o.scrap_count = *scrap_count;
+                o.updated_us = ts;
+                if self
+                    .assets
+                    .get(asset_id)
+                    .and_then(|a| a.work_order.as_deref())
+                    == Some(work_order.as_str())
+                {
+                    self.set_asset_order(asset_id, None, ts, &mut out);
+                }
+            }
+            MesEvent::WorkOrderHeld {
+                work_order, reason, ..
+            } => {
+                self.set_status(work_order, OrderStatus::Held, ts, &mut out);
+                self.order(work_order, ts).hold_reason = Some(reason.clone());
+            }
+            MesEvent::WorkOrderCompleted {
+                work_order,
+                good_count,
+                scrap_count,
+            } => {
+                self.set_status(work_order, OrderStatus::Completed, ts, &mut out);
+                let o = self.order(work_order, ts);
+                o.good_count = *good_count;
+                o.scrap_count = *scrap_count;
+                let running: Vec<String> = self
+                    .assets
+                    .iter()
+                    .filter(|(_, c)| c.work_order.as_deref() == Some(work_order.as_str()))
+                    .map(|(a, _)| a.clone())
+                    .collect();
+                for a in running {
+                    self.set_asset_order(&a, None, ts, &mut out);
+                }
+            }
+            MesEvent::EquipmentModeChanged { asset_id, mode } => {
+                let ctx = self.assets.entry(asset_id.clone()).or_default();
+                if ctx.mode != Some(*mode) {
+                    ctx.mode = Some(*mode);
+                    out.push(Change::AssetMode {
+                        asset_id: asset_id.clone(),
+                        mode: *mode,
+                        ts_us: ts,
+                    });
+                }
+            }
+            MesEvent::MaterialIssued { .. } | MesEvent::QualityDisposition { .. } => {}
+        }
+        out
+    }
+
+    /// Work orders currently running on `asset`.
+    pub fn active_on(&self, asset: &str) -> Option<&str> {
+        self.assets.get(asset)?.work_order.as_deref()
+    }
+}
+
+/// Dedupe, reorder and apply in one place.
+#[derive(Debug, Clone)]
+pub struct MesSync {
+    pub seen: SeenEvents,
+    pub reorder: ReorderBuffer,
+    pub book: WorkOrderBook,
+    pub duplicates: u64,
+    pub applied: u64,
+}
+
+impl MesSync {
+    pub fn new(window_us: i64, seen_capacity: usize) -> Self {
+        Self {
+            seen: SeenEvents::new(seen_capacity),
+            reorder: ReorderBuffer::new(window_us),
+            book: WorkOrderBook::default(),
+            duplicates: 0,
+            applied: 0,
+        }
+    }
+
+    /// Takes an event; false if it was a duplicate (already applied or held).
+    pub fn offer(&mut self, e: Envelope) -> bool {
+        if !self.seen.insert(&e.id) {
+            self.duplicates += 1;
+            return false;
+        }
+        self.reorder.push(e);
+        true
+    }
+
+    /// Applies what the reorder window releases (all of it with `flush`).
+    pub fn step(&mut self, flush: bool) -> Vec<(Envelope, Vec<Change>)> {
+        let ready = if flush {
+            self.reorder.flush()
+        } else {
+            self.reorder.release()
+        };
+        ready
+            .into_iter()
+            .map(|e| {
+                self.applied += 1;
+                let ch = self.book.apply(&e);
+                (e, ch)
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,291 @@
+//! The MES event contract and its idempotent, ordered application: every
+//! example of every version validates and maps; refusals say why.
+
+use std::collections::BTreeSet;
+
+use serde_json::{Value, json};
+
+use mezzanine::mes::contract::{
+    ACCEPTED_MAJORS, Disposition, EVENT_TYPES, EquipmentMode, SCHEMA_FILES, upcast_v1,
+};
+use mezzanine::mes::sync::{Change, OrderStatus, ReorderBuffer};
+use mezzanine::mes::{Contract, Envelope, MesError, MesEvent, MesSync};
+
+use crate::repo;
+
+fn example(ty: &str, major: u32) -> Value {
+    let path = repo(&format!("schemas/mes/examples/{ty}.v{major}.json"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+#[test]
+fn every_schema_file_is_compiled_in_and_every_type_has_both_majors() {
+    let on_disk: BTreeSet<String> = std::fs::read_dir(repo("schemas/mes"))
+        .expect("schemas/mes")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".schema.json"))
+        .collect();
+    let compiled: BTreeSet<String> = SCHEMA_FILES.iter().map(|(n, _)| n.to_string()).collect();
+    assert_eq!(on_disk, compiled, "schemas/mes and SCHEMA_FILES differ");
+    for ty in EVENT_TYPES {
+        for m in ACCEPTED_MAJORS {
+            assert!(
+                compiled.contains(&format!("{ty}.v{m}.schema.json")),
+                "{ty} v{m} has no schema"
+            );
+        }
+    }
+    Contract::load().expect("every schema compiles");
+}
+
+#[test]
+fn every_example_of_every_version_validates_and_maps_to_the_same_event() {
+    let c = Contract::load().expect("contract");
+    for ty in EVENT_TYPES {
+        let v1 = c
+            .decode_value(&example(ty, 1), "example")
+            .unwrap_or_else(|e| panic!("{ty} v1: {e}"));
+        let v2 = c
+            .decode_value(&example(ty, 2), "example")
+            .unwrap_or_else(|e| panic!("{ty} v2: {e}"));
+        assert_eq!((v1.schema_major, v2.schema_major), (1, 2), "{ty}");
+        assert_eq!(v1.event, v2.event, "{ty}: v1 and v2 examples mean the same");
+        assert_eq!(
+            upcast_v1(ty, &example(ty, 1)["payload"]).expect("upcast"),
+            example(ty, 2)["payload"],
+            "{ty}: the upcaster maps the v1 example onto the v2 example"
+        );
+        assert_eq!(v2.source_time_us, 1_795_511_700_250_000, "{ty}");
+    }
+    // Spot checks of the mapping itself.
+    let d = c
+        .decode_value(&example("quality.disposition", 1), "example")
+        .expect("v1");
+    assert_eq!(
+        d.event,
+        MesEvent::QualityDisposition {
+            work_order: "WO-240117".into(),
+            serial: "HSG220-000913".into(),
+            asset_id: Some("FIN-CMM-01".into()),
+            disposition: Disposition::Rework,
+            defect_codes: vec!["D12".into(), "D40".into()],
+        }
+    );
+    let op = c
+        .decode_value(&example("operation.started", 1), "example")
+        .expect("v1");
+    assert!(matches!(
+        op.event,
+        MesEvent::OperationStarted { operation: 2, .. }
+    ));
+    let mode = c
+        .decode_value(&example("equipment.mode_changed", 1), "example")
+        .expect("v1");
+    assert!(matches!(
+        mode.event,
+        MesEvent::EquipmentModeChanged {
+            mode: EquipmentMode::Maintenance,
+            ..
+        }
+    ));
+}
+
+#[test]
+fn refusals_name_the_event_the_version_and_the_field() {
+    let c = Contract::load().expect("contract");
+    let mut v3 = example("work_order.started", 2);
+    v3["schema_version"] = json!("3.0");
+    let e = c.decode_value(&v3, "acme/lyon/mes/events").expect_err("v3");
+    assert!(matches!(e, MesError::UnsupportedVersion { .. }), "{e}");
+    let text = e.to_string();
+    assert!(
+        text.contains("work_order.started") && text.contains("3.0") && text.contains("1.x, 2.x"),
+        "{text}"
+    );
+
+    let mut missing = example("operation.completed", 2);
+    missing["payload"]
+        .as_object_mut()
+        .expect("object")
+        .remove("scrap_count");
+    let e = c.decode_value(&missing, "t").expect_err("missing field");
+    assert!(matches!(e, MesError::Payload { .. }), "{e}");
+    assert!(e.to_string().contains("scrap_count"), "{e}");
+
+    let mut bad_mode = example("equipment.mode_changed", 1);
+    bad_mode["payload"]["mode"] = json!("party");
+    let e = c.decode_value(&bad_mode, "t").expect_err("enum");
+    assert!(e.to_string().contains("/mode"), "{e}");
+
+    let mut unknown = example("work_order.started", 2);
+    unknown["type"] = json!("work_order.teleported");
+    let e = c.decode_value(&unknown, "t").expect_err("type");
+    assert!(matches!(e, MesError::UnknownType { .. }), "{e}");
+
+    let e = c
+        .decode(b"{\"id\": 1", "acme/lyon/mes/events")
+        .expect_err("json");
+    assert!(
+        e.to_string().starts_with("acme/lyon/mes/events: not JSON"),
+        "{e}"
+    );
+    let e = c.decode(b"{\"id\": \"x\"}", "t").expect_err("envelope");
+    assert!(matches!(e, MesError::Envelope { .. }), "{e}");
+}
+
+fn event(c: &Contract, id: &str, ty: &str, at: &str, payload: Value) -> Envelope {
+    c.decode_value(
+        &json!({"id": id, "type": ty, "schema_version": "2.0", "source_time": at, "payload": payload}),
+        "test",
+    )
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[test]
+fn a_duplicate_changes_nothing_and_a_second_start_is_not_a_second_order() {
+    let c = Contract::load().expect("contract");
+    let mut sync = MesSync::new(0, 1000);
+    let started = event(
+        &c,
+        "e1",
+        "work_order.started",
+        "2026-11-24T08:00:00Z",
+        json!({"work_order": "WO-1", "asset_id": "L1-MILL-01"}),
+    );
+    assert!(sync.offer(started.clone()));
+    let first = sync.step(true);
+    assert_eq!(first.len(), 1);
+    assert!(first[0].1.contains(&Change::AssetWorkOrder {
+        asset_id: "L1-MILL-01".into(),
+        work_order: Some("WO-1".into()),
+        ts_us: started.source_time_us,
+    }));
+    let before = sync.book.orders.clone();
+    // The same event again (MES failover re-send): refused by id.
+    assert!(!sync.offer(started));
+    assert!(sync.step(true).is_empty());
+    assert_eq!(sync.duplicates, 1);
+    // The same fact under a new id: applied, but changes nothing.
+    sync.offer(event(
+        &c,
+        "e2",
+        "work_order.started",
+        "2026-11-24T08:00:01Z",
+        json!({"work_order": "WO-1", "asset_id": "L1-MILL-01"}),
+    ));
+    let again = sync.step(true);
+    assert!(again[0].1.is_empty(), "{:?}", again[0].1);
+    assert_eq!(sync.book.orders.len(), 1);
+    assert_eq!(sync.book.orders["WO-1"].status, before["WO-1"].status);
+    let active: Vec<_> = sync
+        .book
+        .assets
+        .values()
+        .filter(|a| a.work_order.is_some())
+        .collect();
+    assert_eq!(active.len(), 1, "one active order");
+}
+
+#[test]
+fn events_are_applied_in_source_time_order_within_the_window() {
+    let c = Contract::load().expect("contract");
+    let mut sync = MesSync::new(5_000_000, 1000);
+    // Completed arrives before started (re-sent out of order).
+    sync.offer(event(
+        &c,
+        "b",
+        "work_order.completed",
+        "2026-11-24T08:10:00Z",
+        json!({"work_order": "WO-2", "good_count": 10, "scrap_count": 1}),
+    ));
+    sync.offer(event(
+        &c,
+        "a",
+        "work_order.started",
+        "2026-11-24T08:00:00Z",
+        json!({"work_order": "WO-2", "asset_id": "L2-LATHE-01"}),
+    ));
+    // The window holds the newest 5 s; the older one is released first.
+    let r = sync.step(false);
+    assert_eq!(
+        r.iter().map(|(e, _)| e.id.as_str()).collect::<Vec<_>>(),
+        ["a"]
+    );
+    let r = sync.step(true);
+    assert_eq!(
+        r.iter().map(|(e, _)| e.id.as_str()).collect::<Vec<_>>(),
+        ["b"]
+    );
+    assert_eq!(sync.book.orders["WO-2"].status, OrderStatus::Completed);
+    assert_eq!(
+        sync.book.active_on("L2-LATHE-01"),
+        None,
+        "completed frees the lathe"
+    );
+
+    let mut buf = ReorderBuffer::new(1_000_000);
+    for (id, t) in [
+        ("x", "2026-11-24T08:00:03Z"),
+        ("y", "2026-11-24T08:00:01Z"),
+        ("z", "2026-11-24T08:00:02Z"),
+    ] {
+        buf.push(event(
+            &c,
+            id,
+            "equipment.mode_changed",
+            t,
+            json!({"asset_id": "L1-MILL-01", "mode": "setup"}),
+        ));
+    }
+    let out: Vec<String> = buf.release().into_iter().map(|e| e.id).collect();
+    assert_eq!(
+        out,
+        ["y", "z"],
+        "older than newest − 1 s, in source-time order"
+    );
+    assert_eq!(buf.flush().len(), 1);
+}
+
+#[test]
+fn the_seen_ids_survive_a_restart_through_the_history_file() {
+    use mezzanine::history::{HistoryWriter, Store, WriterMsg, WriterSettings, query};
+    let reg = crate::live::registry();
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("h.duckdb");
+    let c = Contract::load().expect("contract");
+    let e = event(
+        &c,
+        "evt-77",
+        "work_order.started",
+        "2026-11-24T08:00:00Z",
+        json!({"work_order": "WO-7", "asset_id": "L1-MILL-02"}),
+    );
+    {
+        let store = Store::open(&path, &reg).expect("open");
+        let w = HistoryWriter::spawn(store, reg.clone(), WriterSettings::default(), 16)
+            .expect("writer");
+        w.app
+            .send(WriterMsg::MesEvent {
+                ts_us: e.source_time_us,
+                event_id: e.id.clone(),
+                event_type: e.event_type.clone(),
+                asset_id: e.event.asset_id().map(str::to_string),
+                work_order: e.event.work_order().map(str::to_string),
+                payload: e.payload_v2.to_string(),
+            })
+            .expect("send");
+        w.flush().expect("flush");
+        w.join();
+    }
+    let store = Store::open(&path, &reg).expect("reopen");
+    let mut sync = MesSync::new(0, 1000);
+    sync.seen
+        .seed(query::recent_mes_event_ids(&store.conn, 100_000).expect("ids"));
+    assert!(
+        !sync.offer(e),
+        "a re-sent event after a restart is still a duplicate"
+    );
+    assert_eq!(sync.duplicates, 1);
+}
