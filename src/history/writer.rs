@@ -741,7 +741,8 @@ impl Writer {
             .flatten();
         let seq = self.next_seq;
         self.next_seq += 1;
-        if ts_us < self.last_keyframe_ts_us {
+        // At or before the last keyframe (a later batch, so not in it).
+        if ts_us <= self.last_keyframe_ts_us {
             self.batch.late.push(self.batch.samples.len());
         }
         self.batch.samples.push(SampleRow {

@@ -240,6 +240,8 @@ fn state_at_t_matches_a_hand_computed_case_across_keyframes() {
         // Late: arrives after t=40 was recorded (and after its keyframe).
         (a, 30, 3.0),
         (b, 38, 380.0),
+        // Exactly at the first keyframe's time, in a later batch.
+        (b, 10, 50.0),
     ] {
         r.send(sample(p, SampleValue::Number(v), T0 + t * S));
         r.flush();
@@ -269,8 +271,8 @@ fn state_at_t_matches_a_hand_computed_case_across_keyframes() {
     assert_eq!(at(5 * S), (None, None));
     assert_eq!(
         at(10 * S),
-        (Some(1.0), None),
-        "a sample at exactly T counts"
+        (Some(1.0), Some(50.0)),
+        "a sample at exactly T counts, also one at exactly a keyframe's time from a later batch"
     );
     assert_eq!(at(10 * S - 1), (None, None));
     assert_eq!(at(17 * S), (Some(1.0), Some(100.0)));
