@@ -4,7 +4,7 @@
 set -euo pipefail
 
 packages=(
-  pkg-config mold clang make
+  pkg-config mold clang make g++
   libudev-dev libx11-dev libxkbcommon-dev libxcursor-dev libxrandr-dev libxi-dev
   mesa-vulkan-drivers libvulkan1 xvfb xauth mosquitto openssl
 )
