@@ -40,6 +40,34 @@ pub struct AppConfig {
     pub opcua: OpcUaConfig,
     pub demo: DemoConfig,
     pub history: HistoryConfig,
+    pub mes: MesConfig,
+}
+
+/// The MES, as a peer: where its events arrive.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MesConfig {
+    /// MQTT topic filter of the MES event tree (empty: no MES events).
+    pub events_topic: String,
+    /// Events are applied in source-time order within this window.
+    pub reorder_window_ms: u64,
+}
+
+impl Default for MesConfig {
+    fn default() -> Self {
+        Self {
+            events_topic: "acme/lyon/mes/events/#".into(),
+            reorder_window_ms: 2_000,
+        }
+    }
+}
+
+impl MesConfig {
+    /// The topic prefix events arrive under (the filter without `#`).
+    pub fn topic_prefix(&self) -> Option<String> {
+        let t = self.events_topic.trim();
+        (!t.is_empty()).then(|| t.trim_end_matches('#').to_string())
+    }
 }
 
 /// The flight recorder (embedded DuckDB).

@@ -14,7 +14,9 @@ use clap::{Parser, Subcommand};
 
 use mezzanine::config::AppConfig;
 use mezzanine::history::{HistoryPlugin, HistoryThreads, HistoryWriter, Store, WriterSettings};
-use mezzanine::ingest::mqtt::{MqttSettings, TlsFiles, parse_mqtt_url, spawn_mqtt_adapter};
+use mezzanine::ingest::mqtt::{
+    MesRoute, MqttSettings, TlsFiles, parse_mqtt_url, spawn_mqtt_adapter,
+};
 use mezzanine::ingest::opcua::{OpcUaSettings, spawn_opcua_adapter};
 use mezzanine::ingest::{IngestPlugin, IngestSender, ingest_channel};
 use mezzanine::registry::{AssetRegistry, asset_refs, load_registry};
@@ -309,7 +311,24 @@ fn start_live_sources(
             client_id: cfg.mqtt.client_id.clone(),
             username: cfg.mqtt.username.clone(),
             password: cfg.mqtt.password.clone(),
-            topics: cfg.mqtt.topic_roots.clone(),
+            topics: {
+                let mut t = cfg.mqtt.topic_roots.clone();
+                let e = cfg.mes.events_topic.trim();
+                if !e.is_empty() && !t.iter().any(|r| r == e) {
+                    t.push(e.to_string());
+                }
+                t
+            },
+            mes: match cfg.mes.topic_prefix() {
+                Some(topic_prefix) => Some(MesRoute {
+                    topic_prefix,
+                    contract: Arc::new(
+                        mezzanine::mes::Contract::load()
+                            .context("loading the MES event schemas")?,
+                    ),
+                }),
+                None => None,
+            },
         },
         registry.clone(),
         tx.clone(),
@@ -486,10 +505,16 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             },
         );
     }
-    if let Some((plugin, threads)) = recorder {
+    let mut mes_seen = Vec::new();
+    if let Some((mut plugin, threads)) = recorder {
+        mes_seen = std::mem::take(&mut plugin.mes_seen_ids);
         app.add_plugins(plugin)
             .insert_resource(RecorderHandle(threads));
     }
+    app.add_plugins(mezzanine::mes::MesPlugin {
+        reorder_window_us: cfg.mes.reorder_window_ms as i64 * 1000,
+        seen: mes_seen,
+    });
     let replay_at_us = match (&args.replay_at, args.replay_ago_s) {
         (Some(t), _) => {
             let tz = app

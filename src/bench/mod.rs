@@ -155,6 +155,7 @@ pub fn run_ingest_bench(quick: bool) -> Result<Vec<StepResult>, BenchError> {
     let (tx, rx) = ingest_channel(65_536);
     let adapter = spawn_mqtt_adapter(
         MqttSettings {
+            mes: None,
             tls: None,
             host: "127.0.0.1".into(),
             port: broker.port,

@@ -8,6 +8,7 @@
 
 pub mod broker;
 pub mod glb;
+pub mod mes;
 pub mod opcua_server;
 pub mod plant;
 pub mod plc;
@@ -72,6 +73,7 @@ pub struct EmbeddedPlant {
     pub broker: broker::EmbeddedBroker,
     pub opcua: Arc<opcua_server::DemoOpcUaServer>,
     pub publisher: publisher::Publisher,
+    pub mes: mes::MesSimulator,
 }
 
 /// Knobs of the demo plant.
@@ -97,6 +99,11 @@ pub fn start_embedded_plant(
         broker::free_port()?,
         settings.pki_dir.join("server"),
     )?);
+    let mes = mes::spawn_mes_simulator(
+        mes::MesSim::new(&registry, settings.seed, now_us(), settings.time_scale),
+        "127.0.0.1".into(),
+        broker.port,
+    )?;
     let sim = plc::PlcSim::new(registry, settings.seed, now_us(), settings.time_scale);
     let publisher = publisher::spawn_publisher(
         sim,
@@ -108,5 +115,6 @@ pub fn start_embedded_plant(
         broker,
         opcua,
         publisher,
+        mes,
     })
 }

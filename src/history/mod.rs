@@ -336,6 +336,8 @@ struct ReaderResponses(Receiver<ReadResponse>);
 pub struct HistoryPlugin {
     pub history: History,
     pub responses: Receiver<ReadResponse>,
+    /// MES event ids already recorded (newest first), for the MES sync.
+    pub mes_seen_ids: Vec<String>,
 }
 
 impl HistoryPlugin {
@@ -348,6 +350,7 @@ impl HistoryPlugin {
         settings: WriterSettings,
     ) -> Result<(Self, HistoryThreads), HistoryError> {
         let store = Store::open(path, &registry)?;
+        let mes_seen_ids = query::recent_mes_event_ids(&store.conn, 100_000)?;
         let report = store.report.clone();
         let props = store.props.clone();
         let reader = HistoryReader::spawn(store.reader()?, props.clone())?;
@@ -362,6 +365,7 @@ impl HistoryPlugin {
                     requests: reader.requests.clone(),
                 },
                 responses: reader.responses.clone(),
+                mes_seen_ids,
             },
             HistoryThreads { writer, reader },
         ))

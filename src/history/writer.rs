@@ -311,6 +311,8 @@ struct Writer {
     commit_lock: Arc<Mutex<()>>,
     retry_after: Option<Instant>,
     shutting_down: bool,
+    /// MES event ids already stored (seeded from the file).
+    mes_seen: crate::mes::sync::SeenEvents,
 }
 
 /// A fast hasher for the integer keys of the hot path (the idempotency set
@@ -455,7 +457,10 @@ impl Writer {
             commit_lock: Arc::new(Mutex::new(())),
             retry_after: None,
             shutting_down: false,
+            mes_seen: crate::mes::sync::SeenEvents::new(100_000),
         };
+        w.mes_seen
+            .seed(super::query::recent_mes_event_ids(&w.conn, 100_000)?);
         w.seed_recent()?;
         // Rows a crash left without rollups are rolled up before anything new.
         rollup(&w.conn, next_seq, "rollup_1s", "rollup_1s_seq", 1_000_000)?;
@@ -637,6 +642,26 @@ impl Writer {
             }
             Recorded::DeadLetter(d, ack) => {
                 self.batch.dead.push(d);
+                if let Some(a) = ack {
+                    self.batch.acks.push(a);
+                }
+            }
+            Recorded::Mes(e, ack) => {
+                // A re-sent event is acknowledged but not stored twice.
+                if self.mes_seen.insert(&e.id) {
+                    self.batch.app.push(WriterMsg::MesEvent {
+                        ts_us: e.source_time_us,
+                        event_id: e.id.clone(),
+                        event_type: e.event_type.clone(),
+                        asset_id: e.event.asset_id().map(str::to_string),
+                        work_order: e.event.work_order().map(str::to_string),
+                        payload: e.payload_v2.to_string(),
+                    });
+                } else {
+                    self.stats
+                        .duplicates_dropped
+                        .fetch_add(1, Ordering::Relaxed);
+                }
                 if let Some(a) = ack {
                     self.batch.acks.push(a);
                 }

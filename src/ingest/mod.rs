@@ -91,7 +91,12 @@ pub enum LinkState {
 pub enum IngestEvent {
     Sample(Sample, Option<Ack>),
     DeadLetter(DeadLetter, Option<Ack>),
-    Link { origin: Origin, state: LinkState },
+    Link {
+        origin: Origin,
+        state: LinkState,
+    },
+    /// A validated MES event (from the MES topic tree).
+    Mes(Box<crate::mes::Envelope>, Option<Ack>),
 }
 
 /// What the recording tap receives: every sample and dead letter, with the
@@ -100,6 +105,7 @@ pub enum IngestEvent {
 pub enum Recorded {
     Sample(Sample, Option<Ack>),
     DeadLetter(DeadLetter, Option<Ack>),
+    Mes(Box<crate::mes::Envelope>, Option<Ack>),
 }
 
 /// The sending half handed to adapters. With a recorder attached, samples
@@ -148,6 +154,14 @@ impl IngestSender {
                     None => return recorded,
                 }
             }
+            (Some(rec), IngestEvent::Mes(e, ack)) => {
+                let for_twin = self.twin.as_ref().map(|_| e.clone());
+                let recorded = rec.send(Recorded::Mes(e, ack)).is_ok();
+                match for_twin {
+                    Some(e) => IngestEvent::Mes(e, None),
+                    None => return recorded,
+                }
+            }
             (_, ev) => ev,
         };
         match &self.twin {
@@ -184,6 +198,10 @@ pub fn ingest_channel(capacity: usize) -> (IngestSender, IngestReceiver) {
 /// Samples drained this frame, waiting for the twin to apply them.
 #[derive(Resource, Debug, Default)]
 pub struct PendingSamples(pub Vec<(Sample, Option<Ack>)>);
+
+/// MES events drained this frame, waiting for the MES sync to apply them.
+#[derive(Resource, Debug, Default)]
+pub struct PendingMes(pub Vec<(crate::mes::Envelope, Option<Ack>)>);
 
 /// The most recent dead letters and the count of all of them.
 #[derive(Resource, Debug, Default)]
@@ -238,6 +256,7 @@ impl Plugin for IngestPlugin {
     fn build(&self, app: &mut App) {
         app.insert_resource(self.receiver.clone())
             .init_resource::<PendingSamples>()
+            .init_resource::<PendingMes>()
             .init_resource::<DeadLetters>()
             .init_resource::<LinkStatus>()
             .init_resource::<DrainBudget>()
@@ -251,12 +270,14 @@ pub fn drain_ingest(
     rx: Res<IngestReceiver>,
     budget: Res<DrainBudget>,
     mut pending: ResMut<PendingSamples>,
+    mut pending_mes: ResMut<PendingMes>,
     mut dead: ResMut<DeadLetters>,
     mut links: ResMut<LinkStatus>,
 ) {
     for ev in rx.0.try_iter().take(budget.0) {
         match ev {
             IngestEvent::Sample(s, ack) => pending.0.push((s, ack)),
+            IngestEvent::Mes(e, ack) => pending_mes.0.push((*e, ack)),
             IngestEvent::DeadLetter(d, ack) => {
                 dead.push(d);
                 // Recorded: the broker need not send it again.

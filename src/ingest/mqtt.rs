@@ -35,6 +35,22 @@ pub struct MqttSettings {
     pub topics: Vec<String>,
     /// TLS to the broker (from an `mqtts://` URL).
     pub tls: Option<TlsFiles>,
+    /// Topics under this prefix carry MES events, not samples.
+    pub mes: Option<MesRoute>,
+}
+
+/// Where MES events arrive and the contract that decodes them.
+#[derive(Debug, Clone)]
+pub struct MesRoute {
+    /// e.g. `acme/lyon/mes/events/`
+    pub topic_prefix: String,
+    pub contract: Arc<crate::mes::Contract>,
+}
+
+impl PartialEq for MesRoute {
+    fn eq(&self, other: &Self) -> bool {
+        self.topic_prefix == other.topic_prefix && Arc::ptr_eq(&self.contract, &other.contract)
+    }
 }
 
 /// PEM files for a TLS connection to the broker.
@@ -192,7 +208,15 @@ async fn run(
             }
             Ok(Event::Incoming(Packet::Publish(p))) => {
                 let received_us = now_us();
-                for ev in to_events(&registry, &client, &mut aliases, p, received_us) {
+                let evs = match settings
+                    .mes
+                    .as_ref()
+                    .filter(|m| p.topic.starts_with(&m.topic_prefix))
+                {
+                    Some(m) => mes_event(&m.contract, &client, p, received_us),
+                    None => to_events(&registry, &client, &mut aliases, p, received_us),
+                };
+                for ev in evs {
                     if !tx.send(ev) {
                         return; // the app is gone
                     }
@@ -265,7 +289,9 @@ pub fn to_events(
     };
     if let Some(last) = out.last_mut() {
         match last {
-            IngestEvent::Sample(_, a) | IngestEvent::DeadLetter(_, a) => *a = ack.take(),
+            IngestEvent::Sample(_, a) | IngestEvent::DeadLetter(_, a) | IngestEvent::Mes(_, a) => {
+                *a = ack.take()
+            }
             IngestEvent::Link { .. } => {}
         }
     }
@@ -274,6 +300,23 @@ pub fn to_events(
         a.send();
     }
     out
+}
+
+/// Decode one MES event; a refusal becomes a dead letter naming why.
+pub fn mes_event(
+    contract: &crate::mes::Contract,
+    client: &AsyncClient,
+    p: Publish,
+    received_us: i64,
+) -> Vec<IngestEvent> {
+    let ack = ack_for(client, &p);
+    vec![match contract.decode(&p.payload, &p.topic) {
+        Ok(e) => IngestEvent::Mes(Box::new(e), ack),
+        Err(e) => IngestEvent::DeadLetter(
+            dead_letter(&p.topic, e.to_string(), &p.payload, received_us),
+            ack,
+        ),
+    }]
 }
 
 /// Decode a Sparkplug B message: one result per metric.

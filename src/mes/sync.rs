@@ -344,6 +344,10 @@ impl MesSync {
         }
     }
 
+    pub fn reorder_window_us(&self) -> i64 {
+        self.reorder.window_us
+    }
+
     /// Takes an event; false if it was a duplicate (already applied or held).
     pub fn offer(&mut self, e: Envelope) -> bool {
         if !self.seen.insert(&e.id) {

@@ -451,23 +451,29 @@ type LiveParts<'a> = (
 
 /// In live mode, shows the twin's own state (all of it right after replay,
 /// then only what changed).
-fn show_live(cursor: Res<TimeCursor>, mut was_live: Local<bool>, mut assets: Query<LiveParts>) {
+fn show_live(
+    cursor: Res<TimeCursor>,
+    registry: Res<AssetRegistry>,
+    mes: Option<Res<crate::mes::MesContext>>,
+    mut was_live: Local<bool>,
+    mut assets: Query<(&BoundAsset, LiveParts)>,
+) {
     if !cursor.is_live() {
         *was_live = false;
         return;
     }
     let all = !*was_live;
     *was_live = true;
-    for (state, values, fresh, mut shown) in &mut assets {
+    let mes_changed = mes.as_ref().is_some_and(|m| m.is_changed());
+    for (b, (state, values, fresh, mut shown)) in &mut assets {
         let changed = state.is_changed() || values.is_changed() || fresh.is_changed();
-        if !(all || changed || shown.replay) {
+        if !(all || changed || shown.replay || mes_changed) {
             continue;
         }
-        let wo = if shown.replay {
-            None
-        } else {
-            shown.work_order.clone()
-        };
+        let wo = mes.as_ref().and_then(|m| {
+            let id = &registry.get(b.0)?.id;
+            m.work_orders.get(id).cloned()
+        });
         *shown = Shown {
             state: (*state).clone(),
             values: (*values).clone(),
@@ -516,10 +522,18 @@ fn ask_history(
     mut last_window: Local<Option<(i64, i64, Option<AssetIdx>)>>,
     mut last_refresh_us: Local<i64>,
     mut asked_bookmarks: Local<bool>,
+    mut shown_count: Local<usize>,
+    shown: Query<(), With<Shown>>,
 ) {
     let Some(h) = history else {
         return;
     };
+    // Assets bound after the last answer need the recorded state too.
+    let n = shown.iter().count();
+    if n != *shown_count {
+        *shown_count = n;
+        *last_state_t = None;
+    }
     if !*asked_bookmarks {
         h.ask(ReadRequest::Bookmarks);
         *asked_bookmarks = true;

@@ -785,3 +785,4 @@ fn a_wide_scrub_frame_over_many_properties_loses_nothing() {
         );
     }
 }
+

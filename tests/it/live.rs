@@ -26,6 +26,7 @@ pub(crate) fn registry() -> Arc<AssetRegistry> {
 
 fn settings(port: u16, client_id: &str) -> MqttSettings {
     MqttSettings {
+        mes: None,
         tls: None,
         host: "127.0.0.1".into(),
         port,
@@ -354,6 +355,7 @@ fn tls_broker_is_reached_with_the_right_ca_and_refused_with_a_wrong_one() {
     let reg = registry();
 
     let tls_settings = |ca: &str, id: &str| MqttSettings {
+        mes: None,
         tls: Some(TlsFiles {
             ca_file: d.join(ca),
             client_cert_file: None,

@@ -289,3 +289,189 @@ fn the_seen_ids_survive_a_restart_through_the_history_file() {
     );
     assert_eq!(sync.duplicates, 1);
 }
+
+#[test]
+fn mes_events_over_mqtt_set_work_orders_once_and_refusals_become_dead_letters() {
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use bevy::prelude::*;
+    use mezzanine::bench::headless_twin;
+    use mezzanine::demo::broker::{free_port, start_embedded_broker};
+    use mezzanine::history::{HistoryPlugin, WriterSettings};
+    use mezzanine::ingest::mqtt::{MesRoute, MqttSettings, spawn_mqtt_adapter};
+    use mezzanine::ingest::{DeadLetters, LinkState, LinkStatus, ingest_channel};
+    use mezzanine::mes::{MesContext, MesPlugin, MesState};
+    use mezzanine::playback::Shown;
+    use mezzanine::twin::AssetEntities;
+
+    let reg = crate::live::registry();
+    let broker = start_embedded_broker(free_port().expect("port")).expect("broker");
+    let dir = tempfile::tempdir().expect("dir");
+    let (plugin, threads) = HistoryPlugin::start(
+        &dir.path().join("h.duckdb"),
+        reg.clone(),
+        WriterSettings::default(),
+    )
+    .expect("history");
+    let (tx, rx) = ingest_channel(1024);
+    let tx = tx.with_recorder(threads.writer.recorder.clone());
+    let adapter = spawn_mqtt_adapter(
+        MqttSettings {
+            host: "127.0.0.1".into(),
+            port: broker.port,
+            client_id: "twin-mes".into(),
+            username: None,
+            password: None,
+            topics: vec!["acme/lyon/mes/events/#".into()],
+            tls: None,
+            mes: Some(MesRoute {
+                topic_prefix: "acme/lyon/mes/events/".into(),
+                contract: Arc::new(Contract::load().expect("contract")),
+            }),
+        },
+        reg.clone(),
+        tx.clone(),
+    )
+    .expect("adapter");
+    let mut app = headless_twin(&reg, rx);
+    app.add_plugins(plugin).add_plugins(MesPlugin {
+        reorder_window_us: 0,
+        seen: Vec::new(),
+    });
+    let start = Instant::now();
+    while app.world().resource::<LinkStatus>().mqtt != LinkState::Connected {
+        assert!(start.elapsed() < Duration::from_secs(20), "no MQTT link");
+        app.update();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+
+    let publisher = crate::live::Pub::new(broker.port, "mes-sim");
+    let started = serde_json::to_vec(&example("work_order.started", 1)).expect("json");
+    let topic = "acme/lyon/mes/events/work_order.started";
+    publisher.publish(topic, started.clone());
+    publisher.publish(topic, started); // MES failover re-send
+    let mut v3 = example("work_order.held", 2);
+    v3["schema_version"] = json!("3.0");
+    publisher.publish(
+        "acme/lyon/mes/events/work_order.held",
+        serde_json::to_vec(&v3).expect("json"),
+    );
+
+    let mill = *app
+        .world()
+        .resource::<AssetEntities>()
+        .0
+        .get(&reg.by_id("L1-MILL-01").expect("mill"))
+        .expect("entity");
+    let start = Instant::now();
+    loop {
+        app.update();
+        let ctx = app.world().resource::<MesContext>().clone();
+        let dead = app.world().resource::<DeadLetters>().total;
+        let dups = app.world().resource::<MesState>().0.duplicates;
+        let shown = app
+            .world()
+            .get::<Shown>(mill)
+            .and_then(|s| s.work_order.clone());
+        if ctx.work_orders.get("L1-MILL-01").map(String::as_str) == Some("WO-240117")
+            && dead >= 1
+            && dups >= 1
+            && shown.is_some()
+        {
+            assert_eq!(
+                shown.as_deref(),
+                Some("WO-240117"),
+                "the inspector shows it"
+            );
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "work orders {ctx:?}, dead letters {dead}, duplicates {dups}, shown {shown:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let dl = app.world().resource::<DeadLetters>();
+    let reason = &dl.recent.back().expect("dead letter").reason;
+    assert!(
+        reason.contains("3.0 is not supported") && reason.contains("work_order.held"),
+        "{reason}"
+    );
+    assert_eq!(app.world().resource::<MesState>().0.book.orders.len(), 1);
+
+    // Recorded once, with the work-order context.
+    threads.writer.flush().expect("flush");
+    drop(adapter);
+    drop(tx);
+    drop(app);
+    threads.shutdown();
+    let reg2 = reg.clone();
+    let store =
+        mezzanine::history::Store::open(&dir.path().join("h.duckdb"), &reg2).expect("reopen");
+    let (events, wos): (i64, i64) = store
+        .conn
+        .query_row(
+            "SELECT (SELECT count(*) FROM mes_events), (SELECT count(*) FROM work_orders WHERE work_order = 'WO-240117')",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .expect("counts");
+    assert_eq!((events, wos), (1, 1), "one event stored, one context row");
+}
+
+#[test]
+fn the_mes_simulator_speaks_the_contract_at_least_once_in_both_versions() {
+    use mezzanine::demo::mes::MesSim;
+    let reg = crate::live::registry();
+    let c = Contract::load().expect("contract");
+    let run = || {
+        let mut sim = MesSim::new(&reg, 7, 1_795_500_000_000_000, 10.0);
+        let mut msgs = Vec::new();
+        // Two plant hours at ×10: 12 wall minutes in 1 s steps.
+        for s in 0..720i64 {
+            msgs.extend(sim.step(1_795_500_000_000_000 + s * 1_000_000));
+        }
+        msgs
+    };
+    let msgs = run();
+    assert_eq!(msgs, run(), "same seed, same events");
+    let mut sync = MesSync::new(0, 100_000);
+    let (mut v1, mut v2) = (0, 0);
+    for m in &msgs {
+        let e = c
+            .decode(&m.payload, &m.topic)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&m.payload)));
+        assert!(
+            m.topic.ends_with(&e.event_type),
+            "{} vs {}",
+            m.topic,
+            e.event_type
+        );
+        if e.schema_major == 1 {
+            v1 += 1;
+        } else {
+            v2 += 1;
+        }
+        sync.offer(e);
+    }
+    sync.step(true);
+    assert!(v1 > 0 && v2 > 0, "v1 {v1}, v2 {v2}");
+    assert!(sync.duplicates > 0, "some events were sent twice");
+    let completed = sync
+        .book
+        .orders
+        .values()
+        .filter(|o| o.status == OrderStatus::Completed)
+        .count();
+    assert!(
+        completed >= 6,
+        "{completed} orders completed in two plant hours"
+    );
+    assert!(
+        sync.book.orders.len() >= completed,
+        "{} orders",
+        sync.book.orders.len()
+    );
+}

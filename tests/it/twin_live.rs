@@ -144,6 +144,7 @@ fn embedded_plant_brings_every_machine_to_life_through_both_adapters() {
     let (tx, rx) = ingest_channel(65_536);
     let mqtt = spawn_mqtt_adapter(
         MqttSettings {
+            mes: None,
             tls: None,
             host: "127.0.0.1".into(),
             port: plant.broker.port,
