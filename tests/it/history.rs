@@ -785,4 +785,3 @@ fn a_wide_scrub_frame_over_many_properties_loses_nothing() {
         );
     }
 }
-
