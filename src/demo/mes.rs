@@ -42,6 +42,9 @@ pub struct MesSim {
     machines: Vec<Machine>,
     next_wo: u64,
     next_event: u64,
+    /// Part of every event id, so ids stay unique across runs (a real MES
+    /// never reuses one; the twin remembers them across restarts).
+    run_tag: String,
     time_scale: f64,
 }
 
@@ -63,7 +66,8 @@ impl MesSim {
                 asset_id: a.id.clone(),
                 legacy: a.class == "cnc_lathe",
                 phase: Phase::Idle {
-                    next_start_us: start_us + (rng.range(0.0, 20.0) * 1e6) as i64,
+                    // After the twin has subscribed (the demo publishes without retain).
+                    next_start_us: start_us + (rng.range(5.0, 25.0) * 1e6) as i64,
                 },
             })
             .collect();
@@ -72,6 +76,7 @@ impl MesSim {
             machines,
             next_wo: 240_100,
             next_event: 1,
+            run_tag: format!("{:x}", start_us),
             time_scale: time_scale.max(0.01),
         }
     }
@@ -89,7 +94,7 @@ impl MesSim {
         payload: Value,
         out: &mut Vec<MesMessage>,
     ) {
-        let id = format!("mes-{:08}", self.next_event);
+        let id = format!("mes-{}-{:08}", self.run_tag, self.next_event);
         self.next_event += 1;
         let at = jiff::Timestamp::from_microsecond(now_us)
             .unwrap_or(jiff::Timestamp::UNIX_EPOCH)

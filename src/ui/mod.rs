@@ -39,6 +39,7 @@ pub struct IngestView<'w> {
     latency: Res<'w, LatencyStats>,
     counters: Res<'w, TwinCounters>,
     dead: Res<'w, DeadLetters>,
+    mes: Option<Res<'w, crate::mes::MesContext>>,
 }
 use panels::{InspectorView, hierarchy_ui, inspector_ui, state_color, state_dot_ui};
 
@@ -150,6 +151,27 @@ fn main_ui(
                     ui.painter()
                         .circle_filled(rect.center(), size * 0.28, colour);
                     ui.colored_label(colour, name).on_hover_text(text);
+                }
+                if let Some(mes) = &ingest.mes {
+                    let (text, colour) = match mes.last_event_us {
+                        None => (
+                            "MES: no events yet".to_string(),
+                            egui::Color32::from_gray(150),
+                        ),
+                        Some(t) => {
+                            let age_s = (now_us() - t).max(0) / 1_000_000;
+                            let colour = if age_s < 300 {
+                                egui::Color32::from_rgb(46, 184, 92)
+                            } else {
+                                egui::Color32::from_rgb(230, 180, 40)
+                            };
+                            (format!("MES: last event {age_s} s ago"), colour)
+                        }
+                    };
+                    ui.colored_label(colour, text).on_hover_text(format!(
+                        "{} machines with a work order (events over MQTT; polling and outage detection are not built yet)",
+                        mes.work_orders.len()
+                    ));
                 }
                 ui.toggle_value(&mut ui_state.show_latency, "Latency");
                 ui.toggle_value(
