@@ -74,6 +74,11 @@ pub enum HistoryError {
     Data(String),
 }
 
+/// Maps a DuckDB error to [`HistoryError::Sql`] saying what was being done.
+pub(crate) fn sql_err(what: &'static str) -> impl FnOnce(duckdb::Error) -> HistoryError {
+    move |source| HistoryError::Sql { what, source }
+}
+
 pub(crate) fn quality_code(q: Quality) -> u8 {
     match q {
         Quality::Good => 0,

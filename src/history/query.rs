@@ -15,12 +15,8 @@ use duckdb::arrow::array::{Array, Float64Array, Int32Array, Int64Array};
 use duckdb::{Connection, params};
 
 use super::store::PropIds;
-use super::{HistoryError, origin_from_code, quality_from_code};
+use super::{HistoryError, origin_from_code, quality_from_code, sql_err as q};
 use crate::ingest::{Origin, Quality};
-
-fn q(what: &'static str) -> impl FnOnce(duckdb::Error) -> HistoryError {
-    move |source| HistoryError::Sql { what, source }
-}
 
 /// A value as stored.
 #[derive(Debug, Clone, PartialEq)]
@@ -594,6 +590,16 @@ const MARKERS_SQL: &str = "
     UNION ALL
     SELECT ts_us, 'bookmark', NULL, name FROM bookmarks";
 
+/// One row of [`MARKERS_SQL`].
+fn marker_row(r: &duckdb::Row<'_>) -> duckdb::Result<Marker> {
+    Ok(Marker {
+        ts_us: r.get(0)?,
+        kind: MarkerKind::parse(&r.get::<_, String>(1)?),
+        asset_id: r.get(2)?,
+        text: r.get(3)?,
+    })
+}
+
 /// Timeline markers in `[from_us, to_us]`, oldest first, at most `limit`.
 pub fn markers(
     conn: &Connection,
@@ -606,14 +612,7 @@ pub fn markers(
     );
     let mut st = conn.prepare(&sql).map_err(q("reading markers"))?;
     let rows = st
-        .query_map(params![from_us, to_us, limit as i64], |r| {
-            Ok(Marker {
-                ts_us: r.get(0)?,
-                kind: MarkerKind::parse(&r.get::<_, String>(1)?),
-                asset_id: r.get(2)?,
-                text: r.get(3)?,
-            })
-        })
+        .query_map(params![from_us, to_us, limit as i64], marker_row)
         .map_err(q("reading markers"))?;
     rows.collect::<Result<_, _>>().map_err(q("reading markers"))
 }
@@ -631,14 +630,7 @@ pub fn next_marker(
     };
     let mut st = conn.prepare(&sql).map_err(q("finding the next marker"))?;
     let mut rows = st
-        .query_map(params![t_us], |r| {
-            Ok(Marker {
-                ts_us: r.get(0)?,
-                kind: MarkerKind::parse(&r.get::<_, String>(1)?),
-                asset_id: r.get(2)?,
-                text: r.get(3)?,
-            })
-        })
+        .query_map(params![t_us], marker_row)
         .map_err(q("finding the next marker"))?;
     rows.next()
         .transpose()

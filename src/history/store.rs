@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use duckdb::{Connection, params};
 
-use super::HistoryError;
+use super::{HistoryError, sql_err as sql};
 use crate::registry::{AssetIdx, AssetRegistry, PropertyRef};
 
 /// The schema this build writes. Older files are migrated on open.
@@ -144,10 +144,6 @@ pub struct Store {
     pub conn: Connection,
     pub props: Arc<PropIds>,
     pub report: OpenReport,
-}
-
-fn sql(what: &'static str) -> impl FnOnce(duckdb::Error) -> HistoryError {
-    move |source| HistoryError::Sql { what, source }
 }
 
 /// The WAL DuckDB keeps next to `path`.

@@ -19,7 +19,7 @@ use crossbeam_channel::{Receiver, Sender, never, select};
 use duckdb::{Connection, params};
 
 use super::store::{PropIds, Store};
-use super::{HistoryError, origin_code, quality_code};
+use super::{HistoryError, origin_code, quality_code, sql_err as q};
 use crate::ingest::{Ack, DeadLetter, Recorded, Sample, SampleValue, now_us};
 use crate::registry::{AssetIdx, AssetRegistry};
 
@@ -104,6 +104,20 @@ pub enum WriterMsg {
     Flush(Sender<()>),
     /// Commit what is queued, checkpoint and stop.
     Shutdown,
+}
+
+impl WriterMsg {
+    /// The record of one MES event (payload in the current version).
+    pub fn mes_event(e: &crate::mes::Envelope) -> Self {
+        WriterMsg::MesEvent {
+            ts_us: e.source_time_us,
+            event_id: e.id.clone(),
+            event_type: e.event_type.clone(),
+            asset_id: e.event.asset_id().map(str::to_string),
+            work_order: e.event.work_order().map(str::to_string),
+            payload: e.payload_v2.to_string(),
+        }
+    }
 }
 
 /// What the writer has done, shared with the UI and benchmarks.
@@ -344,10 +358,6 @@ impl std::hash::Hasher for IntHasher {
 }
 
 type IntBuild = std::hash::BuildHasherDefault<IntHasher>;
-
-fn q(what: &'static str) -> impl FnOnce(duckdb::Error) -> HistoryError {
-    move |source| HistoryError::Sql { what, source }
-}
 
 impl Writer {
     fn new(
@@ -649,14 +659,7 @@ impl Writer {
             Recorded::Mes(e, ack) => {
                 // A re-sent event is acknowledged but not stored twice.
                 if self.mes_seen.insert(&e.id) {
-                    self.batch.app.push(WriterMsg::MesEvent {
-                        ts_us: e.source_time_us,
-                        event_id: e.id.clone(),
-                        event_type: e.event_type.clone(),
-                        asset_id: e.event.asset_id().map(str::to_string),
-                        work_order: e.event.work_order().map(str::to_string),
-                        payload: e.payload_v2.to_string(),
-                    });
+                    self.batch.app.push(WriterMsg::mes_event(&e));
                 } else {
                     self.stats
                         .duplicates_dropped
@@ -813,8 +816,9 @@ impl Writer {
                 if let Some(max) = b.samples.iter().map(|r| r.ts_us).max() {
                     self.max_ts_us = self.max_ts_us.max(max);
                 }
-                for r in &b.samples {
-                    self.stats.widen(r.ts_us);
+                if let Some(min) = b.samples.iter().map(|r| r.ts_us).min() {
+                    self.stats.widen(min);
+                    self.stats.widen(self.max_ts_us);
                 }
                 self.committed_seq = self.next_seq;
                 self.committed.store(self.next_seq, Ordering::Release);

@@ -108,6 +108,28 @@ pub enum Recorded {
     Mes(Box<crate::mes::Envelope>, Option<Ack>),
 }
 
+impl IngestEvent {
+    /// A copy for the twin, without the ack (status events are not copied).
+    fn copy_without_ack(&self) -> Option<IngestEvent> {
+        match self {
+            IngestEvent::Sample(s, _) => Some(IngestEvent::Sample(s.clone(), None)),
+            IngestEvent::DeadLetter(d, _) => Some(IngestEvent::DeadLetter(d.clone(), None)),
+            IngestEvent::Mes(e, _) => Some(IngestEvent::Mes(e.clone(), None)),
+            IngestEvent::Link { .. } => None,
+        }
+    }
+
+    /// What the recorder keeps (nothing of a status event).
+    fn into_recorded(self) -> Option<Recorded> {
+        match self {
+            IngestEvent::Sample(s, ack) => Some(Recorded::Sample(s, ack)),
+            IngestEvent::DeadLetter(d, ack) => Some(Recorded::DeadLetter(d, ack)),
+            IngestEvent::Mes(e, ack) => Some(Recorded::Mes(e, ack)),
+            IngestEvent::Link { .. } => None,
+        }
+    }
+}
+
 /// The sending half handed to adapters. With a recorder attached, samples
 /// and dead letters go to the recorder first (carrying the ack) and to the
 /// twin without it, so acknowledgement waits for the disk, not for a frame.
@@ -137,32 +159,18 @@ impl IngestSender {
     /// nobody listens any more. A sample whose recorder is gone keeps its
     /// ack unsent, so the broker delivers it again to the next session.
     pub fn send(&self, ev: IngestEvent) -> bool {
-        let ev = match (&self.recorder, ev) {
-            (Some(rec), IngestEvent::Sample(s, ack)) => {
-                let for_twin = self.twin.as_ref().map(|_| s.clone());
-                let recorded = rec.send(Recorded::Sample(s, ack)).is_ok();
-                match for_twin {
-                    Some(s) => IngestEvent::Sample(s, None),
-                    None => return recorded,
-                }
-            }
-            (Some(rec), IngestEvent::DeadLetter(d, ack)) => {
-                let for_twin = self.twin.as_ref().map(|_| d.clone());
-                let recorded = rec.send(Recorded::DeadLetter(d, ack)).is_ok();
-                match for_twin {
-                    Some(d) => IngestEvent::DeadLetter(d, None),
-                    None => return recorded,
-                }
-            }
-            (Some(rec), IngestEvent::Mes(e, ack)) => {
-                let for_twin = self.twin.as_ref().map(|_| e.clone());
-                let recorded = rec.send(Recorded::Mes(e, ack)).is_ok();
-                match for_twin {
-                    Some(e) => IngestEvent::Mes(e, None),
-                    None => return recorded,
-                }
-            }
-            (_, ev) => ev,
+        let (Some(rec), false) = (&self.recorder, matches!(ev, IngestEvent::Link { .. })) else {
+            return self.twin.as_ref().is_none_or(|t| t.send(ev).is_ok());
+        };
+        // The recorder takes the ack; the twin, if any, gets a copy without it.
+        let for_twin = if self.twin.is_some() {
+            ev.copy_without_ack()
+        } else {
+            None
+        };
+        let recorded = ev.into_recorded().is_some_and(|r| rec.send(r).is_ok());
+        let Some(ev) = for_twin else {
+            return recorded;
         };
         match &self.twin {
             Some(t) => t.send(ev).is_ok(),

@@ -266,16 +266,7 @@ fn the_seen_ids_survive_a_restart_through_the_history_file() {
         let store = Store::open(&path, &reg).expect("open");
         let w = HistoryWriter::spawn(store, reg.clone(), WriterSettings::default(), 16)
             .expect("writer");
-        w.app
-            .send(WriterMsg::MesEvent {
-                ts_us: e.source_time_us,
-                event_id: e.id.clone(),
-                event_type: e.event_type.clone(),
-                asset_id: e.event.asset_id().map(str::to_string),
-                work_order: e.event.work_order().map(str::to_string),
-                payload: e.payload_v2.to_string(),
-            })
-            .expect("send");
+        w.app.send(WriterMsg::mes_event(&e)).expect("send");
         w.flush().expect("flush");
         w.join();
     }

@@ -76,6 +76,22 @@ fn start_xvfb() -> Xvfb {
     Xvfb { child, display }
 }
 
+/// Waits for an app run that exits after its screenshot. The limit guards
+/// against a hung renderer; it is not a performance assertion.
+fn wait_for_app(child: &mut Child, what: &str) -> std::process::ExitStatus {
+    let start = Instant::now();
+    loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            return s;
+        }
+        if start.elapsed() > Duration::from_secs(600) {
+            let _ = child.kill();
+            panic!("{what} did not finish its screenshot within 10 minutes");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 /// Counts pixels per colour family, judged by hue and saturation so that
 /// lighting and shading do not matter.
 fn colour_families(img: &image::RgbImage) -> [usize; 5] {
@@ -141,18 +157,7 @@ fn app_renders_the_demo_plant_with_panels() {
         .stderr(std::fs::File::create(out_dir.join("app.err")).expect("log"))
         .spawn()
         .expect("app starts");
-    // A guard against a hung renderer, not a performance assertion.
-    let start = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().expect("wait") {
-            break s;
-        }
-        if start.elapsed() > Duration::from_secs(600) {
-            let _ = child.kill();
-            panic!("the app did not finish its screenshot within 10 minutes");
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let status = wait_for_app(&mut child, "the app");
     let err = std::fs::read_to_string(out_dir.join("app.err")).unwrap_or_default();
     assert!(status.success(), "app exited with {status}:\n{err}");
     let img = image::open(&png)
@@ -254,17 +259,7 @@ fn replay_of_the_recorded_run(out_dir: &Path, history: &Path) {
         .stderr(std::fs::File::create(out_dir.join("replay.err")).expect("log"))
         .spawn()
         .expect("app starts");
-    let start = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().expect("wait") {
-            break s;
-        }
-        if start.elapsed() > Duration::from_secs(600) {
-            let _ = child.kill();
-            panic!("the replay run did not finish its screenshot within 10 minutes");
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let status = wait_for_app(&mut child, "the replay run");
     let err = std::fs::read_to_string(out_dir.join("replay.err")).unwrap_or_default();
     assert!(status.success(), "replay run exited with {status}:\n{err}");
     let sidecar: serde_json::Value = serde_json::from_str(
