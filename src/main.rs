@@ -13,7 +13,7 @@ use bevy_egui::EguiPlugin;
 use clap::{Parser, Subcommand};
 
 use mezzanine::config::AppConfig;
-use mezzanine::history::{HistoryPlugin, HistoryThreads, HistoryWriter, Store, WriterSettings};
+use mezzanine::history::{HistoryPlugin, HistoryWriter, Store, WriterSettings};
 use mezzanine::ingest::mqtt::{
     MesRoute, MqttSettings, TlsFiles, parse_mqtt_url, spawn_mqtt_adapter,
 };
@@ -252,17 +252,26 @@ fn generate(out: &std::path::Path) -> anyhow::Result<ExitCode> {
 }
 
 /// The history threads, kept for the app's lifetime and stopped in order.
-#[derive(Resource)]
-struct RecorderHandle(HistoryThreads);
-
 /// Adapters and (when no external endpoint is named) the embedded plant;
-/// held for the app's lifetime.
-#[derive(Resource)]
+/// held by `main` (not by the app, which its runner consumes) and stopped
+/// in order once the app has ended.
 struct LiveSources {
-    // Dropped in this order: adapters first, then the plant they listen to.
-    _opcua: Option<mezzanine::ingest::opcua::OpcUaAdapter>,
-    _mqtt: mezzanine::ingest::mqtt::MqttAdapter,
-    _plant: Option<demo::EmbeddedPlant>,
+    opcua: Option<mezzanine::ingest::opcua::OpcUaAdapter>,
+    mqtt: mezzanine::ingest::mqtt::MqttAdapter,
+    plant: Option<demo::EmbeddedPlant>,
+}
+
+impl LiveSources {
+    /// Adapters first, then the plant they listen to; waits for each.
+    fn stop(self) {
+        if let Some(o) = self.opcua {
+            o.stop();
+        }
+        self.mqtt.stop();
+        if let Some(p) = self.plant {
+            p.stop();
+        }
+    }
 }
 
 fn start_live_sources(
@@ -354,11 +363,7 @@ fn start_live_sources(
         )?),
         None => None,
     };
-    Ok(LiveSources {
-        _opcua: opcua,
-        _mqtt: mqtt,
-        _plant: plant,
-    })
+    Ok(LiveSources { opcua, mqtt, plant })
 }
 
 fn demo_plant(
@@ -472,7 +477,6 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         layout_path: cfg.plant.scene.clone(),
     })
     .add_plugins(IngestPlugin { receiver: rx })
-    .insert_resource(live)
     .add_plugins(RenderPlugin {
         options: RenderOptions {
             shadows: cfg.render.shadows,
@@ -506,10 +510,11 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let mut mes_seen = Vec::new();
+    let mut recorder_threads = None;
     if let Some((mut plugin, threads)) = recorder {
         mes_seen = std::mem::take(&mut plugin.mes_seen_ids);
-        app.add_plugins(plugin)
-            .insert_resource(RecorderHandle(threads));
+        app.add_plugins(plugin);
+        recorder_threads = Some(threads);
     }
     app.add_plugins(mezzanine::mes::MesPlugin {
         reorder_window_us: cfg.mes.reorder_window_ms as i64 * 1000,
@@ -549,11 +554,14 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         ui_state.show_latency = true;
         ui_state.show_ingest = true;
     }
+    // The runner takes the app (its world included) and drops it when the
+    // window closes; the threads below live outside it.
     let exit = app.run();
     // Orderly shutdown: the adapters stop, then the recorder commits what it
-    // holds, checkpoints and closes the file before the process ends.
-    app.world_mut().remove_resource::<LiveSources>();
-    if let Some(RecorderHandle(threads)) = app.world_mut().remove_resource::<RecorderHandle>() {
+    // holds, checkpoints and closes the file, before the process (and
+    // DuckDB's global state) ends. Nothing may still run a query then.
+    live.stop();
+    if let Some(threads) = recorder_threads {
         threads.shutdown();
     }
     Ok(match exit {
@@ -623,7 +631,7 @@ fn record(
             break;
         }
     }
-    drop(sources);
+    sources.stop();
     let stats = writer.stats.clone();
     writer.join();
     println!(

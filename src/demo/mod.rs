@@ -76,6 +76,18 @@ pub struct EmbeddedPlant {
     pub mes: mes::MesSimulator,
 }
 
+impl EmbeddedPlant {
+    /// Simulators first, then the OPC UA server; waits for each thread (the
+    /// embedded broker lives as long as the process).
+    pub fn stop(self) {
+        self.publisher.stop();
+        self.mes.stop();
+        if let Ok(server) = Arc::try_unwrap(self.opcua) {
+            server.stop();
+        }
+    }
+}
+
 /// Knobs of the demo plant.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DemoSettings {
