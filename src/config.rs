@@ -41,6 +41,65 @@ pub struct AppConfig {
     pub demo: DemoConfig,
     pub history: HistoryConfig,
     pub mes: MesConfig,
+    pub reconcile: ReconcileConfig,
+}
+
+/// Reconciliation: the authority file (who owns each data domain).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReconcileConfig {
+    pub enabled: bool,
+    /// The authority and detector file (see `config/reconcile.toml`).
+    pub rules: PathBuf,
+    /// How often the detectors compare the two views, milliseconds.
+    pub period_ms: u64,
+}
+
+impl Default for ReconcileConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            rules: shipped("config/reconcile.toml"),
+            period_ms: 1_000,
+        }
+    }
+}
+
+/// How a data domain reaches the twin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SyncMode {
+    /// Pushed: MES events over MQTT, applied as they arrive.
+    Events,
+    /// Pulled: the MES REST API every `poll_interval_ms`, the snapshot
+    /// reconciled against the twin's model. Changes between two polls are
+    /// not seen, and the view can lag by up to one interval.
+    Polling,
+}
+
+/// The sync mode of each MES data domain ("hybrid" is a mix of both).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MesDomains {
+    /// Which order each machine runs, and order status.
+    pub work_orders: SyncMode,
+    /// Equipment modes (production, setup, maintenance…).
+    pub equipment: SyncMode,
+    /// Quality dispositions (events only: the API has no quality resource).
+    pub quality: SyncMode,
+    /// The production schedule (polling only: the MES publishes no event).
+    pub schedule: SyncMode,
+}
+
+impl Default for MesDomains {
+    fn default() -> Self {
+        Self {
+            work_orders: SyncMode::Events,
+            equipment: SyncMode::Events,
+            quality: SyncMode::Events,
+            schedule: SyncMode::Polling,
+        }
+    }
 }
 
 /// The MES, as a peer: where its events arrive.
@@ -51,6 +110,17 @@ pub struct MesConfig {
     pub events_topic: String,
     /// Events are applied in source-time order within this window.
     pub reorder_window_ms: u64,
+    /// Where the MES publishes its heartbeat (empty: none).
+    pub heartbeat_topic: String,
+    /// Nothing heard from the MES (heartbeat, event or poll) for this long:
+    /// it is out, and observations are marked context-unavailable.
+    pub heartbeat_timeout_ms: u64,
+    /// Base URL of the MES REST API, e.g. `http://mes.example:8080` (absent:
+    /// the embedded demo's, or no polling).
+    pub api_url: Option<String>,
+    /// How often polled domains are fetched.
+    pub poll_interval_ms: u64,
+    pub domains: MesDomains,
 }
 
 impl Default for MesConfig {
@@ -58,6 +128,11 @@ impl Default for MesConfig {
         Self {
             events_topic: "acme/lyon/mes/events/#".into(),
             reorder_window_ms: 2_000,
+            heartbeat_topic: "acme/lyon/mes/heartbeat".into(),
+            heartbeat_timeout_ms: 10_000,
+            api_url: None,
+            poll_interval_ms: 10_000,
+            domains: MesDomains::default(),
         }
     }
 }
@@ -384,6 +459,32 @@ impl AppConfig {
             return Err(ConfigError::Invalid {
                 field: "history.max_batch_rows",
                 message: "must be at least 1".into(),
+            });
+        }
+        if self.mes.domains.quality == SyncMode::Polling {
+            return Err(ConfigError::Invalid {
+                field: "mes.domains.quality",
+                message: "the MES API offers no quality resource: use \"events\"".into(),
+            });
+        }
+        if self.mes.domains.schedule == SyncMode::Events {
+            return Err(ConfigError::Invalid {
+                field: "mes.domains.schedule",
+                message: "the MES publishes no schedule events: use \"polling\"".into(),
+            });
+        }
+        if self.mes.poll_interval_ms < 500 {
+            return Err(ConfigError::Invalid {
+                field: "mes.poll_interval_ms",
+                message: format!("{} is below 500", self.mes.poll_interval_ms),
+            });
+        }
+        if let Some(u) = &self.mes.api_url
+            && !u.starts_with("http://")
+        {
+            return Err(ConfigError::Invalid {
+                field: "mes.api_url",
+                message: format!("`{u}`: only http:// URLs are supported"),
             });
         }
         if self.history.keyframe_interval_s == 0 {

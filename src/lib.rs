@@ -22,6 +22,7 @@ pub mod history;
 pub mod ingest;
 pub mod mes;
 pub mod playback;
+pub mod reconcile;
 pub mod registry;
 pub mod render;
 pub mod scene;

@@ -12,7 +12,7 @@ use bevy::window::WindowResolution;
 use bevy_egui::EguiPlugin;
 use clap::{Parser, Subcommand};
 
-use mezzanine::config::AppConfig;
+use mezzanine::config::{AppConfig, SyncMode};
 use mezzanine::history::{HistoryPlugin, HistoryWriter, Store, WriterSettings};
 use mezzanine::ingest::mqtt::{
     MesRoute, MqttSettings, TlsFiles, parse_mqtt_url, spawn_mqtt_adapter,
@@ -139,6 +139,19 @@ enum Command {
         #[arg(long)]
         history: Option<PathBuf>,
     },
+    /// Import a production schedule (B2MML `ProductionSchedule` XML) into the
+    /// history file; every equipment id must be in the registry. Importing
+    /// a schedule with the same ID again replaces it.
+    ImportSchedule {
+        /// The B2MML document.
+        file: PathBuf,
+        /// History file (DuckDB), overriding the config.
+        #[arg(long)]
+        history: Option<PathBuf>,
+        /// Asset registry (TOML), overriding the config.
+        #[arg(long)]
+        registry: Option<PathBuf>,
+    },
     /// Measure a pipeline and print a table (`bench ingest`, `bench history`).
     Bench {
         /// Which pipeline: `ingest` or `history`.
@@ -210,6 +223,11 @@ fn main() -> ExitCode {
             out,
             history,
         }) => export(cli.run.config, &from, &to, &out, history),
+        Some(Command::ImportSchedule {
+            file,
+            history,
+            registry,
+        }) => import_schedule(cli.run.config, &file, history, registry),
         Some(Command::DemoPlant {
             mqtt,
             opcua,
@@ -256,6 +274,7 @@ fn generate(out: &std::path::Path) -> anyhow::Result<ExitCode> {
 /// held by `main` (not by the app, which its runner consumes) and stopped
 /// in order once the app has ended.
 struct LiveSources {
+    mes_poller: Option<mezzanine::mes::poll::MesPoller>,
     opcua: Option<mezzanine::ingest::opcua::OpcUaAdapter>,
     mqtt: mezzanine::ingest::mqtt::MqttAdapter,
     plant: Option<demo::EmbeddedPlant>,
@@ -264,6 +283,9 @@ struct LiveSources {
 impl LiveSources {
     /// Adapters first, then the plant they listen to; waits for each.
     fn stop(self) {
+        if let Some(p) = self.mes_poller {
+            p.stop();
+        }
         if let Some(o) = self.opcua {
             o.stop();
         }
@@ -322,15 +344,18 @@ fn start_live_sources(
             password: cfg.mqtt.password.clone(),
             topics: {
                 let mut t = cfg.mqtt.topic_roots.clone();
-                let e = cfg.mes.events_topic.trim();
-                if !e.is_empty() && !t.iter().any(|r| r == e) {
-                    t.push(e.to_string());
+                for e in [cfg.mes.events_topic.trim(), cfg.mes.heartbeat_topic.trim()] {
+                    if !e.is_empty() && !t.iter().any(|r| r == e) {
+                        t.push(e.to_string());
+                    }
                 }
                 t
             },
             mes: match cfg.mes.topic_prefix() {
                 Some(topic_prefix) => Some(MesRoute {
                     topic_prefix,
+                    heartbeat_topic: Some(cfg.mes.heartbeat_topic.trim().to_string())
+                        .filter(|t| !t.is_empty()),
                     contract: Arc::new(
                         mezzanine::mes::Contract::load()
                             .context("loading the MES event schemas")?,
@@ -363,7 +388,31 @@ fn start_live_sources(
         )?),
         None => None,
     };
-    Ok(LiveSources { opcua, mqtt, plant })
+    // The MES API: the configured one, else the embedded demo's.
+    let api_url = cfg
+        .mes
+        .api_url
+        .clone()
+        .or_else(|| plant.as_ref().map(|p| p.mes.api_url.clone()));
+    let mes_poller = match api_url {
+        Some(api_url) => Some(
+            mezzanine::mes::poll::spawn_poller(mezzanine::mes::poll::PollSettings {
+                api_url,
+                interval_ms: cfg.mes.poll_interval_ms,
+                work_orders: cfg.mes.domains.work_orders == SyncMode::Polling,
+                equipment: cfg.mes.domains.equipment == SyncMode::Polling,
+                schedule: cfg.mes.domains.schedule == SyncMode::Polling,
+            })
+            .context("starting the MES poller")?,
+        ),
+        None => None,
+    };
+    Ok(LiveSources {
+        mes_poller,
+        opcua,
+        mqtt,
+        plant,
+    })
 }
 
 fn demo_plant(
@@ -397,7 +446,8 @@ fn demo_plant(
         None => None,
     };
     let sim = demo::plc::PlcSim::new(registry, seed, mezzanine::ingest::now_us(), time_scale);
-    let publisher = demo::publisher::spawn_publisher(sim, Some((host, port)), server.clone(), 100)?;
+    let publisher =
+        demo::publisher::spawn_publisher(sim, Some((host, port)), server.clone(), 100, None)?;
     println!(
         "demo plant publishing to {mqtt}{}; Ctrl-C to stop",
         server
@@ -516,10 +566,21 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         app.add_plugins(plugin);
         recorder_threads = Some(threads);
     }
-    app.add_plugins(mezzanine::mes::MesPlugin {
-        reorder_window_us: cfg.mes.reorder_window_ms as i64 * 1000,
-        seen: mes_seen,
-    });
+    app.add_plugins(mezzanine::mes::MesPlugin::from_config(&cfg.mes, mes_seen));
+    if let Some(p) = &live.mes_poller {
+        app.insert_resource(mezzanine::mes::MesPollChannel {
+            results: p.results.clone(),
+            commands: p.commands.clone(),
+        });
+    }
+    if cfg.reconcile.enabled {
+        let rules = mezzanine::reconcile::ReconcileRules::load(&cfg.reconcile.rules)
+            .context("the authority rules must load before the twin reconciles")?;
+        app.add_plugins(mezzanine::reconcile::ReconcilePlugin {
+            rules,
+            period_ms: cfg.reconcile.period_ms,
+        });
+    }
     let replay_at_us = match (&args.replay_at, args.replay_ago_s) {
         (Some(t), _) => {
             let tz = app
@@ -657,6 +718,59 @@ fn parse_time_arg(s: &str, tz: &str) -> anyhow::Result<i64> {
         format!("the plant's time zone `{tz}` is unknown here; give the time with an offset")
     })?;
     Ok(zoned.timestamp().as_microsecond())
+}
+
+fn import_schedule(
+    config: Option<PathBuf>,
+    file: &std::path::Path,
+    history: Option<PathBuf>,
+    registry: Option<PathBuf>,
+) -> anyhow::Result<ExitCode> {
+    let mut cfg = AppConfig::load(config.as_deref())?;
+    if let Some(h) = history {
+        cfg.history.path = Some(h);
+    }
+    if let Some(r) = registry {
+        cfg.plant.registry = r;
+    }
+    let registry = AssetRegistry::new(load_registry(&cfg.plant.registry)?);
+    let xml =
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let schedule = mezzanine::mes::b2mml::parse(&xml, file, Some(&registry))?;
+    let path = cfg.history.db_path();
+    let store = Store::open(&path, &registry).context("opening the history file")?;
+    let n = mezzanine::history::import_schedule(&store, &schedule, &file.display().to_string())?;
+    let tz =
+        jiff::tz::TimeZone::get(&registry.plant().time_zone).unwrap_or(jiff::tz::TimeZone::UTC);
+    let when = |us: Option<i64>| {
+        us.and_then(|u| jiff::Timestamp::from_microsecond(u).ok())
+            .map_or("—".to_string(), |t| {
+                t.to_zoned(tz.clone())
+                    .strftime("%Y-%m-%d %H:%M %Z")
+                    .to_string()
+            })
+    };
+    println!(
+        "{:<12} {:<22} {:>8}  {:<12} {:<22} {:<22}",
+        "order", "product", "qty", "machine", "earliest start", "latest end"
+    );
+    for r in &schedule.requests {
+        println!(
+            "{:<12} {:<22} {:>8}  {:<12} {:<22} {:<22}",
+            r.id,
+            r.product.chars().take(22).collect::<String>(),
+            format!("{} {}", r.quantity, r.unit),
+            r.asset_id().unwrap_or("—"),
+            when(r.earliest_start_us),
+            when(r.latest_end_us)
+        );
+    }
+    println!(
+        "imported schedule {} ({n} production requests) into {}",
+        schedule.id,
+        path.display()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn export(

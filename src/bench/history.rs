@@ -86,7 +86,8 @@ fn appender_ceiling(dir: &std::path::Path, reg: &AssetRegistry, n: u64) -> Resul
                     0u8,
                     ts,
                     None::<&str>,
-                    k as i64
+                    k as i64,
+                    false
                 ])
                 .map_err(sql)?;
             }

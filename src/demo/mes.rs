@@ -1,45 +1,178 @@
-//! The MES simulator: the registry and a seed in, MES events (JSON
-//! envelopes) on `acme/lyon/mes/events/<type>` out.
+//! The MES simulator: the registry, a seed and the machines' counters in;
+//! MES events (JSON envelopes) on `acme/lyon/mes/events/<type>`, a heartbeat
+//! on `acme/lyon/mes/heartbeat`, and a read-only REST API out.
 //!
-//! Each machining asset (mills and lathes) works through a stream of work
-//! orders: released, material issued, started, operation started; after
-//! the order's run time, operation and order completed with good and scrap
-//! counts, and a quality disposition for a sampled part. The lathes' MES
-//! module still speaks schema version 1, the rest version 2. Events are sent
-//! at least once: some are sent twice with the same id, as after an MES
-//! failover. Deterministic for a seed and a sequence of step times.
+//! Each machining asset (mills and lathes) has a production schedule: the
+//! next three orders are planned (routing, quantity, planned start and end,
+//! due date) and released ahead; an order is dispatched when the machine is
+//! free (material issued, order and operation started, mode production) and
+//! completes when the machine's own part counter has advanced by the order
+//! quantity, as an MES that reads the machine would; then operation and
+//! order completed with good and scrap counts, a quality disposition for a
+//! sampled part, and a changeover (mode setup). Like a real shop, it is not
+//! perfect: now and then an order is held for a while, an operator mistypes
+//! a count, an inspection result is never entered, or a machine waits long
+//! for its next order. The lathes' MES module still speaks schema version 1,
+//! the rest version 2. Events are sent at least once (some twice with the
+//! same id, as after an MES failover).
+//!
+//! The REST API (`/api/v1/…`) serves current work orders, the schedule (JSON
+//! and B2MML XML), equipment modes, and the event log since a time; it only
+//! answers GET, and counts every request it gets. [`MesSimulator::set_online`]
+//! takes the whole MES off the network and back, as in an outage: no events,
+//! no heartbeat, connections refused. Its clock keeps running meanwhile, and
+//! what happened is in the event log when it returns.
+//!
+//! [`MesSim`] is deterministic for a seed and a sequence of step times.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rumqttc::{AsyncClient, MqttOptions, QoS};
+use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::DemoError;
 use super::plc::Rng;
 use crate::ingest::now_us;
 use crate::ingest::worker::WorkerThread;
-use crate::registry::AssetRegistry;
+use crate::registry::{AssetIdx, AssetRegistry};
 
 /// Where the simulator publishes (the default `[mes] events_topic`).
 pub const MES_TOPIC_PREFIX: &str = "acme/lyon/mes/events/";
+/// Where its heartbeat goes (the default `[mes] heartbeat_topic`).
+pub const MES_HEARTBEAT_TOPIC: &str = "acme/lyon/mes/heartbeat";
 
-enum Phase {
-    Idle { next_start_us: i64 },
-    Running { wo: String, ends_us: i64, qty: u64 },
+/// The machines' counters as the PLCs hold them, shared with the MES.
+#[derive(Debug)]
+pub struct ShopFloor {
+    ids: HashMap<String, usize>,
+    /// (parts, scrap); `u64::MAX` parts until the PLC reported.
+    counts: Vec<(AtomicU64, AtomicU64)>,
 }
 
+impl ShopFloor {
+    pub fn new(registry: &AssetRegistry) -> Self {
+        Self {
+            ids: registry
+                .assets()
+                .iter()
+                .enumerate()
+                .map(|(i, a)| (a.id.clone(), i))
+                .collect(),
+            counts: registry
+                .assets()
+                .iter()
+                .map(|_| (AtomicU64::new(u64::MAX), AtomicU64::new(0)))
+                .collect(),
+        }
+    }
+
+    pub fn set(&self, asset: AssetIdx, parts: u64, scrap: u64) {
+        if let Some((p, s)) = self.counts.get(asset.0 as usize) {
+            s.store(scrap, Ordering::Relaxed);
+            p.store(parts, Ordering::Relaxed);
+        }
+    }
+
+    pub fn set_by_id(&self, asset_id: &str, parts: u64, scrap: u64) {
+        if let Some(&i) = self.ids.get(asset_id) {
+            self.set(AssetIdx(i as u32), parts, scrap);
+        }
+    }
+
+    /// (parts, scrap) of a machine, once its PLC has reported.
+    pub fn get(&self, asset_id: &str) -> Option<(u64, u64)> {
+        let (p, s) = self.counts.get(*self.ids.get(asset_id)?)?;
+        let parts = p.load(Ordering::Relaxed);
+        (parts != u64::MAX).then(|| (parts, s.load(Ordering::Relaxed)))
+    }
+}
+
+/// One order as the MES's REST API shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct OrderRecord {
+    pub work_order: String,
+    pub product: String,
+    pub quantity: u64,
+    pub unit: &'static str,
+    pub routing: Vec<String>,
+    pub asset_id: String,
+    /// released | running | held | completed
+    pub status: &'static str,
+    pub operation: Option<u32>,
+    pub good_count: u64,
+    pub scrap_count: u64,
+    pub hold_reason: Option<String>,
+    pub planned_start_us: i64,
+    pub planned_end_us: i64,
+    pub due_us: i64,
+    pub started_us: Option<i64>,
+    pub completed_us: Option<i64>,
+}
+
+/// An event the MES recorded (and published, when online).
+#[derive(Debug, Clone, PartialEq)]
+pub struct MesMessage {
+    pub topic: String,
+    pub payload: Vec<u8>,
+}
+
+#[derive(Debug, Clone)]
+struct LoggedEvent {
+    source_time_us: i64,
+    payload: Vec<u8>,
+}
+
+#[derive(Debug, Clone)]
+struct Planned {
+    wo: String,
+    qty: u64,
+    start_us: i64,
+    end_us: i64,
+}
+
+#[derive(Debug, Clone)]
+enum Phase {
+    Idle {
+        next_start_us: i64,
+    },
+    Running {
+        wo: String,
+        qty: u64,
+        start_counts: Option<(u64, u64)>,
+        fallback_end_us: i64,
+        hold_at_us: Option<i64>,
+        held_until_us: Option<i64>,
+    },
+}
+
+#[derive(Debug, Clone)]
 struct Machine {
     asset_id: String,
     legacy: bool,
+    /// One part, wall microseconds.
+    cycle_us: i64,
+    queue: VecDeque<Planned>,
     phase: Phase,
+    mode: &'static str,
 }
+
+const HOLD_REASONS: [&str; 3] = [
+    "first article inspection pending",
+    "material certificate missing",
+    "engineering change under review",
+];
 
 /// The simulated MES.
 pub struct MesSim {
     rng: Rng,
     machines: Vec<Machine>,
+    orders: BTreeMap<String, OrderRecord>,
+    log: VecDeque<LoggedEvent>,
     next_wo: u64,
     next_event: u64,
     /// Part of every event id, so ids stay unique across runs (a real MES
@@ -48,36 +181,47 @@ pub struct MesSim {
     time_scale: f64,
 }
 
-/// One event to publish.
-#[derive(Debug, Clone, PartialEq)]
-pub struct MesMessage {
-    pub topic: String,
-    pub payload: Vec<u8>,
+/// How many events the log keeps for catch-up.
+const LOG_CAPACITY: usize = 20_000;
+
+fn rfc3339(us: i64) -> String {
+    jiff::Timestamp::from_microsecond(us)
+        .unwrap_or(jiff::Timestamp::UNIX_EPOCH)
+        .to_string()
 }
 
 impl MesSim {
     pub fn new(registry: &AssetRegistry, seed: u64, start_us: i64, time_scale: f64) -> Self {
         let mut rng = Rng::new(seed ^ 0x4D45_5300);
+        let time_scale = time_scale.max(0.01);
         let machines = registry
             .assets()
             .iter()
             .filter(|a| a.class == "cnc_mill" || a.class == "cnc_lathe")
-            .map(|a| Machine {
-                asset_id: a.id.clone(),
-                legacy: a.class == "cnc_lathe",
-                phase: Phase::Idle {
-                    // After the twin has subscribed (the demo publishes without retain).
-                    next_start_us: start_us + (rng.range(5.0, 25.0) * 1e6) as i64,
-                },
+            .map(|a| {
+                let cycle_s = a.nominal.get("ideal_cycle_time").map_or(120.0, |q| q.value);
+                Machine {
+                    asset_id: a.id.clone(),
+                    legacy: a.class == "cnc_lathe",
+                    cycle_us: (cycle_s * 1e6 / time_scale) as i64,
+                    queue: VecDeque::new(),
+                    phase: Phase::Idle {
+                        // After the twin has subscribed (events are not retained).
+                        next_start_us: start_us + (rng.range(5.0, 25.0) * 1e6) as i64,
+                    },
+                    mode: "idle",
+                }
             })
             .collect();
         Self {
             rng,
             machines,
+            orders: BTreeMap::new(),
+            log: VecDeque::new(),
             next_wo: 240_100,
             next_event: 1,
             run_tag: format!("{:x}", start_us),
-            time_scale: time_scale.max(0.01),
+            time_scale,
         }
     }
 
@@ -96,15 +240,20 @@ impl MesSim {
     ) {
         let id = format!("mes-{}-{:08}", self.run_tag, self.next_event);
         self.next_event += 1;
-        let at = jiff::Timestamp::from_microsecond(now_us)
-            .unwrap_or(jiff::Timestamp::UNIX_EPOCH)
-            .to_string();
         let version = if legacy { "1.4" } else { "2.0" };
-        let e = json!({"id": id, "type": ty, "schema_version": version, "source_time": at, "payload": payload});
+        let e = json!({"id": id, "type": ty, "schema_version": version,
+                       "source_time": rfc3339(now_us), "payload": payload});
         let msg = MesMessage {
             topic: format!("{MES_TOPIC_PREFIX}{ty}"),
             payload: e.to_string().into_bytes(),
         };
+        self.log.push_back(LoggedEvent {
+            source_time_us: now_us,
+            payload: msg.payload.clone(),
+        });
+        while self.log.len() > LOG_CAPACITY {
+            self.log.pop_front();
+        }
         // At least once: a failover sends some events twice.
         if self.rng.f64() < 0.05 {
             out.push(msg.clone());
@@ -112,61 +261,221 @@ impl MesSim {
         out.push(msg);
     }
 
+    fn set_mode(&mut self, i: usize, mode: &'static str, now_us: i64, out: &mut Vec<MesMessage>) {
+        if self.machines[i].mode == mode {
+            return;
+        }
+        self.machines[i].mode = mode;
+        let (legacy, asset) = (self.machines[i].legacy, self.machines[i].asset_id.clone());
+        let payload = if legacy {
+            json!({"equipment": asset, "mode": mode.to_ascii_uppercase()})
+        } else {
+            json!({"asset_id": asset, "mode": mode})
+        };
+        self.envelope("equipment.mode_changed", legacy, now_us, payload, out);
+    }
+
+    /// Plans orders until the machine has three ahead, releasing each.
+    fn plan(&mut self, i: usize, now_us: i64, out: &mut Vec<MesMessage>) {
+        while self.machines[i].queue.len() < 3 {
+            let m = &self.machines[i];
+            let (legacy, asset, cycle_us) = (m.legacy, m.asset_id.clone(), m.cycle_us);
+            let after = m
+                .queue
+                .back()
+                .map(|p| p.end_us)
+                .or(match &m.phase {
+                    Phase::Idle { next_start_us } => Some(*next_start_us),
+                    Phase::Running {
+                        fallback_end_us, ..
+                    } => Some(*fallback_end_us),
+                })
+                .unwrap_or(now_us)
+                .max(now_us);
+            let wo = format!("WO-{}", self.next_wo);
+            self.next_wo += 1;
+            let qty = 8 + (self.rng.f64() * 16.0) as u64;
+            let start_us = after + self.plant_minutes_us(5.0);
+            let end_us = start_us + cycle_us * qty as i64;
+            let due_us = end_us + self.plant_minutes_us(240.0);
+            let (product, routing) = if legacy {
+                (
+                    "SHF-40 drive shaft",
+                    vec![asset.clone(), "FIN-WASH-01".into(), "FIN-CMM-01".into()],
+                )
+            } else {
+                (
+                    "HSG-220 pump housing",
+                    vec![asset.clone(), "FIN-WASH-01".into(), "FIN-CMM-01".into()],
+                )
+            };
+            let released = if legacy {
+                json!({"wo": wo, "part_no": product, "qty": qty,
+                       "due_date": jiff::Timestamp::from_microsecond(due_us)
+                           .unwrap_or(jiff::Timestamp::UNIX_EPOCH).strftime("%Y-%m-%d").to_string(),
+                       "route": routing.join(">")})
+            } else {
+                json!({"work_order": wo, "product": product,
+                       "quantity": {"value": qty, "unit": "count"}, "due": rfc3339(due_us),
+                       "routing": routing})
+            };
+            self.envelope("work_order.released", legacy, now_us, released, out);
+            self.orders.insert(
+                wo.clone(),
+                OrderRecord {
+                    work_order: wo.clone(),
+                    product: product.into(),
+                    quantity: qty,
+                    unit: "count",
+                    routing,
+                    asset_id: asset,
+                    status: "released",
+                    operation: None,
+                    good_count: 0,
+                    scrap_count: 0,
+                    hold_reason: None,
+                    planned_start_us: start_us,
+                    planned_end_us: end_us,
+                    due_us,
+                    started_us: None,
+                    completed_us: None,
+                },
+            );
+            self.machines[i].queue.push_back(Planned {
+                wo,
+                qty,
+                start_us,
+                end_us,
+            });
+        }
+    }
+
     /// Events due at `now_us` (wall clock, microseconds since the epoch).
-    pub fn step(&mut self, now_us: i64) -> Vec<MesMessage> {
+    /// `floor` gives the machines' counters; without it orders complete on
+    /// their planned duration.
+    pub fn step(&mut self, now_us: i64, floor: Option<&ShopFloor>) -> Vec<MesMessage> {
         let mut out = Vec::new();
         for i in 0..self.machines.len() {
+            self.plan(i, now_us, &mut out);
             let legacy = self.machines[i].legacy;
             let asset = self.machines[i].asset_id.clone();
-            match self.machines[i].phase {
+            match self.machines[i].phase.clone() {
                 Phase::Idle { next_start_us } if now_us >= next_start_us => {
-                    let wo = format!("WO-{}", self.next_wo);
-                    self.next_wo += 1;
-                    let qty = 10 + (self.rng.f64() * 30.0) as u64;
-                    let run_min = 20.0 + self.rng.range(0.0, 40.0);
-                    let run_us = self.plant_minutes_us(run_min);
-                    let due = jiff::Timestamp::from_microsecond(now_us + 86_400_000_000)
-                        .unwrap_or(jiff::Timestamp::UNIX_EPOCH);
-                    let (released, issued, started, op) = if legacy {
+                    let Some(p) = self.machines[i].queue.pop_front() else {
+                        continue;
+                    };
+                    let lot = format!("LOT-{}", 88_000 + self.next_event);
+                    let (issued, started, op) = if legacy {
                         (
-                            json!({"wo": wo, "part_no": "SHF-40 drive shaft", "qty": qty,
-                                   "due_date": due.strftime("%Y-%m-%d").to_string(),
-                                   "route": format!("{asset}>FIN-WASH-01>FIN-CMM-01")}),
-                            json!({"wo": wo, "item": "42CrMo4 bar 40 mm", "lot": format!("LOT-{}", 88_000 + self.next_wo), "qty": qty, "uom": "count"}),
-                            json!({"wo": wo, "equipment": asset}),
-                            json!({"wo": wo, "op_seq": 10, "equipment": asset}),
+                            json!({"wo": p.wo, "item": "42CrMo4 bar 40 mm", "lot": lot, "qty": p.qty, "uom": "count"}),
+                            json!({"wo": p.wo, "equipment": asset}),
+                            json!({"wo": p.wo, "op_seq": 10, "equipment": asset}),
                         )
                     } else {
                         (
-                            json!({"work_order": wo, "product": "HSG-220 pump housing",
-                                   "quantity": {"value": qty, "unit": "count"}, "due": due.to_string(),
-                                   "routing": [asset, "FIN-WASH-01", "FIN-CMM-01"]}),
-                            json!({"work_order": wo, "material": "AlSi10Mg billet 220 mm", "lot": format!("LOT-{}", 88_000 + self.next_wo), "quantity": {"value": qty, "unit": "count"}}),
-                            json!({"work_order": wo, "asset_id": asset}),
-                            json!({"work_order": wo, "operation": 1, "asset_id": asset}),
+                            json!({"work_order": p.wo, "material": "AlSi10Mg billet 220 mm", "lot": lot, "quantity": {"value": p.qty, "unit": "count"}}),
+                            json!({"work_order": p.wo, "asset_id": asset}),
+                            json!({"work_order": p.wo, "operation": 1, "asset_id": asset}),
                         )
                     };
-                    self.envelope("work_order.released", legacy, now_us, released, &mut out);
                     self.envelope("material.issued", legacy, now_us, issued, &mut out);
                     self.envelope("work_order.started", legacy, now_us, started, &mut out);
                     self.envelope("operation.started", legacy, now_us, op, &mut out);
+                    self.set_mode(i, "production", now_us, &mut out);
+                    let planned = p.end_us - p.start_us;
+                    let hold_at_us = (self.rng.f64() < 0.06).then(|| now_us + planned * 3 / 10);
+                    if let Some(o) = self.orders.get_mut(&p.wo) {
+                        o.status = "running";
+                        o.operation = Some(if legacy { 10 } else { 1 });
+                        o.started_us = Some(now_us);
+                    }
                     self.machines[i].phase = Phase::Running {
-                        wo,
-                        ends_us: now_us + run_us,
-                        qty,
+                        wo: p.wo,
+                        qty: p.qty,
+                        start_counts: floor.and_then(|f| f.get(&asset)),
+                        fallback_end_us: now_us + planned,
+                        hold_at_us,
+                        held_until_us: None,
                     };
                 }
                 Phase::Running {
-                    ref wo,
-                    ends_us,
+                    wo,
                     qty,
-                } if now_us >= ends_us => {
-                    let wo = wo.clone();
-                    let scrap = u64::from(self.rng.f64() < 0.4) + u64::from(self.rng.f64() < 0.2);
-                    let good = qty.saturating_sub(scrap);
+                    start_counts,
+                    fallback_end_us,
+                    hold_at_us,
+                    held_until_us,
+                } => {
+                    if hold_at_us.is_some_and(|t| now_us >= t) {
+                        let reason = HOLD_REASONS[(self.rng.next_u64() % 3) as usize];
+                        let held = if legacy {
+                            json!({"wo": wo, "equipment": asset, "hold_reason": reason})
+                        } else {
+                            json!({"work_order": wo, "asset_id": asset, "reason": reason})
+                        };
+                        self.envelope("work_order.held", legacy, now_us, held, &mut out);
+                        if let Some(o) = self.orders.get_mut(&wo) {
+                            o.status = "held";
+                            o.hold_reason = Some(reason.into());
+                        }
+                        let hold_min = self.rng.range(2.0, 6.0);
+                        let until = now_us + self.plant_minutes_us(hold_min);
+                        if let Phase::Running {
+                            hold_at_us,
+                            held_until_us,
+                            ..
+                        } = &mut self.machines[i].phase
+                        {
+                            *hold_at_us = None;
+                            *held_until_us = Some(until);
+                        }
+                        continue;
+                    }
+                    if let Some(until) = held_until_us {
+                        if now_us < until {
+                            continue;
+                        }
+                        let resumed = if legacy {
+                            json!({"wo": wo, "equipment": asset})
+                        } else {
+                            json!({"work_order": wo, "asset_id": asset})
+                        };
+                        self.envelope("work_order.started", legacy, now_us, resumed, &mut out);
+                        if let Some(o) = self.orders.get_mut(&wo) {
+                            o.status = "running";
+                            o.hold_reason = None;
+                        }
+                        if let Phase::Running { held_until_us, .. } = &mut self.machines[i].phase {
+                            *held_until_us = None;
+                        }
+                        continue;
+                    }
+                    let counts_now = floor.and_then(|f| f.get(&asset));
+                    let (done, good, scrap) = match (start_counts, counts_now) {
+                        (Some((p0, s0)), Some((p1, s1))) => {
+                            let made = p1.saturating_sub(p0);
+                            let scrap = s1.saturating_sub(s0).min(made);
+                            (made >= qty, made - scrap, scrap)
+                        }
+                        _ => {
+                            let scrap =
+                                u64::from(self.rng.f64() < 0.4) + u64::from(self.rng.f64() < 0.2);
+                            (now_us >= fallback_end_us, qty.saturating_sub(scrap), scrap)
+                        }
+                    };
+                    if !done {
+                        continue;
+                    }
+                    // An operator mistypes the count now and then.
+                    let good = if self.rng.f64() < 0.08 {
+                        good + 3 + self.rng.next_u64() % 4
+                    } else {
+                        good
+                    };
                     let serial = format!("{}-{:06}", asset, self.next_event);
                     let rework = self.rng.f64() < 0.15;
-                    let (op, done, quality) = if legacy {
+                    let inspected = self.rng.f64() >= 0.06;
+                    let (op, done_ev, quality) = if legacy {
                         (
                             json!({"wo": wo, "op_seq": 10, "equipment": asset, "good": good, "scrap": scrap}),
                             json!({"wo": wo, "good": good, "scrap": scrap}),
@@ -184,45 +493,195 @@ impl MesSim {
                         )
                     };
                     self.envelope("operation.completed", legacy, now_us, op, &mut out);
-                    self.envelope("work_order.completed", legacy, now_us, done, &mut out);
-                    self.envelope("quality.disposition", legacy, now_us, quality, &mut out);
-                    let changeover_min = 2.0 + self.rng.range(0.0, 6.0);
-                    let changeover = self.plant_minutes_us(changeover_min);
-                    self.machines[i].phase = Phase::Idle {
-                        next_start_us: now_us + changeover,
+                    self.envelope("work_order.completed", legacy, now_us, done_ev, &mut out);
+                    // An inspection result is sometimes never entered.
+                    if inspected {
+                        self.envelope("quality.disposition", legacy, now_us, quality, &mut out);
+                    }
+                    if let Some(o) = self.orders.get_mut(&wo) {
+                        o.status = "completed";
+                        o.good_count = good;
+                        o.scrap_count = scrap;
+                        o.completed_us = Some(now_us);
+                    }
+                    // Changeover; now and then the next order is long in coming.
+                    let long_wait = self.rng.f64() < 0.10;
+                    let gap_min = if long_wait {
+                        self.rng.range(15.0, 30.0)
+                    } else {
+                        self.rng.range(2.0, 8.0)
                     };
+                    self.set_mode(
+                        i,
+                        if long_wait { "idle" } else { "setup" },
+                        now_us,
+                        &mut out,
+                    );
+                    let next = now_us + self.plant_minutes_us(gap_min);
+                    self.machines[i].phase = Phase::Idle {
+                        next_start_us: next,
+                    };
+                    // The plan slides to when the machine is free again.
+                    let mut t = next;
+                    let gap = self.plant_minutes_us(5.0);
+                    for p in self.machines[i].queue.iter_mut() {
+                        let d = p.end_us - p.start_us;
+                        p.start_us = t;
+                        p.end_us = t + d;
+                        t = p.end_us + gap;
+                        if let Some(o) = self.orders.get_mut(&p.wo) {
+                            o.planned_start_us = p.start_us;
+                            o.planned_end_us = p.end_us;
+                        }
+                    }
                 }
-                _ => {}
+                Phase::Idle { .. } => {}
             }
         }
+        // Completed orders stay listed for a while, then leave the API.
+        let horizon = now_us - self.plant_minutes_us(240.0);
+        self.orders
+            .retain(|_, o| o.completed_us.is_none_or(|t| t >= horizon));
         out
+    }
+
+    /// Current orders (released, running, held, recently completed).
+    pub fn orders(&self) -> Vec<OrderRecord> {
+        self.orders.values().cloned().collect()
+    }
+
+    /// Orders not yet completed, in planned start order.
+    pub fn schedule(&self) -> Vec<OrderRecord> {
+        let mut v: Vec<OrderRecord> = self
+            .orders
+            .values()
+            .filter(|o| o.status != "completed")
+            .cloned()
+            .collect();
+        v.sort_by_key(|o| (o.planned_start_us, o.work_order.clone()));
+        v
+    }
+
+    /// The open orders as a B2MML production schedule.
+    pub fn schedule_b2mml(&self, now_us: i64) -> crate::mes::b2mml::Schedule {
+        crate::mes::b2mml::Schedule {
+            id: format!("SCHED-{}-{}", self.run_tag, now_us / 1_000_000),
+            published_us: Some(now_us),
+            requests: self
+                .schedule()
+                .into_iter()
+                .map(|o| crate::mes::b2mml::ProductionRequest {
+                    id: o.work_order,
+                    product: o.product,
+                    quantity: o.quantity as f64,
+                    unit: o.unit.into(),
+                    routing: o.routing,
+                    earliest_start_us: Some(o.planned_start_us),
+                    latest_end_us: Some(o.due_us),
+                })
+                .collect(),
+        }
+    }
+
+    /// Each machine's mode and the order it runs.
+    pub fn equipment(&self) -> Vec<(String, &'static str, Option<String>)> {
+        self.machines
+            .iter()
+            .map(|m| {
+                let wo = match &m.phase {
+                    Phase::Running { wo, .. } => Some(wo.clone()),
+                    Phase::Idle { .. } => None,
+                };
+                (m.asset_id.clone(), m.mode, wo)
+            })
+            .collect()
+    }
+
+    /// Recorded events with a source time at or after `since_us`, as sent.
+    pub fn events_since(&self, since_us: i64) -> Vec<Value> {
+        self.log
+            .iter()
+            .filter(|e| e.source_time_us >= since_us)
+            .filter_map(|e| serde_json::from_slice(&e.payload).ok())
+            .collect()
+    }
+}
+
+/// The simulator's state shared between its clock and its API.
+pub struct MesShared {
+    sim: Mutex<MesSim>,
+    online: AtomicBool,
+    /// Every request the REST API got, as `METHOD path`.
+    requests: Mutex<Vec<String>>,
+}
+
+impl MesShared {
+    fn sim(&self) -> std::sync::MutexGuard<'_, MesSim> {
+        self.sim.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Every request the API got so far, as `METHOD path`.
+    pub fn requests(&self) -> Vec<String> {
+        self.requests.lock().map(|r| r.clone()).unwrap_or_default()
+    }
+
+    pub fn orders(&self) -> Vec<OrderRecord> {
+        self.sim().orders()
     }
 }
 
 /// The running simulator.
 pub struct MesSimulator {
     worker: WorkerThread,
+    pub shared: Arc<MesShared>,
+    /// Events published (duplicates included).
     pub published: Arc<AtomicU64>,
+    /// `http://127.0.0.1:<port>` of the REST API.
+    pub api_url: String,
 }
 
 impl MesSimulator {
     pub fn stop(self) {
         self.worker.stop();
     }
+
+    /// Takes the MES off the network (false) or brings it back (true).
+    pub fn set_online(&self, online: bool) {
+        self.shared.online.store(online, Ordering::Relaxed);
+    }
+
+    pub fn is_online(&self) -> bool {
+        self.shared.online.load(Ordering::Relaxed)
+    }
 }
 
-/// Runs `sim` in real time, publishing to the broker at (host, port).
-pub fn spawn_mes_simulator(
-    mut sim: MesSim,
-    host: String,
-    port: u16,
-) -> Result<MesSimulator, DemoError> {
+/// Settings of a running simulator.
+#[derive(Debug, Clone)]
+pub struct MesSimSettings {
+    pub broker_host: String,
+    pub broker_port: u16,
+    /// Port of the REST API on 127.0.0.1.
+    pub api_port: u16,
+    pub heartbeat_interval_ms: u64,
+    /// The machines' counters (None: orders complete on planned duration).
+    pub floor: Option<Arc<ShopFloor>>,
+}
+
+/// Runs `sim` in real time: publishes to the broker and serves the API.
+pub fn spawn_mes_simulator(sim: MesSim, s: MesSimSettings) -> Result<MesSimulator, DemoError> {
     let published = Arc::new(AtomicU64::new(0));
     let count = published.clone();
+    let shared = Arc::new(MesShared {
+        sim: Mutex::new(sim),
+        online: AtomicBool::new(true),
+        requests: Mutex::new(Vec::new()),
+    });
+    let api_url = format!("http://127.0.0.1:{}", s.api_port);
+    let sh = shared.clone();
     let worker = WorkerThread::spawn("mes-sim", "MES simulator", move |stop| async move {
-        let mut opts = MqttOptions::new("mezzanine-demo-mes", host, port);
+        let mut opts = MqttOptions::new("mezzanine-demo-mes", s.broker_host, s.broker_port);
         opts.set_keep_alive(Duration::from_secs(10));
-        let (client, mut eventloop) = AsyncClient::new(opts, 1_000);
+        let (client, mut eventloop) = AsyncClient::new(opts, 10_000);
         tokio::spawn(async move {
             loop {
                 if eventloop.poll().await.is_err() {
@@ -230,17 +689,148 @@ pub fn spawn_mes_simulator(
                 }
             }
         });
+        let addr = SocketAddr::from(([127, 0, 0, 1], s.api_port));
+        let mut server: Option<tokio::task::JoinHandle<()>> = None;
+        let mut last_beat = std::time::Instant::now() - Duration::from_secs(3600);
         while !stop.load(Ordering::Relaxed) {
-            for m in sim.step(now_us()) {
-                if client
-                    .try_publish(m.topic, QoS::AtLeastOnce, false, m.payload)
-                    .is_ok()
-                {
-                    count.fetch_add(1, Ordering::Relaxed);
+            let online = sh.online.load(Ordering::Relaxed);
+            // The API is up exactly while the MES is online.
+            match (&server, online) {
+                (None, true) => match tokio::net::TcpListener::bind(addr).await {
+                    Ok(l) => server = Some(tokio::spawn(serve_api(l, sh.clone()))),
+                    Err(e) => bevy::log::warn!("MES simulator: cannot listen on {addr}: {e}"),
+                },
+                (Some(_), false) => {
+                    if let Some(t) = server.take() {
+                        t.abort();
+                        let _ = t.await;
+                    }
+                }
+                _ => {}
+            }
+            let msgs = sh.sim().step(now_us(), s.floor.as_deref());
+            if online {
+                for m in msgs {
+                    if client
+                        .try_publish(m.topic, QoS::AtLeastOnce, false, m.payload)
+                        .is_ok()
+                    {
+                        count.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                if last_beat.elapsed() >= Duration::from_millis(s.heartbeat_interval_ms) {
+                    last_beat = std::time::Instant::now();
+                    let beat = json!({"source_time": rfc3339(now_us()), "status": "online"});
+                    let _ = client.try_publish(
+                        MES_HEARTBEAT_TOPIC,
+                        QoS::AtMostOnce,
+                        false,
+                        beat.to_string().into_bytes(),
+                    );
                 }
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
+        if let Some(t) = server.take() {
+            t.abort();
+        }
     })?;
-    Ok(MesSimulator { worker, published })
+    Ok(MesSimulator {
+        worker,
+        shared,
+        published,
+        api_url,
+    })
+}
+
+// ---- the REST API ------------------------------------------------------------
+
+use axum::extract::{Query, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+
+async fn serve_api(listener: tokio::net::TcpListener, shared: Arc<MesShared>) {
+    let app = axum::Router::new()
+        .route("/api/v1/health", get(health))
+        .route("/api/v1/work-orders", get(work_orders))
+        .route("/api/v1/schedule", get(schedule))
+        .route("/api/v1/schedule.b2mml", get(schedule_b2mml))
+        .route("/api/v1/equipment", get(equipment))
+        .route("/api/v1/events", get(events))
+        .layer(axum::middleware::from_fn_with_state(
+            shared.clone(),
+            log_request,
+        ))
+        .with_state(shared);
+    if let Err(e) = axum::serve(listener, app).await {
+        bevy::log::warn!("MES simulator API: {e}");
+    }
+}
+
+async fn log_request(State(sh): State<Arc<MesShared>>, req: Request, next: Next) -> Response {
+    if let Ok(mut r) = sh.requests.lock() {
+        r.push(format!("{} {}", req.method(), req.uri().path()));
+    }
+    next.run(req).await
+}
+
+async fn health() -> impl IntoResponse {
+    axum::Json(json!({"status": "online", "as_of": rfc3339(now_us())}))
+}
+
+fn order_json(o: &OrderRecord) -> Value {
+    json!({
+        "work_order": o.work_order, "product": o.product,
+        "quantity": {"value": o.quantity, "unit": o.unit},
+        "routing": o.routing, "asset_id": o.asset_id, "status": o.status,
+        "operation": o.operation, "good_count": o.good_count, "scrap_count": o.scrap_count,
+        "hold_reason": o.hold_reason,
+        "planned_start": rfc3339(o.planned_start_us), "planned_end": rfc3339(o.planned_end_us),
+        "due": rfc3339(o.due_us),
+        "started": o.started_us.map(rfc3339), "completed": o.completed_us.map(rfc3339),
+    })
+}
+
+async fn work_orders(State(sh): State<Arc<MesShared>>) -> impl IntoResponse {
+    let orders: Vec<Value> = sh.sim().orders().iter().map(order_json).collect();
+    axum::Json(json!({"as_of": rfc3339(now_us()), "work_orders": orders}))
+}
+
+async fn schedule(State(sh): State<Arc<MesShared>>) -> impl IntoResponse {
+    let orders: Vec<Value> = sh.sim().schedule().iter().map(order_json).collect();
+    axum::Json(json!({"as_of": rfc3339(now_us()), "requests": orders}))
+}
+
+async fn schedule_b2mml(State(sh): State<Arc<MesShared>>) -> impl IntoResponse {
+    let xml = crate::mes::b2mml::write(&sh.sim().schedule_b2mml(now_us()));
+    ([(header::CONTENT_TYPE, "application/xml")], xml)
+}
+
+async fn equipment(State(sh): State<Arc<MesShared>>) -> impl IntoResponse {
+    let eq: Vec<Value> = sh
+        .sim()
+        .equipment()
+        .into_iter()
+        .map(|(a, mode, wo)| json!({"asset_id": a, "mode": mode, "work_order": wo}))
+        .collect();
+    axum::Json(json!({"as_of": rfc3339(now_us()), "equipment": eq}))
+}
+
+#[derive(serde::Deserialize)]
+struct Since {
+    since_us: Option<i64>,
+}
+
+async fn events(State(sh): State<Arc<MesShared>>, q: Query<Since>) -> Response {
+    let Some(since) = q.since_us else {
+        return (
+            StatusCode::BAD_REQUEST,
+            "since_us (microseconds since the Unix epoch) is required",
+        )
+            .into_response();
+    };
+    let ev = sh.sim().events_since(since);
+    axum::Json(json!({"as_of": rfc3339(now_us()), "events": ev})).into_response()
 }

@@ -111,10 +111,16 @@ pub fn start_embedded_plant(
         broker::free_port()?,
         settings.pki_dir.join("server"),
     )?);
+    let floor = Arc::new(mes::ShopFloor::new(&registry));
     let mes = mes::spawn_mes_simulator(
         mes::MesSim::new(&registry, settings.seed, now_us(), settings.time_scale),
-        "127.0.0.1".into(),
-        broker.port,
+        mes::MesSimSettings {
+            broker_host: "127.0.0.1".into(),
+            broker_port: broker.port,
+            api_port: broker::free_port()?,
+            heartbeat_interval_ms: 2_000,
+            floor: Some(floor.clone()),
+        },
     )?;
     let sim = plc::PlcSim::new(registry, settings.seed, now_us(), settings.time_scale);
     let publisher = publisher::spawn_publisher(
@@ -122,6 +128,7 @@ pub fn start_embedded_plant(
         Some(("127.0.0.1".into(), broker.port)),
         Some(opcua.clone()),
         settings.tick_ms,
+        Some(floor),
     )?;
     Ok(EmbeddedPlant {
         broker,

@@ -170,6 +170,11 @@ impl PlcSim {
         &self.registry
     }
 
+    /// Each machine's part and scrap counters (what an MES reads from it).
+    pub fn counters(&self) -> impl Iterator<Item = (AssetIdx, u64, u64)> + '_ {
+        self.machines.iter().map(|m| (m.asset, m.parts, m.scrap))
+    }
+
     /// Advance by `dt_wall_ms` of wall time; returns what is due.
     pub fn step(&mut self, dt_wall_ms: u64) -> Vec<Emission> {
         self.wall_ms += dt_wall_ms;

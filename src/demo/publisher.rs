@@ -58,6 +58,7 @@ pub fn spawn_publisher(
     mqtt: Option<(String, u16)>,
     opcua: Option<Arc<DemoOpcUaServer>>,
     tick_ms: u64,
+    floor: Option<Arc<super::mes::ShopFloor>>,
 ) -> Result<Publisher, DemoError> {
     let counters = Arc::new(PublisherCounters::default());
     let counters_t = counters.clone();
@@ -97,6 +98,11 @@ pub fn spawn_publisher(
                 // A PLC stamps a value when it publishes it: real time here.
                 let stamp_us = now_us();
                 let emissions = sim.step(tick_ms);
+                if let Some(f) = &floor {
+                    for (asset, parts, scrap) in sim.counters() {
+                        f.set(asset, parts, scrap);
+                    }
+                }
                 wall_ms += tick_ms;
                 let mut opc_batch = Vec::new();
                 let mut sparkplug_batches: HashMap<u32, Vec<(String, SampleValue)>> =

@@ -391,3 +391,51 @@ fn collect_answers(rx: Res<ReaderResponses>, mut answers: ResMut<HistoryAnswers>
     answers.0.clear();
     answers.0.extend(rx.0.try_iter());
 }
+
+/// Stores a production schedule (replacing an earlier import with the same
+/// ID) in one transaction; returns the number of requests stored.
+pub fn import_schedule(
+    store: &Store,
+    s: &crate::mes::b2mml::Schedule,
+    source: &str,
+) -> Result<usize, HistoryError> {
+    let c = &store.conn;
+    let sql = |e| sql_err("import schedule")(e);
+    c.execute_batch("BEGIN TRANSACTION").map_err(sql)?;
+    let result = (|| {
+        c.execute(
+            "DELETE FROM schedules WHERE schedule_id = ?",
+            duckdb::params![s.id],
+        )?;
+        let now = crate::ingest::now_us();
+        for r in &s.requests {
+            c.execute(
+                "INSERT INTO schedules VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                duckdb::params![
+                    now,
+                    s.id,
+                    source,
+                    r.id,
+                    r.product,
+                    r.quantity,
+                    r.unit,
+                    r.asset_id(),
+                    r.routing.join(">"),
+                    r.earliest_start_us,
+                    r.latest_end_us
+                ],
+            )?;
+        }
+        Ok::<_, duckdb::Error>(s.requests.len())
+    })();
+    match result {
+        Ok(n) => {
+            c.execute_batch("COMMIT").map_err(sql)?;
+            Ok(n)
+        }
+        Err(e) => {
+            let _ = c.execute_batch("ROLLBACK");
+            Err(sql(e))
+        }
+    }
+}

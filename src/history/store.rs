@@ -14,12 +14,12 @@ use super::{HistoryError, sql_err as sql};
 use crate::registry::{AssetIdx, AssetRegistry, PropertyRef};
 
 /// The schema this build writes. Older files are migrated on open.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// Each migration takes the file from version `i` to `i + 1` (index 0 creates
 /// version 1). Appended columns keep the column order of older files, so a
 /// fresh file is built by running the whole chain.
-const MIGRATIONS: [&str; 2] = [
+const MIGRATIONS: [&str; 3] = [
     // v1: the first recorder.
     "CREATE TABLE meta (key VARCHAR PRIMARY KEY, value BIGINT NOT NULL);
      CREATE TABLE properties (prop_id INTEGER PRIMARY KEY, asset_id VARCHAR NOT NULL,
@@ -62,6 +62,19 @@ const MIGRATIONS: [&str; 2] = [
        FROM samples s JOIN properties p USING (prop_id);
      CREATE VIEW transitions_readable AS
        SELECT make_timestamp(ts_us) AS ts_utc, asset_id, state, reason FROM transitions;",
+    // v3: MES outages (context-unavailable samples, back-filled later) and
+    // imported production schedules.
+    "ALTER TABLE samples ADD COLUMN context_unavailable BOOLEAN;
+     CREATE TABLE mes_outages (start_us BIGINT NOT NULL, end_us BIGINT, backfilled_rows BIGINT);
+     CREATE TABLE schedules (imported_us BIGINT NOT NULL, schedule_id VARCHAR NOT NULL,
+                             source VARCHAR NOT NULL, work_order VARCHAR NOT NULL, product VARCHAR,
+                             quantity DOUBLE, unit VARCHAR, asset_id VARCHAR, routing VARCHAR,
+                             earliest_start_us BIGINT, latest_end_us BIGINT);
+     CREATE OR REPLACE VIEW samples_readable AS
+       SELECT make_timestamp(s.ts_us) AS ts_utc, p.asset_id, p.property, p.unit, s.value, s.text,
+              s.blob_id, s.quality, s.origin, make_timestamp(s.received_us) AS received_utc,
+              s.work_order, s.context_unavailable
+       FROM samples s JOIN properties p USING (prop_id);",
 ];
 
 /// What happened when the file was opened.

@@ -100,6 +100,19 @@ pub enum WriterMsg {
         ts_us: i64,
         name: String,
     },
+    /// The MES became unreachable (`up: false`, from `ts_us` on) or came
+    /// back. While it is away, samples are marked context-unavailable.
+    MesLink {
+        up: bool,
+        ts_us: i64,
+    },
+    /// The MES is back and its missed events are applied: fill in the work
+    /// order of every context-unavailable sample in the range from the
+    /// work-order history, and close the outage.
+    Backfill {
+        from_us: i64,
+        to_us: i64,
+    },
     /// Commit what is queued now and answer when it is durable.
     Flush(Sender<()>),
     /// Commit what is queued, checkpoint and stop.
@@ -252,6 +265,9 @@ struct SampleRow {
     received_us: i64,
     work_order: Option<Arc<str>>,
     seq: i64,
+    /// Recorded while the MES was unreachable: the work order is unknown
+    /// until the back-fill after it returns.
+    context_unavailable: bool,
 }
 
 struct BlobRow {
@@ -327,6 +343,8 @@ struct Writer {
     shutting_down: bool,
     /// MES event ids already stored (seeded from the file).
     mes_seen: crate::mes::sync::SeenEvents,
+    /// The MES is unreachable: samples carry no work order until back-filled.
+    mes_down: bool,
 }
 
 /// A fast hasher for the integer keys of the hot path (the idempotency set
@@ -452,6 +470,7 @@ impl Writer {
                 .map(|a| work_orders.get(a).cloned().flatten())
                 .collect(),
             asset_ids,
+            mes_down: false,
             seen: HashSet::default(),
             seen_order: VecDeque::new(),
             last: HashMap::default(),
@@ -677,6 +696,10 @@ impl Writer {
         match m {
             WriterMsg::Flush(reply) => self.batch.replies.push(reply),
             WriterMsg::Shutdown => self.shutting_down = true,
+            WriterMsg::MesLink { up, .. } => {
+                self.mes_down = !up;
+                self.batch.app.push(m);
+            }
             WriterMsg::WorkOrder {
                 ref asset_id,
                 ref work_order,
@@ -762,11 +785,14 @@ impl Writer {
                 },
             );
         }
-        let work_order = self
-            .work_orders
-            .get(s.property.asset.0 as usize)
-            .cloned()
-            .flatten();
+        let work_order = if self.mes_down {
+            None
+        } else {
+            self.work_orders
+                .get(s.property.asset.0 as usize)
+                .cloned()
+                .flatten()
+        };
         let seq = self.next_seq;
         self.next_seq += 1;
         // At or before the last keyframe (a later batch, so not in it).
@@ -784,6 +810,7 @@ impl Writer {
             received_us: s.hops.received_us,
             work_order,
             seq,
+            context_unavailable: self.mes_down,
         });
     }
 
@@ -885,7 +912,8 @@ impl Writer {
                     r.origin,
                     r.received_us,
                     r.work_order.as_deref(),
-                    r.seq
+                    r.seq,
+                    r.context_unavailable
                 ])?;
             }
             a.flush()?;
@@ -970,6 +998,43 @@ impl Writer {
                         "INSERT INTO bookmarks VALUES (?, ?, ?)",
                         params![ts_us, name, received],
                     )?;
+                }
+                WriterMsg::MesLink { up: false, ts_us } => {
+                    c.execute(
+                        "INSERT INTO mes_outages SELECT ?, NULL, NULL
+                         WHERE NOT EXISTS (SELECT 1 FROM mes_outages WHERE end_us IS NULL)",
+                        params![ts_us],
+                    )?;
+                    // The outage began when the MES was last heard: what was
+                    // recorded since then carries a context that may be stale.
+                    c.execute(
+                        "UPDATE samples SET context_unavailable = true, work_order = NULL
+                         WHERE ts_us >= ? AND context_unavailable IS NOT TRUE",
+                        params![ts_us],
+                    )?;
+                }
+                WriterMsg::MesLink { up: true, .. } => {}
+                WriterMsg::Backfill { from_us, to_us } => {
+                    // Each sample's work order is the one its asset ran at the
+                    // sample's source time, per the (now complete) MES history.
+                    let filled = c.execute(
+                        "UPDATE samples SET work_order = f.wo, context_unavailable = false
+                         FROM (SELECT s.seq AS seq, w.work_order AS wo
+                               FROM samples s JOIN properties p USING (prop_id)
+                               ASOF LEFT JOIN work_orders w
+                                 ON p.asset_id = w.asset_id AND s.ts_us >= w.ts_us
+                               WHERE s.context_unavailable) f
+                         WHERE samples.seq = f.seq",
+                        [],
+                    )?;
+                    c.execute(
+                        "UPDATE mes_outages SET end_us = ?, backfilled_rows = ?
+                         WHERE end_us IS NULL OR (start_us >= ? AND start_us <= ?)",
+                        params![to_us, filled as i64, from_us, to_us],
+                    )?;
+                    bevy::log::info!(
+                        "MES context back-filled for {filled} samples recorded while it was away"
+                    );
                 }
                 WriterMsg::Flush(_) | WriterMsg::Shutdown => {}
             }

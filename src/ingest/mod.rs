@@ -97,6 +97,10 @@ pub enum IngestEvent {
     },
     /// A validated MES event (from the MES topic tree).
     Mes(Box<crate::mes::Envelope>, Option<Ack>),
+    /// The MES's heartbeat arrived (a status event: not recorded).
+    MesHeartbeat {
+        received_us: i64,
+    },
 }
 
 /// What the recording tap receives: every sample and dead letter, with the
@@ -115,7 +119,7 @@ impl IngestEvent {
             IngestEvent::Sample(s, _) => Some(IngestEvent::Sample(s.clone(), None)),
             IngestEvent::DeadLetter(d, _) => Some(IngestEvent::DeadLetter(d.clone(), None)),
             IngestEvent::Mes(e, _) => Some(IngestEvent::Mes(e.clone(), None)),
-            IngestEvent::Link { .. } => None,
+            IngestEvent::Link { .. } | IngestEvent::MesHeartbeat { .. } => None,
         }
     }
 
@@ -125,7 +129,7 @@ impl IngestEvent {
             IngestEvent::Sample(s, ack) => Some(Recorded::Sample(s, ack)),
             IngestEvent::DeadLetter(d, ack) => Some(Recorded::DeadLetter(d, ack)),
             IngestEvent::Mes(e, ack) => Some(Recorded::Mes(e, ack)),
-            IngestEvent::Link { .. } => None,
+            IngestEvent::Link { .. } | IngestEvent::MesHeartbeat { .. } => None,
         }
     }
 }
@@ -159,7 +163,11 @@ impl IngestSender {
     /// nobody listens any more. A sample whose recorder is gone keeps its
     /// ack unsent, so the broker delivers it again to the next session.
     pub fn send(&self, ev: IngestEvent) -> bool {
-        let (Some(rec), false) = (&self.recorder, matches!(ev, IngestEvent::Link { .. })) else {
+        let status = matches!(
+            ev,
+            IngestEvent::Link { .. } | IngestEvent::MesHeartbeat { .. }
+        );
+        let (Some(rec), false) = (&self.recorder, status) else {
             return self.twin.as_ref().is_none_or(|t| t.send(ev).is_ok());
         };
         // The recorder takes the ack; the twin, if any, gets a copy without it.
@@ -210,6 +218,13 @@ pub struct PendingSamples(pub Vec<(Sample, Option<Ack>)>);
 /// MES events drained this frame, waiting for the MES sync to apply them.
 #[derive(Resource, Debug, Default)]
 pub struct PendingMes(pub Vec<(crate::mes::Envelope, Option<Ack>)>);
+
+/// When the MES's heartbeat was last received (µs since the Unix epoch).
+#[derive(Resource, Debug, Default, Clone, Copy, PartialEq)]
+pub struct MesHeartbeats {
+    pub last_received_us: Option<i64>,
+    pub count: u64,
+}
 
 /// The most recent dead letters and the count of all of them.
 #[derive(Resource, Debug, Default)]
@@ -279,6 +294,7 @@ pub fn drain_ingest(
     budget: Res<DrainBudget>,
     mut pending: ResMut<PendingSamples>,
     mut pending_mes: ResMut<PendingMes>,
+    mut beats: Option<ResMut<MesHeartbeats>>,
     mut dead: ResMut<DeadLetters>,
     mut links: ResMut<LinkStatus>,
 ) {
@@ -286,6 +302,12 @@ pub fn drain_ingest(
         match ev {
             IngestEvent::Sample(s, ack) => pending.0.push((s, ack)),
             IngestEvent::Mes(e, ack) => pending_mes.0.push((*e, ack)),
+            IngestEvent::MesHeartbeat { received_us } => {
+                if let Some(b) = beats.as_deref_mut() {
+                    b.last_received_us = Some(received_us);
+                    b.count += 1;
+                }
+            }
             IngestEvent::DeadLetter(d, ack) => {
                 dead.push(d);
                 // Recorded: the broker need not send it again.

@@ -44,12 +44,16 @@ pub struct MqttSettings {
 pub struct MesRoute {
     /// e.g. `acme/lyon/mes/events/`
     pub topic_prefix: String,
+    /// e.g. `acme/lyon/mes/heartbeat` (None: no heartbeat)
+    pub heartbeat_topic: Option<String>,
     pub contract: Arc<crate::mes::Contract>,
 }
 
 impl PartialEq for MesRoute {
     fn eq(&self, other: &Self) -> bool {
-        self.topic_prefix == other.topic_prefix && Arc::ptr_eq(&self.contract, &other.contract)
+        self.topic_prefix == other.topic_prefix
+            && self.heartbeat_topic == other.heartbeat_topic
+            && Arc::ptr_eq(&self.contract, &other.contract)
     }
 }
 
@@ -208,6 +212,15 @@ async fn run(
             }
             Ok(Event::Incoming(Packet::Publish(p))) => {
                 let received_us = now_us();
+                if settings
+                    .mes
+                    .as_ref()
+                    .and_then(|m| m.heartbeat_topic.as_deref())
+                    == Some(p.topic.as_str())
+                {
+                    tx.try_send(IngestEvent::MesHeartbeat { received_us });
+                    continue;
+                }
                 let evs = match settings
                     .mes
                     .as_ref()
@@ -292,7 +305,7 @@ pub fn to_events(
             IngestEvent::Sample(_, a) | IngestEvent::DeadLetter(_, a) | IngestEvent::Mes(_, a) => {
                 *a = ack.take()
             }
-            IngestEvent::Link { .. } => {}
+            IngestEvent::Link { .. } | IngestEvent::MesHeartbeat { .. } => {}
         }
     }
     if let Some(a) = ack {

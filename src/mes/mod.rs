@@ -7,7 +7,9 @@
 //! to the MES. (The MES simulator, the MQTT and polling wiring, outages and
 //! reconciliation build on these.)
 
+pub mod b2mml;
 pub mod contract;
+pub mod poll;
 pub mod sync;
 
 pub use contract::{Contract, Envelope, MesEvent};
@@ -50,6 +52,10 @@ pub enum MesError {
         version: String,
         message: String,
     },
+    #[error("B2MML schedule {file}:\n  {}", problems.join("\n  "))]
+    B2mml { file: String, problems: Vec<String> },
+    #[error("MES API {url}: {message}")]
+    Api { url: String, message: String },
     #[error("event {id}: {event_type} could not be upcast: {message}")]
     Upcast {
         id: String,
@@ -58,11 +64,15 @@ pub enum MesError {
     },
 }
 
+use std::sync::Arc;
+
 use bevy::prelude::*;
 
 use crate::MezzanineSet;
+use crate::config::{MesDomains, SyncMode};
 use crate::history::{History, WriterMsg};
-use crate::ingest::PendingMes;
+use crate::ingest::{MesHeartbeats, PendingMes, now_us};
+use poll::{PollCommand, PollMsg};
 
 /// The MES sync state in the app.
 #[derive(Resource, Debug)]
@@ -75,21 +85,203 @@ pub struct MesContext {
     pub last_event_us: Option<i64>,
 }
 
-/// Applies MES events: dedupe, reorder, apply, record work-order context.
+/// Whether the MES is reachable, as the twin sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkStatus {
+    /// Nothing heard yet.
+    Unknown,
+    Up,
+    /// Nothing heard since `since_us`: observations are context-unavailable.
+    Down {
+        since_us: i64,
+    },
+    /// Heard again; fetching the events missed since `since_us`.
+    CatchingUp {
+        since_us: i64,
+    },
+}
+
+/// The MES connection: heartbeat, events and polls in; outages out.
+#[derive(Resource, Debug, Clone)]
+pub struct MesLink {
+    pub status: LinkStatus,
+    /// Receipt time of the newest heartbeat, event or successful poll.
+    pub last_heard_us: Option<i64>,
+    pub last_poll_us: Option<i64>,
+    pub last_poll_error: Option<String>,
+    /// Outages seen this run: (start, end once over).
+    pub outages: Vec<(i64, Option<i64>)>,
+    /// Events fetched by catch-up after outages.
+    pub caught_up_events: u64,
+    pub timeout_us: i64,
+    pub domains: MesDomains,
+    pub poll_interval_ms: u64,
+    /// A poller is running (some domain is polled, or the API is watched).
+    pub polling: bool,
+    started_us: i64,
+}
+
+impl MesLink {
+    pub fn is_down(&self) -> bool {
+        matches!(
+            self.status,
+            LinkStatus::Down { .. } | LinkStatus::CatchingUp { .. }
+        )
+    }
+
+    fn heard(&mut self, at_us: i64) {
+        self.last_heard_us = Some(self.last_heard_us.map_or(at_us, |t| t.max(at_us)));
+    }
+}
+
+/// The polling channel to the MES API (when one is configured).
+#[derive(Resource)]
+pub struct MesPollChannel {
+    pub results: crossbeam_channel::Receiver<PollMsg>,
+    pub commands: crossbeam_channel::Sender<PollCommand>,
+}
+
+/// The MES's production schedule, as last polled.
+#[derive(Resource, Debug, Default, Clone)]
+pub struct MesSchedule {
+    pub as_of_us: Option<i64>,
+    pub orders: Vec<poll::OrderSnapshot>,
+}
+
+/// An MES event the twin applied (in source-time order, once per id).
+#[derive(Message, Debug, Clone)]
+pub struct MesApplied(pub Envelope);
+
+/// Applies MES events and polls: dedupe, reorder, apply, record work-order
+/// context; watches the link and catches up after an outage.
 pub struct MesPlugin {
     pub reorder_window_us: i64,
     /// Event ids already applied in earlier runs (from the history file).
     pub seen: Vec<String>,
+    pub heartbeat_timeout_ms: u64,
+    pub domains: MesDomains,
+    pub poll_interval_ms: u64,
+}
+
+impl MesPlugin {
+    /// Settings from the `[mes]` configuration.
+    pub fn from_config(c: &crate::config::MesConfig, seen: Vec<String>) -> Self {
+        Self {
+            reorder_window_us: c.reorder_window_ms as i64 * 1000,
+            seen,
+            heartbeat_timeout_ms: c.heartbeat_timeout_ms,
+            domains: c.domains.clone(),
+            poll_interval_ms: c.poll_interval_ms,
+        }
+    }
+}
+
+/// Event types of each polled domain (recorded, but not applied).
+fn polled_types(d: &MesDomains) -> Vec<String> {
+    let mut v = Vec::new();
+    if d.work_orders == SyncMode::Polling {
+        v.extend(
+            [
+                "work_order.started",
+                "work_order.held",
+                "work_order.completed",
+                "operation.started",
+                "operation.completed",
+            ]
+            .map(String::from),
+        );
+    }
+    if d.equipment == SyncMode::Polling {
+        v.push("equipment.mode_changed".into());
+    }
+    v
 }
 
 impl Plugin for MesPlugin {
     fn build(&self, app: &mut App) {
         let mut sync = MesSync::new(self.reorder_window_us, 100_000);
         sync.seen.seed(self.seen.iter().cloned());
+        sync.ignored_types.extend(polled_types(&self.domains));
+        let contract = match Contract::load() {
+            Ok(c) => Some(Arc::new(c)),
+            Err(e) => {
+                error!("MES contract: {e}");
+                None
+            }
+        };
         app.insert_resource(MesState(sync))
+            .insert_resource(MesLink {
+                status: LinkStatus::Unknown,
+                last_heard_us: None,
+                last_poll_us: None,
+                last_poll_error: None,
+                outages: Vec::new(),
+                caught_up_events: 0,
+                timeout_us: self.heartbeat_timeout_ms as i64 * 1000,
+                domains: self.domains.clone(),
+                poll_interval_ms: self.poll_interval_ms,
+                polling: false,
+                started_us: now_us(),
+            })
+            .insert_resource(MesContract(contract))
             .init_resource::<MesContext>()
+            .init_resource::<MesSchedule>()
             .init_resource::<PendingMes>()
-            .add_systems(Update, apply_mes.in_set(MezzanineSet::Apply));
+            .init_resource::<MesHeartbeats>()
+            .add_message::<MesApplied>()
+            .add_systems(
+                Update,
+                (receive_polls, apply_mes, watch_link)
+                    .chain()
+                    .in_set(MezzanineSet::Apply),
+            );
+    }
+}
+
+#[derive(Resource)]
+struct MesContract(Option<Arc<Contract>>);
+
+/// Records what the twin now believes each machine runs.
+fn record_changes(changes: Vec<Change>, ctx: &mut MesContext, history: Option<&History>) {
+    for c in changes {
+        if let Change::AssetWorkOrder {
+            asset_id,
+            work_order,
+            ts_us,
+        } = c
+        {
+            match &work_order {
+                Some(w) => {
+                    ctx.work_orders.insert(asset_id.clone(), w.clone());
+                }
+                None => {
+                    ctx.work_orders.remove(&asset_id);
+                }
+            }
+            if let Some(h) = history {
+                h.record(WriterMsg::WorkOrder {
+                    asset_id,
+                    work_order,
+                    ts_us,
+                });
+            }
+        }
+    }
+}
+
+fn apply_released(
+    released: Vec<(Envelope, Vec<Change>)>,
+    ctx: &mut MesContext,
+    history: Option<&History>,
+    applied: &mut MessageWriter<MesApplied>,
+) {
+    for (e, changes) in released {
+        ctx.last_event_us = Some(
+            ctx.last_event_us
+                .map_or(e.source_time_us, |t| t.max(e.source_time_us)),
+        );
+        applied.write(MesApplied(e));
+        record_changes(changes, ctx, history);
     }
 }
 
@@ -97,8 +289,10 @@ fn apply_mes(
     mut pending: ResMut<PendingMes>,
     mut state: ResMut<MesState>,
     mut ctx: ResMut<MesContext>,
+    mut link: ResMut<MesLink>,
     history: Option<Res<History>>,
     mut quiet_since: Local<Option<std::time::Instant>>,
+    mut applied: MessageWriter<MesApplied>,
 ) {
     let got = !pending.0.is_empty();
     for (e, ack) in pending.0.drain(..) {
@@ -110,38 +304,163 @@ fn apply_mes(
     }
     if got {
         *quiet_since = Some(std::time::Instant::now());
+        link.heard(now_us());
     }
     // Once the source is quiet for the window, everything held is applied.
     let window = std::time::Duration::from_micros(state.0.reorder_window_us().max(0) as u64);
     let flush = quiet_since.is_some_and(|t| t.elapsed() >= window);
-    for (e, changes) in state.0.step(flush) {
-        ctx.last_event_us = Some(
-            ctx.last_event_us
-                .map_or(e.source_time_us, |t| t.max(e.source_time_us)),
-        );
-        for c in changes {
-            if let Change::AssetWorkOrder {
-                asset_id,
-                work_order,
-                ts_us,
-            } = c
-            {
-                match &work_order {
-                    Some(w) => {
-                        ctx.work_orders.insert(asset_id.clone(), w.clone());
-                    }
-                    None => {
-                        ctx.work_orders.remove(&asset_id);
+    let released = state.0.step(flush);
+    apply_released(released, &mut ctx, history.as_deref(), &mut applied);
+}
+
+#[allow(clippy::too_many_arguments)]
+fn receive_polls(
+    channel: Option<Res<MesPollChannel>>,
+    contract: Res<MesContract>,
+    mut state: ResMut<MesState>,
+    mut ctx: ResMut<MesContext>,
+    mut link: ResMut<MesLink>,
+    mut schedule: ResMut<MesSchedule>,
+    history: Option<Res<History>>,
+    mut applied: MessageWriter<MesApplied>,
+) {
+    let Some(ch) = channel else {
+        return;
+    };
+    link.polling = true;
+    for msg in ch.results.try_iter() {
+        match msg {
+            PollMsg::Snapshot(snap) => {
+                link.last_poll_us = Some(snap.received_us);
+                link.last_poll_error = None;
+                link.heard(snap.received_us);
+                let mut changes = Vec::new();
+                if let Some(orders) = &snap.work_orders {
+                    changes.extend(state.0.book.apply_orders_snapshot(orders, snap.as_of_us));
+                }
+                if let Some(eq) = &snap.equipment {
+                    changes.extend(state.0.book.apply_equipment_snapshot(eq, snap.as_of_us));
+                }
+                if let Some(s) = snap.schedule {
+                    schedule.as_of_us = Some(snap.as_of_us);
+                    schedule.orders = s;
+                }
+                record_changes(changes, &mut ctx, history.as_deref());
+            }
+            PollMsg::Unreachable { error, .. } => {
+                if link.last_poll_error.is_none() {
+                    warn!("MES API: {error}");
+                }
+                link.last_poll_error = Some(error);
+            }
+            PollMsg::CatchUp { since_us, events } => {
+                let mut new = 0u64;
+                if let Some(c) = &contract.0 {
+                    for v in &events {
+                        match c.decode_value(v, "MES API /api/v1/events") {
+                            Ok(e) => {
+                                if let Some(h) = &history
+                                    && !state.0.seen.contains(&e.id)
+                                {
+                                    h.record(WriterMsg::mes_event(&e));
+                                }
+                                if state.0.offer(e) {
+                                    new += 1;
+                                }
+                            }
+                            Err(e) => warn!("MES catch-up: {e}"),
+                        }
                     }
                 }
+                // Everything missed is applied now, in source-time order.
+                let released = state.0.step(true);
+                apply_released(released, &mut ctx, history.as_deref(), &mut applied);
+                link.caught_up_events += new;
+                info!(
+                    "MES catch-up: {} events since the outage began, {new} of them missed",
+                    events.len()
+                );
+                finish_recovery(&mut link, since_us, history.as_deref());
+            }
+            PollMsg::CatchUpFailed { since_us, error } => {
+                warn!("MES catch-up failed ({error}); context stays unavailable until it works");
+                // Ask again on the next check.
+                link.status = LinkStatus::Down { since_us };
+            }
+        }
+    }
+}
+
+fn finish_recovery(link: &mut MesLink, since_us: i64, history: Option<&History>) {
+    let now = now_us();
+    if let Some(h) = history {
+        h.record(WriterMsg::Backfill {
+            from_us: since_us,
+            to_us: now,
+        });
+        h.record(WriterMsg::MesLink {
+            up: true,
+            ts_us: now,
+        });
+    }
+    if let Some(o) = link.outages.last_mut()
+        && o.1.is_none()
+    {
+        o.1 = Some(now);
+    }
+    info!("MES back after {:.0} s", (now - since_us) as f64 / 1e6);
+    link.status = LinkStatus::Up;
+}
+
+fn watch_link(
+    mut link: ResMut<MesLink>,
+    beats: Res<MesHeartbeats>,
+    channel: Option<Res<MesPollChannel>>,
+    state: Res<MesState>,
+    history: Option<Res<History>>,
+) {
+    if let Some(t) = beats.last_received_us {
+        link.heard(t);
+    }
+    let now = now_us();
+    let heard = link.last_heard_us;
+    match link.status {
+        LinkStatus::Unknown | LinkStatus::Up => {
+            let silent_since = heard.unwrap_or(link.started_us);
+            if now - silent_since > link.timeout_us {
+                warn!(
+                    "MES silent for {:.0} s: observations are marked context-unavailable",
+                    (now - silent_since) as f64 / 1e6
+                );
+                link.status = LinkStatus::Down {
+                    since_us: silent_since,
+                };
+                link.outages.push((silent_since, None));
                 if let Some(h) = &history {
-                    h.record(WriterMsg::WorkOrder {
-                        asset_id,
-                        work_order,
-                        ts_us,
+                    h.record(WriterMsg::MesLink {
+                        up: false,
+                        ts_us: silent_since,
                     });
+                }
+            } else if heard.is_some() {
+                link.status = LinkStatus::Up;
+            }
+        }
+        LinkStatus::Down { since_us } => {
+            // Heard again within the timeout: back.
+            if heard.is_some_and(|t| now - t <= link.timeout_us / 2 && t > since_us) {
+                match &channel {
+                    Some(ch) => {
+                        // Events from before the outage's start may still be in
+                        // flight; ask from one reorder window earlier.
+                        let from = since_us - state.0.reorder_window_us() - 1_000_000;
+                        let _ = ch.commands.send(PollCommand::CatchUp { since_us: from });
+                        link.status = LinkStatus::CatchingUp { since_us };
+                    }
+                    None => finish_recovery(&mut link, since_us, history.as_deref()),
                 }
             }
         }
+        LinkStatus::CatchingUp { .. } => {}
     }
 }

@@ -317,6 +317,74 @@ impl WorkOrderBook {
         out
     }
 
+    /// Reconciles a polled list of orders against the book (the polling
+    /// mode): order status and counts, and which order each machine runs
+    /// (running or held on it), as of `ts_us`. Returns what changed.
+    pub fn apply_orders_snapshot(
+        &mut self,
+        orders: &[super::poll::OrderSnapshot],
+        ts_us: i64,
+    ) -> Vec<Change> {
+        let mut out = Vec::new();
+        let mut on_asset: HashMap<&str, &super::poll::OrderSnapshot> = HashMap::new();
+        for o in orders {
+            let status = match o.status.as_str() {
+                "running" => OrderStatus::Running,
+                "held" => OrderStatus::Held,
+                "completed" => OrderStatus::Completed,
+                _ => OrderStatus::Released,
+            };
+            self.set_status(&o.work_order, status, ts_us, &mut out);
+            let rec = self.order(&o.work_order, ts_us);
+            rec.product = Some(o.product.clone());
+            rec.quantity = Some(o.quantity);
+            rec.due_us = o.due_us.or(rec.due_us);
+            rec.good_count = o.good_count;
+            rec.scrap_count = o.scrap_count;
+            if matches!(status, OrderStatus::Running | OrderStatus::Held) {
+                on_asset.insert(o.asset_id.as_str(), o);
+            }
+        }
+        let mut assets: Vec<String> = self.assets.keys().cloned().collect();
+        assets.extend(on_asset.keys().map(|a| a.to_string()));
+        assets.sort();
+        assets.dedup();
+        for a in assets {
+            let wo = on_asset.get(a.as_str()).map(|o| o.work_order.clone());
+            self.set_asset_order(&a, wo.as_deref(), ts_us, &mut out);
+            if let Some(o) = on_asset.get(a.as_str()) {
+                self.assets.entry(a.clone()).or_default().operation = o.operation;
+            }
+        }
+        out
+    }
+
+    /// Reconciles polled equipment modes against the book.
+    pub fn apply_equipment_snapshot(
+        &mut self,
+        equipment: &[super::poll::EquipmentSnapshot],
+        ts_us: i64,
+    ) -> Vec<Change> {
+        let mut out = Vec::new();
+        for e in equipment {
+            let Ok(mode) = serde_json::from_value::<EquipmentMode>(serde_json::Value::String(
+                e.mode.to_ascii_lowercase(),
+            )) else {
+                continue;
+            };
+            let ctx = self.assets.entry(e.asset_id.clone()).or_default();
+            if ctx.mode != Some(mode) {
+                ctx.mode = Some(mode);
+                out.push(Change::AssetMode {
+                    asset_id: e.asset_id.clone(),
+                    mode,
+                    ts_us,
+                });
+            }
+        }
+        out
+    }
+
     /// Work orders currently running on `asset`.
     pub fn active_on(&self, asset: &str) -> Option<&str> {
         self.assets.get(asset)?.work_order.as_deref()
@@ -331,6 +399,9 @@ pub struct MesSync {
     pub book: WorkOrderBook,
     pub duplicates: u64,
     pub applied: u64,
+    /// Event types whose domain is polled: recorded, not applied.
+    pub ignored_types: HashSet<String>,
+    pub ignored: u64,
 }
 
 impl MesSync {
@@ -341,6 +412,8 @@ impl MesSync {
             book: WorkOrderBook::default(),
             duplicates: 0,
             applied: 0,
+            ignored_types: HashSet::new(),
+            ignored: 0,
         }
     }
 
@@ -368,6 +441,10 @@ impl MesSync {
         ready
             .into_iter()
             .map(|e| {
+                if self.ignored_types.contains(&e.event_type) {
+                    self.ignored += 1;
+                    return (e, Vec::new());
+                }
                 self.applied += 1;
                 let ch = self.book.apply(&e);
                 (e, ch)

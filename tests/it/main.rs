@@ -6,6 +6,7 @@ mod check_cli;
 mod history;
 mod live;
 mod mes;
+mod mes_peer;
 mod registry;
 mod screenshot;
 mod twin_live;

@@ -318,6 +318,7 @@ fn mes_events_over_mqtt_set_work_orders_once_and_refusals_become_dead_letters() 
             tls: None,
             mes: Some(MesRoute {
                 topic_prefix: "acme/lyon/mes/events/".into(),
+                heartbeat_topic: None,
                 contract: Arc::new(Contract::load().expect("contract")),
             }),
         },
@@ -329,6 +330,9 @@ fn mes_events_over_mqtt_set_work_orders_once_and_refusals_become_dead_letters() 
     app.add_plugins(plugin).add_plugins(MesPlugin {
         reorder_window_us: 0,
         seen: Vec::new(),
+        heartbeat_timeout_ms: 600_000,
+        domains: Default::default(),
+        poll_interval_ms: 10_000,
     });
     let start = Instant::now();
     while app.world().resource::<LinkStatus>().mqtt != LinkState::Connected {
@@ -422,7 +426,7 @@ fn the_mes_simulator_speaks_the_contract_at_least_once_in_both_versions() {
         let mut msgs = Vec::new();
         // Two plant hours at ×10: 12 wall minutes in 1 s steps.
         for s in 0..720i64 {
-            msgs.extend(sim.step(1_795_500_000_000_000 + s * 1_000_000));
+            msgs.extend(sim.step(1_795_500_000_000_000 + s * 1_000_000, None));
         }
         msgs
     };

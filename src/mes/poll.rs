@@ -1,0 +1,360 @@
+//! Polling the MES REST API: a base URL and the polled domains in;
+//! [`PollMsg`]s (snapshots, outages, catch-up events) out on a channel.
+//!
+//! Runs on its own named thread. Every interval it asks `/api/v1/health`,
+//! then the resources of the domains configured for polling; on request it
+//! fetches the event log since a time (catch-up after an outage). It knows
+//! nothing about entities or the twin's model, and it only ever sends GET.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, Sender};
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Bytes;
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::MesError;
+use crate::ingest::now_us;
+use crate::ingest::worker::WorkerThread;
+
+/// What the poller is asked for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PollSettings {
+    /// e.g. `http://127.0.0.1:8080`
+    pub api_url: String,
+    pub interval_ms: u64,
+    pub work_orders: bool,
+    pub equipment: bool,
+    pub schedule: bool,
+}
+
+/// One order in a snapshot.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OrderSnapshot {
+    pub work_order: String,
+    pub product: String,
+    pub quantity: f64,
+    pub unit: String,
+    pub asset_id: String,
+    /// released | running | held | completed
+    pub status: String,
+    pub operation: Option<u32>,
+    pub good_count: u64,
+    pub scrap_count: u64,
+    pub planned_start_us: Option<i64>,
+    pub planned_end_us: Option<i64>,
+    pub due_us: Option<i64>,
+}
+
+/// One machine's mode in a snapshot.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EquipmentSnapshot {
+    pub asset_id: String,
+    pub mode: String,
+    pub work_order: Option<String>,
+}
+
+/// What one poll saw (a domain not polled is `None`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Snapshot {
+    /// The MES's own time of the answer.
+    pub as_of_us: i64,
+    pub received_us: i64,
+    pub work_orders: Option<Vec<OrderSnapshot>>,
+    pub equipment: Option<Vec<EquipmentSnapshot>>,
+    pub schedule: Option<Vec<OrderSnapshot>>,
+}
+
+/// What the poller reports.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PollMsg {
+    Snapshot(Snapshot),
+    /// The API did not answer (or answered an error).
+    Unreachable {
+        at_us: i64,
+        error: String,
+    },
+    /// The event log since `since_us`, as the MES sent each event.
+    CatchUp {
+        since_us: i64,
+        events: Vec<Value>,
+    },
+    CatchUpFailed {
+        since_us: i64,
+        error: String,
+    },
+}
+
+/// What the app asks of the poller.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PollCommand {
+    CatchUp { since_us: i64 },
+}
+
+/// The running poller.
+pub struct MesPoller {
+    worker: WorkerThread,
+    pub results: Receiver<PollMsg>,
+    pub commands: Sender<PollCommand>,
+    pub settings: PollSettings,
+}
+
+impl MesPoller {
+    pub fn stop(self) {
+        self.worker.stop();
+    }
+}
+
+const TIMEOUT: Duration = Duration::from_secs(3);
+
+/// GET `url`; the body of a 2xx answer.
+pub async fn http_get(url: &str) -> Result<Vec<u8>, MesError> {
+    let err = |message: String| MesError::Api {
+        url: url.to_string(),
+        message,
+    };
+    let uri: hyper::Uri = url.parse().map_err(|e| err(format!("bad URL: {e}")))?;
+    let host = uri.host().ok_or_else(|| err("no host".into()))?.to_string();
+    let port = uri.port_u16().unwrap_or(80);
+    let stream = tokio::time::timeout(
+        TIMEOUT,
+        tokio::net::TcpStream::connect((host.as_str(), port)),
+    )
+    .await
+    .map_err(|_| err("no answer within 3 s (connect)".into()))?
+    .map_err(|e| err(e.to_string()))?;
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .map_err(|e| err(e.to_string()))?;
+    let conn = tokio::spawn(conn);
+    let path = uri.path_and_query().map_or("/", |p| p.as_str());
+    let req = hyper::Request::get(path)
+        .header(hyper::header::HOST, format!("{host}:{port}"))
+        .header(hyper::header::ACCEPT, "application/json")
+        .body(Empty::<Bytes>::new())
+        .map_err(|e| err(e.to_string()))?;
+    let result = async {
+        let res = tokio::time::timeout(TIMEOUT, sender.send_request(req))
+            .await
+            .map_err(|_| err("no answer within 3 s".into()))?
+            .map_err(|e| err(e.to_string()))?;
+        let status = res.status();
+        let body = tokio::time::timeout(TIMEOUT, res.into_body().collect())
+            .await
+            .map_err(|_| err("body not received within 3 s".into()))?
+            .map_err(|e| err(e.to_string()))?
+            .to_bytes();
+        if !status.is_success() {
+            return Err(err(format!(
+                "HTTP {status}: {}",
+                String::from_utf8_lossy(&body[..body.len().min(200)])
+            )));
+        }
+        Ok(body.to_vec())
+    }
+    .await;
+    conn.abort();
+    result
+}
+
+fn time_us(s: &Option<String>) -> Option<i64> {
+    s.as_deref()?
+        .parse::<jiff::Timestamp>()
+        .ok()
+        .map(|t| t.as_microsecond())
+}
+
+#[derive(Deserialize)]
+struct RawQuantity {
+    value: f64,
+    unit: String,
+}
+
+#[derive(Deserialize)]
+struct RawOrder {
+    work_order: String,
+    #[serde(default)]
+    product: String,
+    quantity: RawQuantity,
+    asset_id: String,
+    status: String,
+    operation: Option<u32>,
+    #[serde(default)]
+    good_count: u64,
+    #[serde(default)]
+    scrap_count: u64,
+    planned_start: Option<String>,
+    planned_end: Option<String>,
+    due: Option<String>,
+}
+
+impl RawOrder {
+    fn into_snapshot(self) -> OrderSnapshot {
+        OrderSnapshot {
+            planned_start_us: time_us(&self.planned_start),
+            planned_end_us: time_us(&self.planned_end),
+            due_us: time_us(&self.due),
+            work_order: self.work_order,
+            product: self.product,
+            quantity: self.quantity.value,
+            unit: self.quantity.unit,
+            asset_id: self.asset_id,
+            status: self.status,
+            operation: self.operation,
+            good_count: self.good_count,
+            scrap_count: self.scrap_count,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct RawOrders {
+    as_of: String,
+    #[serde(alias = "requests")]
+    work_orders: Vec<RawOrder>,
+}
+
+#[derive(Deserialize)]
+struct RawEquipment {
+    equipment: Vec<RawMode>,
+}
+
+#[derive(Deserialize)]
+struct RawMode {
+    asset_id: String,
+    mode: String,
+    work_order: Option<String>,
+}
+
+fn json<T: serde::de::DeserializeOwned>(url: &str, body: &[u8]) -> Result<T, MesError> {
+    serde_json::from_slice(body).map_err(|e| MesError::Api {
+        url: url.to_string(),
+        message: format!("unexpected answer: {e}"),
+    })
+}
+
+/// One poll of every configured resource.
+pub async fn poll_once(s: &PollSettings) -> Result<Snapshot, MesError> {
+    let base = s.api_url.trim_end_matches('/');
+    let health_url = format!("{base}/api/v1/health");
+    let health: Value = json(&health_url, &http_get(&health_url).await?)?;
+    let mut as_of_us = health
+        .get("as_of")
+        .and_then(Value::as_str)
+        .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+        .map_or_else(now_us, |t| t.as_microsecond());
+    let mut snap = Snapshot {
+        as_of_us,
+        received_us: now_us(),
+        work_orders: None,
+        equipment: None,
+        schedule: None,
+    };
+    if s.work_orders {
+        let url = format!("{base}/api/v1/work-orders");
+        let raw: RawOrders = json(&url, &http_get(&url).await?)?;
+        if let Ok(t) = raw.as_of.parse::<jiff::Timestamp>() {
+            as_of_us = t.as_microsecond();
+        }
+        snap.work_orders = Some(
+            raw.work_orders
+                .into_iter()
+                .map(RawOrder::into_snapshot)
+                .collect(),
+        );
+    }
+    if s.equipment {
+        let url = format!("{base}/api/v1/equipment");
+        let raw: RawEquipment = json(&url, &http_get(&url).await?)?;
+        snap.equipment = Some(
+            raw.equipment
+                .into_iter()
+                .map(|m| EquipmentSnapshot {
+                    asset_id: m.asset_id,
+                    mode: m.mode,
+                    work_order: m.work_order,
+                })
+                .collect(),
+        );
+    }
+    if s.schedule {
+        let url = format!("{base}/api/v1/schedule");
+        let raw: RawOrders = json(&url, &http_get(&url).await?)?;
+        snap.schedule = Some(
+            raw.work_orders
+                .into_iter()
+                .map(RawOrder::into_snapshot)
+                .collect(),
+        );
+    }
+    snap.as_of_us = as_of_us;
+    Ok(snap)
+}
+
+/// The event log since `since_us`.
+pub async fn events_since(api_url: &str, since_us: i64) -> Result<Vec<Value>, MesError> {
+    let url = format!(
+        "{}/api/v1/events?since_us={since_us}",
+        api_url.trim_end_matches('/')
+    );
+    let v: Value = json(&url, &http_get(&url).await?)?;
+    Ok(v.get("events")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default())
+}
+
+/// Starts the poller thread.
+pub fn spawn_poller(settings: PollSettings) -> Result<MesPoller, MesError> {
+    let (res_tx, results) = crossbeam_channel::bounded(256);
+    let (commands, cmd_rx) = crossbeam_channel::unbounded::<PollCommand>();
+    let s = settings.clone();
+    let worker = WorkerThread::spawn("mes-poller", "MES poller", move |stop| async move {
+        let interval = Duration::from_millis(s.interval_ms.max(100));
+        let mut next = tokio::time::Instant::now();
+        while !stop.load(Ordering::Relaxed) {
+            while let Ok(c) = cmd_rx.try_recv() {
+                let PollCommand::CatchUp { since_us } = c;
+                let msg = match events_since(&s.api_url, since_us).await {
+                    Ok(events) => PollMsg::CatchUp { since_us, events },
+                    Err(e) => PollMsg::CatchUpFailed {
+                        since_us,
+                        error: e.to_string(),
+                    },
+                };
+                if res_tx.send(msg).is_err() {
+                    return;
+                }
+                // Re-poll right after a catch-up.
+                next = tokio::time::Instant::now();
+            }
+            if tokio::time::Instant::now() >= next {
+                next = tokio::time::Instant::now() + interval;
+                let msg = match poll_once(&s).await {
+                    Ok(snap) => PollMsg::Snapshot(snap),
+                    Err(e) => PollMsg::Unreachable {
+                        at_us: now_us(),
+                        error: e.to_string(),
+                    },
+                };
+                if res_tx.send(msg).is_err() {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .map_err(|e| MesError::Api {
+        url: settings.api_url.clone(),
+        message: e.to_string(),
+    })?;
+    Ok(MesPoller {
+        worker,
+        results,
+        commands,
+        settings,
+    })
+}

@@ -1,0 +1,572 @@
+//! The detectors: the MES's view and the twin's view of each machine in,
+//! [`Discrepancy`] records out. Bevy-free and clock-free (every call takes
+//! the time), so a crafted case can be replayed exactly.
+//!
+//! The engine only observes. It holds no handle to the MES and changes
+//! neither view: a divergence becomes a record that a person acknowledges
+//! and resolves.
+
+use std::collections::HashMap;
+
+use serde_json::json;
+
+use super::ReconcileError;
+use super::rules::{Authority, Domain, ReconcileRules, Rule, RuleKind};
+use crate::mes::{Envelope, MesEvent};
+
+/// The physical signals of one machine at one moment, as the twin has them.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct PhysicalView {
+    pub asset_id: String,
+    pub spindle_rpm: Option<f64>,
+    pub spindle_load_pct: Option<f64>,
+    pub vibration_mm_s: Option<f64>,
+    /// The machine's cumulative part counter.
+    pub part_count: Option<f64>,
+    /// The twin's machine state label (for the record).
+    pub state: String,
+}
+
+/// What the MES says about the same machine.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct MesView {
+    pub work_order: Option<String>,
+    pub operation: Option<u32>,
+}
+
+/// Where a discrepancy is in its life. Only a person moves it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Status {
+    Open,
+    Acknowledged,
+    Resolved,
+}
+
+impl Status {
+    pub fn label(self) -> &'static str {
+        match self {
+            Status::Open => "open",
+            Status::Acknowledged => "acknowledged",
+            Status::Resolved => "resolved",
+        }
+    }
+}
+
+/// One step of a discrepancy's life.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LifecycleStep {
+    pub ts_us: i64,
+    pub status: Status,
+    pub by: Option<String>,
+    pub note: Option<String>,
+}
+
+/// A divergence between the MES and the twin.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Discrepancy {
+    pub id: String,
+    pub rule: &'static str,
+    pub domain: Domain,
+    pub authority: Authority,
+    pub asset_id: Option<String>,
+    pub work_order: Option<String>,
+    /// The MES's view, in words.
+    pub mes_view: String,
+    /// The twin's view, in words.
+    pub twin_view: String,
+    /// Since when the two views diverge (source time).
+    pub since_us: i64,
+    /// When the divergence was raised.
+    pub opened_us: i64,
+    /// When the condition stopped holding (the record stays until resolved).
+    pub cleared_us: Option<i64>,
+    pub history: Vec<LifecycleStep>,
+}
+
+impl Discrepancy {
+    pub fn status(&self) -> Status {
+        self.history.last().map_or(Status::Open, |s| s.status)
+    }
+
+    /// The detail recorded in the history (JSON).
+    pub fn detail_json(&self) -> String {
+        let last = self.history.last();
+        json!({
+            "domain": self.domain.key(),
+            "authority": self.authority.label(),
+            "work_order": self.work_order,
+            "mes_view": self.mes_view,
+            "twin_view": self.twin_view,
+            "since_us": self.since_us,
+            "cleared_us": self.cleared_us,
+            "by": last.and_then(|s| s.by.clone()),
+            "note": last.and_then(|s| s.note.clone()),
+        })
+        .to_string()
+    }
+
+    /// One line for lists and markers.
+    pub fn summary(&self) -> String {
+        format!(
+            "{} on {}: MES says {}; twin says {} ({} is authoritative for {})",
+            self.rule,
+            self.asset_id.as_deref().unwrap_or("—"),
+            self.mes_view,
+            self.twin_view,
+            self.authority.label(),
+            self.domain
+        )
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+struct AssetTrack {
+    /// Since when the MES has an order running and the machine looks stopped.
+    stopped_since_us: Option<i64>,
+    /// Since when the MES has nothing running and the machine cuts.
+    cutting_since_us: Option<i64>,
+    /// The counter when the current MES order started on this machine.
+    order_start_count: Option<(String, f64)>,
+    /// Open discrepancy per rule (so a persisting condition raises once).
+    raised: HashMap<&'static str, String>,
+}
+
+#[derive(Debug, Clone)]
+struct PendingCount {
+    asset_id: String,
+    work_order: String,
+    mes_count: f64,
+    start_count: f64,
+    due_us: i64,
+    since_us: i64,
+}
+
+#[derive(Debug, Clone)]
+struct PendingQuality {
+    work_order: String,
+    asset_id: Option<String>,
+    completed_us: i64,
+}
+
+/// The detectors and the discrepancies they raised.
+#[derive(Debug, Clone)]
+pub struct Reconciler {
+    rules: ReconcileRules,
+    assets: HashMap<String, AssetTrack>,
+    counts: Vec<PendingCount>,
+    quality: Vec<PendingQuality>,
+    /// Orders with at least one quality disposition.
+    inspected: std::collections::HashSet<String>,
+    /// The machine each order started on.
+    order_assets: HashMap<String, String>,
+    pub discrepancies: Vec<Discrepancy>,
+    next_id: u64,
+    id_tag: String,
+}
+
+impl Reconciler {
+    /// `id_tag` makes ids unique across runs (e.g. the start time in hex).
+    pub fn new(rules: ReconcileRules, id_tag: impl Into<String>) -> Self {
+        Self {
+            rules,
+            assets: HashMap::new(),
+            counts: Vec::new(),
+            quality: Vec::new(),
+            inspected: Default::default(),
+            order_assets: HashMap::new(),
+            discrepancies: Vec::new(),
+            next_id: 1,
+            id_tag: id_tag.into(),
+        }
+    }
+
+    pub fn rules(&self) -> &ReconcileRules {
+        &self.rules
+    }
+
+    fn rule(&self, name: &str) -> Option<Rule> {
+        self.rules.rule(name).cloned()
+    }
+
+    pub fn get(&self, id: &str) -> Option<&Discrepancy> {
+        self.discrepancies.iter().find(|d| d.id == id)
+    }
+
+    /// Open or acknowledged discrepancies on an asset.
+    pub fn unresolved_on(&self, asset_id: &str) -> impl Iterator<Item = &Discrepancy> {
+        self.discrepancies.iter().filter(move |d| {
+            d.asset_id.as_deref() == Some(asset_id) && d.status() != Status::Resolved
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn raise(
+        &mut self,
+        rule: &Rule,
+        asset_id: Option<&str>,
+        work_order: Option<&str>,
+        mes_view: String,
+        twin_view: String,
+        since_us: i64,
+        now_us: i64,
+    ) -> usize {
+        let id = format!("D-{}-{:04}", self.id_tag, self.next_id);
+        self.next_id += 1;
+        self.discrepancies.push(Discrepancy {
+            id,
+            rule: rule.kind.name(),
+            domain: rule.domain,
+            authority: rule.authority,
+            asset_id: asset_id.map(str::to_string),
+            work_order: work_order.map(str::to_string),
+            mes_view,
+            twin_view,
+            since_us,
+            opened_us: now_us,
+            cleared_us: None,
+            history: vec![LifecycleStep {
+                ts_us: now_us,
+                status: Status::Open,
+                by: None,
+                note: None,
+            }],
+        });
+        self.discrepancies.len() - 1
+    }
+
+    /// An MES event as applied to the twin's view (in source-time order).
+    /// `physical` is the machine the event names, as the twin sees it now.
+    pub fn on_mes_event(&mut self, e: &Envelope, physical: Option<&PhysicalView>) {
+        let ts = e.source_time_us;
+        match &e.event {
+            MesEvent::WorkOrderStarted {
+                work_order,
+                asset_id,
+            }
+            | MesEvent::OperationStarted {
+                work_order,
+                asset_id,
+                ..
+            } => {
+                self.order_assets
+                    .insert(work_order.clone(), asset_id.clone());
+                let t = self.assets.entry(asset_id.clone()).or_default();
+                let same = t
+                    .order_start_count
+                    .as_ref()
+                    .is_some_and(|(w, _)| w == work_order);
+                if !same && let Some(c) = physical.and_then(|p| p.part_count) {
+                    t.order_start_count = Some((work_order.clone(), c));
+                }
+            }
+            MesEvent::OperationCompleted {
+                work_order,
+                asset_id,
+                good_count,
+                scrap_count,
+                ..
+            } => {
+                let start = self
+                    .assets
+                    .get_mut(asset_id)
+                    .and_then(|t| t.order_start_count.take())
+                    .filter(|(w, _)| w == work_order);
+                if let (
+                    Some((_, start_count)),
+                    Some(Rule {
+                        kind: RuleKind::PartCountDivergence { settle_s, .. },
+                        ..
+                    }),
+                ) = (start, self.rule("part_count_divergence"))
+                {
+                    self.counts.push(PendingCount {
+                        asset_id: asset_id.clone(),
+                        work_order: work_order.clone(),
+                        mes_count: (*good_count + *scrap_count) as f64,
+                        start_count,
+                        due_us: ts + (settle_s * 1e6) as i64,
+                        since_us: ts,
+                    });
+                }
+            }
+            MesEvent::WorkOrderCompleted { work_order, .. }
+                if !self.inspected.contains(work_order) =>
+            {
+                self.quality.push(PendingQuality {
+                    work_order: work_order.clone(),
+                    asset_id: self.order_assets.get(work_order).cloned(),
+                    completed_us: ts,
+                });
+            }
+            MesEvent::QualityDisposition { work_order, .. } => {
+                self.inspected.insert(work_order.clone());
+                self.quality.retain(|q| &q.work_order != work_order);
+            }
+            _ => {}
+        }
+    }
+
+    /// Compares both views of every machine at `now_us`; returns the indices
+    /// of discrepancies raised by this call.
+    pub fn observe(&mut self, now_us: i64, machines: &[(PhysicalView, MesView)]) -> Vec<usize> {
+        let mut raised = Vec::new();
+        let stopped_rule = self.rule("mes_running_machine_stopped");
+        let cutting_rule = self.rule("mes_idle_machine_cutting");
+        for (phys, mes) in machines {
+            let track = self.assets.entry(phys.asset_id.clone()).or_default();
+            if let Some(
+                rule @ Rule {
+                    kind:
+                        RuleKind::MesRunningMachineStopped {
+                            after_s,
+                            spindle_below_rpm,
+                            vibration_below_mm_s,
+                        },
+                    ..
+                },
+            ) = &stopped_rule
+            {
+                let stopped = phys.spindle_rpm.is_some_and(|v| v < *spindle_below_rpm)
+                    && phys
+                        .vibration_mm_s
+                        .is_none_or(|v| v < *vibration_below_mm_s);
+                let key = rule.kind.name();
+                if mes.work_order.is_some() && stopped {
+                    let since = *track.stopped_since_us.get_or_insert(now_us);
+                    if now_us - since >= (after_s * 1e6) as i64 && !track.raised.contains_key(key) {
+                        let mes_view = format!(
+                            "{} running{}",
+                            mes.work_order.as_deref().unwrap_or_default(),
+                            mes.operation
+                                .map(|o| format!(", operation {o}"))
+                                .unwrap_or_default()
+                        );
+                        let twin_view = format!(
+                            "stopped for {:.0} s: spindle {:.0} rpm, vibration {} ({})",
+                            (now_us - since) as f64 / 1e6,
+                            phys.spindle_rpm.unwrap_or(0.0),
+                            phys.vibration_mm_s
+                                .map_or("—".to_string(), |v| format!("{v:.2} mm/s")),
+                            phys.state
+                        );
+                        let wo = mes.work_order.clone();
+                        let asset = phys.asset_id.clone();
+                        let rule = rule.clone();
+                        let i = self.raise(
+                            &rule,
+                            Some(&asset),
+                            wo.as_deref(),
+                            mes_view,
+                            twin_view,
+                            since,
+                            now_us,
+                        );
+                        let id = self.discrepancies[i].id.clone();
+                        if let Some(t) = self.assets.get_mut(&asset) {
+                            t.raised.insert(key, id);
+                        }
+                        raised.push(i);
+                    }
+                } else {
+                    track.stopped_since_us = None;
+                    if let Some(id) = track.raised.remove(key) {
+                        self.mark_cleared(&id, now_us);
+                    }
+                }
+            }
+            let track = self.assets.entry(phys.asset_id.clone()).or_default();
+            if let Some(
+                rule @ Rule {
+                    kind:
+                        RuleKind::MesIdleMachineCutting {
+                            after_s,
+                            spindle_above_rpm,
+                            load_above_pct,
+                        },
+                    ..
+                },
+            ) = &cutting_rule
+            {
+                let cutting = phys.spindle_rpm.is_some_and(|v| v > *spindle_above_rpm)
+                    && phys.spindle_load_pct.is_none_or(|v| v > *load_above_pct);
+                let key = rule.kind.name();
+                if mes.work_order.is_none() && cutting {
+                    let since = *track.cutting_since_us.get_or_insert(now_us);
+                    if now_us - since >= (after_s * 1e6) as i64 && !track.raised.contains_key(key) {
+                        let twin_view = format!(
+                            "cutting for {:.0} s: spindle {:.0} rpm, load {}",
+                            (now_us - since) as f64 / 1e6,
+                            phys.spindle_rpm.unwrap_or(0.0),
+                            phys.spindle_load_pct
+                                .map_or("—".to_string(), |v| format!("{v:.0} %")),
+                        );
+                        let asset = phys.asset_id.clone();
+                        let rule = rule.clone();
+                        let i = self.raise(
+                            &rule,
+                            Some(&asset),
+                            None,
+                            "no work order running".into(),
+                            twin_view,
+                            since,
+                            now_us,
+                        );
+                        let id = self.discrepancies[i].id.clone();
+                        if let Some(t) = self.assets.get_mut(&asset) {
+                            t.raised.insert(key, id);
+                        }
+                        raised.push(i);
+                    }
+                } else {
+                    track.cutting_since_us = None;
+                    if let Some(id) = track.raised.remove(key) {
+                        self.mark_cleared(&id, now_us);
+                    }
+                }
+            }
+        }
+
+        // Part counts, once the machine's counter had time to settle.
+        if let Some(
+            rule @ Rule {
+                kind:
+                    RuleKind::PartCountDivergence {
+                        tolerance_parts,
+                        tolerance_pct,
+                        ..
+                    },
+                ..
+            },
+        ) = self.rule("part_count_divergence")
+        {
+            let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.counts)
+                .into_iter()
+                .partition(|c| c.due_us <= now_us);
+            self.counts = later;
+            for c in due {
+                let Some(now_count) = machines
+                    .iter()
+                    .find(|(p, _)| p.asset_id == c.asset_id)
+                    .and_then(|(p, _)| p.part_count)
+                else {
+                    continue;
+                };
+                let twin_count = now_count - c.start_count;
+                let tol = tolerance_parts.max(c.mes_count.abs() * tolerance_pct / 100.0);
+                if (twin_count - c.mes_count).abs() > tol {
+                    let i = self.raise(
+                        &rule,
+                        Some(&c.asset_id),
+                        Some(&c.work_order),
+                        format!("{} reported {:.0} parts (good + scrap)", c.work_order, c.mes_count),
+                        format!(
+                            "machine counter advanced {twin_count:.0} parts over the operation (tolerance ±{tol:.0})"
+                        ),
+                        c.since_us,
+                        now_us,
+                    );
+                    raised.push(i);
+                }
+            }
+        }
+
+        // Completed orders still without a quality record.
+        if let Some(
+            rule @ Rule {
+                kind: RuleKind::CompletedOrderWithoutQuality { after_s },
+                ..
+            },
+        ) = self.rule("completed_order_without_quality")
+        {
+            let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.quality)
+                .into_iter()
+                .partition(|q| now_us - q.completed_us >= (after_s * 1e6) as i64);
+            self.quality = later;
+            for q in due {
+                let i = self.raise(
+                    &rule,
+                    q.asset_id.as_deref(),
+                    Some(&q.work_order),
+                    format!(
+                        "{} completed, no quality disposition recorded",
+                        q.work_order
+                    ),
+                    format!(
+                        "no inspection result for {} after {after_s:.0} s",
+                        q.work_order
+                    ),
+                    q.completed_us,
+                    now_us,
+                );
+                raised.push(i);
+            }
+        }
+        raised
+    }
+
+    fn mark_cleared(&mut self, id: &str, now_us: i64) {
+        if let Some(d) = self.discrepancies.iter_mut().find(|d| d.id == id) {
+            d.cleared_us.get_or_insert(now_us);
+        }
+    }
+
+    /// A person acknowledges a discrepancy.
+    pub fn acknowledge(
+        &mut self,
+        id: &str,
+        by: &str,
+        now_us: i64,
+    ) -> Result<&Discrepancy, ReconcileError> {
+        self.step(id, Status::Acknowledged, by, None, now_us)
+    }
+
+    /// A person resolves a discrepancy, saying what was found.
+    pub fn resolve(
+        &mut self,
+        id: &str,
+        by: &str,
+        note: &str,
+        now_us: i64,
+    ) -> Result<&Discrepancy, ReconcileError> {
+        if note.trim().is_empty() {
+            return Err(ReconcileError::NoteRequired);
+        }
+        self.step(
+            id,
+            Status::Resolved,
+            by,
+            Some(note.trim().to_string()),
+            now_us,
+        )
+    }
+
+    fn step(
+        &mut self,
+        id: &str,
+        status: Status,
+        by: &str,
+        note: Option<String>,
+        now_us: i64,
+    ) -> Result<&Discrepancy, ReconcileError> {
+        if by.trim().is_empty() {
+            return Err(ReconcileError::NameRequired);
+        }
+        let d = self
+            .discrepancies
+            .iter_mut()
+            .find(|d| d.id == id)
+            .ok_or_else(|| ReconcileError::UnknownDiscrepancy(id.to_string()))?;
+        if d.status() == Status::Resolved {
+            return Err(ReconcileError::AlreadyResolved(id.to_string()));
+        }
+        if !(status == Status::Acknowledged && d.status() == Status::Acknowledged) {
+            d.history.push(LifecycleStep {
+                ts_us: now_us,
+                status,
+                by: Some(by.trim().to_string()),
+                note,
+            });
+        }
+        Ok(d)
+    }
+}

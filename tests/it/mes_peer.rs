@@ -1,0 +1,1009 @@
+//! The MES as a peer, end to end: polling the simulator's REST API, B2MML
+//! schedules, an MES outage with context back-filled after recovery, the
+//! reconciliation detectors on crafted cases and a normal run, authority
+//! file errors, and proof that the twin never writes to the MES nor
+//! overwrites the authoritative side.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bevy::prelude::*;
+use mezzanine::demo::mes::{MesSim, MesSimSettings, spawn_mes_simulator};
+use mezzanine::ingest::{HopStamps, Origin, Quality, Sample, SampleValue, now_us};
+use mezzanine::mes::b2mml;
+use mezzanine::mes::poll::{PollSettings, http_get, poll_once};
+use mezzanine::mes::{Contract, Envelope, WorkOrderBook};
+use mezzanine::reconcile::{
+    MesView, PhysicalView, ReconcileError, ReconcileRules, Reconciler, Status,
+};
+use serde_json::json;
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+/// A simulator whose first orders are already running.
+fn running_sim(api_port: u16, broker_port: u16) -> mezzanine::demo::mes::MesSimulator {
+    let reg = crate::live::registry();
+    // Started 60 s ago at ×60: every machine has dispatched its first order.
+    let sim = MesSim::new(&reg, 11, now_us() - 60_000_000, 60.0);
+    spawn_mes_simulator(
+        sim,
+        MesSimSettings {
+            broker_host: "127.0.0.1".into(),
+            broker_port,
+            api_port,
+            heartbeat_interval_ms: 500,
+            floor: None,
+        },
+    )
+    .expect("MES simulator")
+}
+
+fn wait_for_api(url: &str, rt: &tokio::runtime::Runtime) {
+    let start = Instant::now();
+    while rt
+        .block_on(http_get(&format!("{url}/api/v1/health")))
+        .is_err()
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "API never came up"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn polling_the_rest_api_reconciles_the_snapshot_and_only_ever_gets() {
+    use mezzanine::demo::broker::{free_port, start_embedded_broker};
+    let broker = start_embedded_broker(free_port().expect("port")).expect("broker");
+    let mes = running_sim(free_port().expect("port"), broker.port);
+    let rt = rt();
+    wait_for_api(&mes.api_url, &rt);
+    let settings = PollSettings {
+        api_url: mes.api_url.clone(),
+        interval_ms: 1_000,
+        work_orders: true,
+        equipment: true,
+        schedule: true,
+    };
+    let snap = rt.block_on(poll_once(&settings)).expect("poll");
+    let orders = snap.work_orders.as_ref().expect("work orders polled");
+    let running: Vec<_> = orders.iter().filter(|o| o.status == "running").collect();
+    assert!(running.len() >= 4, "{} running orders", running.len());
+    let schedule = snap.schedule.as_ref().expect("schedule polled");
+    assert!(
+        schedule
+            .iter()
+            .any(|o| o.status == "released" && o.planned_start_us.is_some()),
+        "the schedule holds planned orders"
+    );
+    assert!(snap.equipment.as_ref().is_some_and(|e| e.len() >= 4));
+
+    // The snapshot reconciled against an empty model: one change per
+    // running order, and the book agrees with the MES after it.
+    let mut book = WorkOrderBook::default();
+    let changes = book.apply_orders_snapshot(orders, snap.as_of_us);
+    for o in &running {
+        assert_eq!(book.active_on(&o.asset_id), Some(o.work_order.as_str()));
+    }
+    assert!(changes.len() >= running.len());
+    // The same snapshot again changes nothing.
+    assert!(book.apply_orders_snapshot(orders, snap.as_of_us).is_empty());
+    // An order the MES no longer lists as running leaves its machine.
+    let mut later = orders.clone();
+    later[0].status = "completed".into();
+    if running.iter().any(|o| o.work_order == later[0].work_order) {
+        let ch = book.apply_orders_snapshot(&later, snap.as_of_us + 1);
+        assert!(ch.iter().any(|c| matches!(
+            c,
+            mezzanine::mes::Change::AssetWorkOrder {
+                work_order: None,
+                ..
+            }
+        )));
+    }
+
+    // The catch-up resource answers and validates as events.
+    let events = rt
+        .block_on(mezzanine::mes::poll::events_since(&mes.api_url, 0))
+        .expect("events");
+    let contract = Contract::load().expect("contract");
+    assert!(events.len() >= 10, "{} events in the log", events.len());
+    for e in &events {
+        contract.decode_value(e, "test").expect("a valid event");
+    }
+
+    // Offline: refused, then back.
+    mes.set_online(false);
+    std::thread::sleep(Duration::from_millis(600));
+    let err = rt.block_on(poll_once(&settings)).expect_err("offline");
+    assert!(err.to_string().contains("/api/v1/health"), "{err}");
+    mes.set_online(true);
+    wait_for_api(&mes.api_url, &rt);
+
+    let requests = mes.shared.requests();
+    assert!(requests.len() >= 5);
+    assert!(
+        requests.iter().all(|r| r.starts_with("GET ")),
+        "only GET: {requests:?}"
+    );
+    mes.stop();
+}
+
+#[test]
+fn b2mml_schedules_round_trip_and_invalid_documents_are_refused_by_line() {
+    let reg = crate::live::registry();
+    let mut sim = MesSim::new(&reg, 5, 1_795_500_000_000_000, 10.0);
+    sim.step(1_795_500_000_000_000, None);
+    let schedule = sim.schedule_b2mml(1_795_500_000_000_000);
+    assert!(
+        schedule.requests.len() >= 12,
+        "{} requests",
+        schedule.requests.len()
+    );
+    let xml = b2mml::write(&schedule);
+    let back = b2mml::parse(&xml, std::path::Path::new("sched.xml"), Some(&reg)).expect("parses");
+    assert_eq!(back, schedule, "written and read back unchanged");
+
+    let dir = tempfile::tempdir().expect("dir");
+    let cases: [(&str, String, &[&str]); 5] = [
+        (
+            "not-xml.xml",
+            "<ProductionSchedule><ID>x</ID>\n<ProductionRequest></ProductionSchedule>".into(),
+            &["not-xml.xml", "2:", "not well-formed"],
+        ),
+        (
+            "wrong-root.xml",
+            "<?xml version=\"1.0\"?>\n<MaterialLot><ID>L</ID></MaterialLot>".into(),
+            &["2:1", "<MaterialLot>", "ProductionSchedule"],
+        ),
+        (
+            "unknown-machine.xml",
+            xml.replacen(&schedule.requests[0].routing[0], "L9-MILL-99", 1),
+            &["L9-MILL-99", "not an asset in the registry"],
+        ),
+        (
+            "bad-quantity.xml",
+            xml.replacen(
+                &format!("<QuantityString>{}<", schedule.requests[0].quantity),
+                "<QuantityString>-3<",
+                1,
+            ),
+            &["quantity `-3`"],
+        ),
+        (
+            "bad-time.xml",
+            xml.replacen("<StartTime>", "<StartTime>tomorrow", 1),
+            &["StartTime `tomorrow", "RFC 3339"],
+        ),
+    ];
+    for (name, text, expect) in cases {
+        let path = dir.path().join(name);
+        std::fs::write(&path, &text).expect("write");
+        let err = b2mml::parse(&text, &path, Some(&reg)).expect_err(name);
+        let msg = err.to_string();
+        for e in expect {
+            assert!(msg.contains(e), "{name}: `{e}` not in:\n{msg}");
+        }
+        // Every problem names its line.
+        assert!(
+            msg.lines().skip(1).all(|l| l
+                .trim()
+                .split(':')
+                .next()
+                .is_some_and(|n| n.parse::<u32>().is_ok())),
+            "{msg}"
+        );
+    }
+}
+
+fn rules_text(after_s: f64) -> String {
+    format!(
+        r#"version = 1
+[authority]
+work_order_state = "mes"
+physical_state = "twin"
+part_count = "twin"
+quality_records = "mes"
+[rules.mes_running_machine_stopped]
+domain = "physical_state"
+after_s = {after_s}
+spindle_below_rpm = 50
+vibration_below_mm_s = 0.8
+[rules.mes_idle_machine_cutting]
+domain = "work_order_state"
+after_s = {after_s}
+spindle_above_rpm = 500
+load_above_pct = 10
+[rules.part_count_divergence]
+domain = "part_count"
+tolerance_parts = 2
+tolerance_pct = 5
+settle_s = 5
+[rules.completed_order_without_quality]
+domain = "quality_records"
+after_s = {after_s}
+"#
+    )
+}
+
+fn rules(after_s: f64) -> ReconcileRules {
+    ReconcileRules::parse(&rules_text(after_s), std::path::Path::new("reconcile.toml"))
+        .expect("rules")
+}
+
+fn phys(asset: &str, rpm: f64, vib: f64, load: f64, parts: f64) -> PhysicalView {
+    PhysicalView {
+        asset_id: asset.into(),
+        spindle_rpm: Some(rpm),
+        spindle_load_pct: Some(load),
+        vibration_mm_s: Some(vib),
+        part_count: Some(parts),
+        state: if rpm > 100.0 { "running" } else { "down" }.into(),
+    }
+}
+
+fn mes(wo: Option<&str>) -> MesView {
+    MesView {
+        work_order: wo.map(str::to_string),
+        operation: wo.map(|_| 1),
+    }
+}
+
+fn ev(c: &Contract, id: &str, ty: &str, t_us: i64, payload: serde_json::Value) -> Envelope {
+    let at = jiff::Timestamp::from_microsecond(t_us)
+        .expect("t")
+        .to_string();
+    c.decode_value(
+        &json!({"id": id, "type": ty, "schema_version": "2.0", "source_time": at, "payload": payload}),
+        "test",
+    )
+    .expect("event")
+}
+
+const T0: i64 = 1_795_500_000_000_000;
+const S: i64 = 1_000_000;
+
+/// A normal hour: orders start, the machine cuts, parts count up, orders
+/// complete with matching counts and a quality record; between orders the
+/// machine is briefly idle.
+fn normal_run(r: &mut Reconciler, c: &Contract) {
+    let mut parts = 500.0;
+    let mut t = T0;
+    for k in 0..6 {
+        let wo = format!("WO-{k}");
+        r.on_mes_event(
+            &ev(
+                c,
+                &format!("s{k}"),
+                "work_order.started",
+                t,
+                json!({"work_order": wo, "asset_id": "L1-MILL-01"}),
+            ),
+            Some(&phys("L1-MILL-01", 9000.0, 2.1, 60.0, parts)),
+        );
+        for _ in 0..40 {
+            t += 10 * S;
+            parts += 0.5;
+            r.observe(
+                t,
+                &[(
+                    phys("L1-MILL-01", 9000.0, 2.1, 60.0, parts.floor()),
+                    mes(Some(&wo)),
+                )],
+            );
+        }
+        let made = 20;
+        r.on_mes_event(
+            &ev(c, &format!("o{k}"), "operation.completed", t,
+                json!({"work_order": wo, "operation": 1, "asset_id": "L1-MILL-01", "good_count": made - 1, "scrap_count": 1})),
+            None,
+        );
+        r.on_mes_event(
+            &ev(
+                c,
+                &format!("c{k}"),
+                "work_order.completed",
+                t,
+                json!({"work_order": wo, "good_count": made - 1, "scrap_count": 1}),
+            ),
+            None,
+        );
+        r.on_mes_event(
+            &ev(c, &format!("q{k}"), "quality.disposition", t + 5 * S,
+                json!({"work_order": wo, "serial": format!("S{k}"), "asset_id": "FIN-CMM-01", "disposition": "pass", "defect_codes": []})),
+            None,
+        );
+        // A short changeover: spindle stopped, no order.
+        for _ in 0..3 {
+            t += 10 * S;
+            r.observe(
+                t,
+                &[(phys("L1-MILL-01", 0.0, 0.1, 0.0, parts.floor()), mes(None))],
+            );
+        }
+    }
+}
+
+#[test]
+fn every_detector_stays_silent_on_a_normal_run() {
+    let c = Contract::load().expect("contract");
+    let mut r = Reconciler::new(rules(60.0), "t");
+    normal_run(&mut r, &c);
+    assert!(
+        r.discrepancies.is_empty(),
+        "{:#?}",
+        r.discrepancies
+            .iter()
+            .map(|d| d.summary())
+            .collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn each_detector_fires_on_its_crafted_case_with_both_views() {
+    let c = Contract::load().expect("contract");
+
+    // MES says running; spindle and vibration say stopped for > 60 s.
+    let mut r = Reconciler::new(rules(60.0), "t");
+    for k in 0..10 {
+        r.observe(
+            T0 + k * 10 * S,
+            &[(phys("L1-MILL-02", 0.0, 0.2, 0.0, 10.0), mes(Some("WO-7")))],
+        );
+    }
+    assert_eq!(r.discrepancies.len(), 1, "raised once while it persists");
+    let d = &r.discrepancies[0];
+    assert_eq!(d.rule, "mes_running_machine_stopped");
+    assert_eq!(d.asset_id.as_deref(), Some("L1-MILL-02"));
+    assert!(d.mes_view.contains("WO-7 running"), "{}", d.mes_view);
+    assert!(
+        d.twin_view.contains("stopped") && d.twin_view.contains("0 rpm"),
+        "{}",
+        d.twin_view
+    );
+    assert_eq!(d.authority.label(), "twin");
+    assert_eq!(d.since_us, T0);
+    // 59 s is not enough.
+    let mut r = Reconciler::new(rules(60.0), "t");
+    for k in 0..=59 {
+        r.observe(
+            T0 + k * S,
+            &[(phys("L1-MILL-02", 0.0, 0.2, 0.0, 10.0), mes(Some("WO-7")))],
+        );
+    }
+    assert!(r.discrepancies.is_empty());
+
+    // MES says idle; the machine cuts for > 60 s.
+    let mut r = Reconciler::new(rules(60.0), "t");
+    for k in 0..8 {
+        r.observe(
+            T0 + k * 10 * S,
+            &[(phys("L1-MILL-03", 8000.0, 2.0, 55.0, 10.0), mes(None))],
+        );
+    }
+    assert_eq!(r.discrepancies.len(), 1);
+    let d = &r.discrepancies[0];
+    assert_eq!(d.rule, "mes_idle_machine_cutting");
+    assert_eq!(d.mes_view, "no work order running");
+    assert!(d.twin_view.contains("8000 rpm"), "{}", d.twin_view);
+    assert_eq!(d.authority.label(), "MES");
+
+    // Part counts diverge: the MES reports 30, the counter advanced 20.
+    let mut r = Reconciler::new(rules(60.0), "t");
+    r.on_mes_event(
+        &ev(
+            &c,
+            "a",
+            "work_order.started",
+            T0,
+            json!({"work_order": "WO-9", "asset_id": "L2-LATHE-01"}),
+        ),
+        Some(&phys("L2-LATHE-01", 3000.0, 1.0, 40.0, 100.0)),
+    );
+    r.on_mes_event(
+        &ev(&c, "b", "operation.completed", T0 + 600 * S,
+            json!({"work_order": "WO-9", "operation": 1, "asset_id": "L2-LATHE-01", "good_count": 28, "scrap_count": 2})),
+        None,
+    );
+    r.observe(
+        T0 + 602 * S,
+        &[(phys("L2-LATHE-01", 3000.0, 1.0, 40.0, 120.0), mes(None))],
+    );
+    assert!(r.discrepancies.is_empty(), "not before the counter settled");
+    r.observe(
+        T0 + 606 * S,
+        &[(phys("L2-LATHE-01", 3000.0, 1.0, 40.0, 120.0), mes(None))],
+    );
+    assert_eq!(r.discrepancies.len(), 1);
+    let d = &r.discrepancies[0];
+    assert_eq!(d.rule, "part_count_divergence");
+    assert!(d.mes_view.contains("30 parts"), "{}", d.mes_view);
+    assert!(d.twin_view.contains("advanced 20"), "{}", d.twin_view);
+    assert_eq!(d.work_order.as_deref(), Some("WO-9"));
+    // Within tolerance (±2): silent.
+    let mut r = Reconciler::new(rules(60.0), "t");
+    r.on_mes_event(
+        &ev(
+            &c,
+            "a",
+            "work_order.started",
+            T0,
+            json!({"work_order": "WO-9", "asset_id": "L2-LATHE-01"}),
+        ),
+        Some(&phys("L2-LATHE-01", 3000.0, 1.0, 40.0, 100.0)),
+    );
+    r.on_mes_event(
+        &ev(&c, "b", "operation.completed", T0 + 600 * S,
+            json!({"work_order": "WO-9", "operation": 1, "asset_id": "L2-LATHE-01", "good_count": 20, "scrap_count": 2})),
+        None,
+    );
+    r.observe(
+        T0 + 606 * S,
+        &[(phys("L2-LATHE-01", 3000.0, 1.0, 40.0, 120.0), mes(None))],
+    );
+    assert!(r.discrepancies.is_empty());
+
+    // A completed order with no quality record after 60 s.
+    let mut r = Reconciler::new(rules(60.0), "t");
+    r.on_mes_event(
+        &ev(
+            &c,
+            "c",
+            "work_order.completed",
+            T0,
+            json!({"work_order": "WO-11", "good_count": 10, "scrap_count": 0}),
+        ),
+        None,
+    );
+    r.observe(T0 + 59 * S, &[]);
+    assert!(r.discrepancies.is_empty());
+    r.observe(T0 + 61 * S, &[]);
+    assert_eq!(r.discrepancies.len(), 1);
+    assert_eq!(r.discrepancies[0].rule, "completed_order_without_quality");
+    assert_eq!(r.discrepancies[0].work_order.as_deref(), Some("WO-11"));
+}
+
+#[test]
+fn the_lifecycle_is_moved_by_a_person_with_a_note() {
+    let mut r = Reconciler::new(rules(0.0), "t");
+    r.observe(
+        T0,
+        &[(phys("L1-MILL-02", 0.0, 0.2, 0.0, 10.0), mes(Some("WO-7")))],
+    );
+    let id = r.discrepancies[0].id.clone();
+    assert_eq!(r.discrepancies[0].status(), Status::Open);
+    assert_eq!(
+        r.acknowledge(&id, " ", T0 + S).expect_err("who"),
+        ReconcileError::NameRequired
+    );
+    r.acknowledge(&id, "j.moreau", T0 + S).expect("ack");
+    assert_eq!(r.get(&id).expect("d").status(), Status::Acknowledged);
+    assert_eq!(
+        r.resolve(&id, "j.moreau", "", T0 + 2 * S)
+            .expect_err("note"),
+        ReconcileError::NoteRequired
+    );
+    let d = r
+        .resolve(
+            &id,
+            "j.moreau",
+            "operator forgot to close WO-7 at the terminal",
+            T0 + 2 * S,
+        )
+        .expect("resolve");
+    assert_eq!(d.status(), Status::Resolved);
+    assert_eq!(d.history.len(), 3);
+    let detail: serde_json::Value = serde_json::from_str(&d.detail_json()).expect("json");
+    assert_eq!(detail["by"], "j.moreau");
+    assert_eq!(detail["authority"], "twin");
+    assert!(matches!(
+        r.resolve(&id, "j.moreau", "again", T0 + 3 * S),
+        Err(ReconcileError::AlreadyResolved(_))
+    ));
+    assert!(matches!(
+        r.acknowledge("D-nope", "j.moreau", T0),
+        Err(ReconcileError::UnknownDiscrepancy(_))
+    ));
+}
+
+#[test]
+fn authority_file_errors_name_the_line_and_the_problem() {
+    let p = std::path::Path::new("plant/reconcile.toml");
+    let check = |text: String, expect: &[&str]| {
+        let err = ReconcileRules::parse(&text, p)
+            .expect_err("refused")
+            .to_string();
+        assert!(err.contains("plant/reconcile.toml"), "{err}");
+        for e in expect {
+            assert!(err.contains(e), "`{e}` not in:\n{err}");
+        }
+    };
+    let good = rules_text(60.0);
+    // A domain without an owner: never inferred.
+    check(
+        good.replace("part_count = \"twin\"\n", ""),
+        &[
+            "authority.part_count is not declared",
+            "never inferred",
+            "2:1",
+        ],
+    );
+    check(
+        good.replace("physical_state = \"twin\"", "physical_state = \"plc\""),
+        &["4:18", "`plc` is not an owner"],
+    );
+    check(
+        good.replace(
+            "quality_records = \"mes\"",
+            "quality_records = \"mes\"\nenergy = \"twin\"",
+        ),
+        &["7:1", "unknown domain `energy`"],
+    );
+    check(
+        good.replace("spindle_below_rpm = 50", "spindle_below = 50"),
+        &["unknown field `spindle_below`"],
+    );
+    check(
+        good.replace("tolerance_parts = 2", "tolerance_parts = -2"),
+        &["tolerance_parts", "must be a finite number"],
+    );
+    check(
+        good.replace("after_s = 60\nspindle_above_rpm", "spindle_above_rpm"),
+        &["missing `after_s`"],
+    );
+    check(
+        good.replace("version = 1", "version = 7"),
+        &["1:11", "version 7 is not supported"],
+    );
+    check("version = 1\n[authority\n".into(), &["2:"]);
+}
+
+fn sample(
+    reg: &mezzanine::registry::AssetRegistry,
+    asset: &str,
+    prop: &str,
+    v: SampleValue,
+    ts_us: i64,
+) -> Sample {
+    let a = reg.by_id(asset).expect("asset");
+    Sample {
+        property: reg.property_by_name(a, prop).expect("property"),
+        value: v,
+        reason: None,
+        quality: Quality::Good,
+        origin: Origin::Mqtt,
+        hops: HopStamps {
+            source_us: ts_us,
+            broker_us: None,
+            received_us: ts_us,
+            decoded_us: ts_us,
+        },
+    }
+}
+
+#[test]
+fn reconciliation_never_corrects_either_side() {
+    use mezzanine::bench::headless_twin;
+    use mezzanine::ingest::{PendingMes, PendingSamples, ingest_channel};
+    use mezzanine::mes::{MesContext, MesPlugin, MesState};
+    use mezzanine::reconcile::{ReconcileCommand, ReconcilePlugin, Reconciliation};
+    use mezzanine::twin::{AssetEntities, AssetState, MachineState};
+
+    let reg = crate::live::registry();
+    let (_tx, rx) = ingest_channel(16);
+    let mut app = headless_twin(&reg, rx);
+    app.add_plugins(MesPlugin {
+        reorder_window_us: 0,
+        seen: Vec::new(),
+        heartbeat_timeout_ms: 600_000,
+        domains: Default::default(),
+        poll_interval_ms: 10_000,
+    })
+    .add_plugins(ReconcilePlugin {
+        rules: rules(0.5),
+        period_ms: 50,
+    });
+    let c = Contract::load().expect("contract");
+    let now = now_us();
+    // The MES starts WO-42 on mill 2, which is physically down.
+    app.world_mut().resource_mut::<PendingMes>().0.push((
+        ev(
+            &c,
+            "x1",
+            "work_order.started",
+            now,
+            json!({"work_order": "WO-42", "asset_id": "L1-MILL-02"}),
+        ),
+        None,
+    ));
+    let mut pending = Vec::new();
+    for (p, v) in [
+        ("state", SampleValue::Text("down".into())),
+        ("spindle_speed", SampleValue::Number(0.0)),
+        ("vibration_rms", SampleValue::Number(0.1)),
+        ("spindle_load", SampleValue::Number(0.0)),
+        ("part_count", SampleValue::Number(400.0)),
+    ] {
+        pending.push((sample(&reg, "L1-MILL-02", p, v, now), None));
+    }
+    app.world_mut()
+        .resource_mut::<PendingSamples>()
+        .0
+        .extend(pending);
+    let start = Instant::now();
+    while app
+        .world()
+        .resource::<Reconciliation>()
+        .engine
+        .discrepancies
+        .is_empty()
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "no discrepancy raised"
+        );
+        app.update();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mill = *app
+        .world()
+        .resource::<AssetEntities>()
+        .0
+        .get(&reg.by_id("L1-MILL-02").expect("mill"))
+        .expect("entity");
+    let id = app
+        .world()
+        .resource::<Reconciliation>()
+        .engine
+        .discrepancies[0]
+        .id
+        .clone();
+    let both_sides = |app: &App| {
+        (
+            app.world()
+                .resource::<MesState>()
+                .0
+                .book
+                .active_on("L1-MILL-02")
+                .map(str::to_string),
+            app.world()
+                .resource::<MesContext>()
+                .work_orders
+                .get("L1-MILL-02")
+                .cloned(),
+            app.world().get::<AssetState>(mill).map(|s| s.state),
+        )
+    };
+    let before = both_sides(&app);
+    assert_eq!(
+        before,
+        (
+            Some("WO-42".into()),
+            Some("WO-42".into()),
+            Some(MachineState::Down)
+        )
+    );
+    for cmd in [
+        ReconcileCommand::Acknowledge {
+            id: id.clone(),
+            by: "j.moreau".into(),
+        },
+        ReconcileCommand::Resolve {
+            id: id.clone(),
+            by: "j.moreau".into(),
+            note: "MES terminal was not updated".into(),
+        },
+    ] {
+        app.world_mut().write_message(cmd);
+        for _ in 0..5 {
+            app.update();
+        }
+        // Neither the MES's work-order view (it owns that domain) nor the
+        // twin's physical state (it owns that one) moved.
+        assert_eq!(both_sides(&app), before);
+    }
+    let rec = app.world().resource::<Reconciliation>();
+    assert_eq!(
+        rec.engine.get(&id).map(|d| d.status()),
+        Some(Status::Resolved)
+    );
+    assert_eq!(rec.last_error, None);
+}
+
+/// What an independent subscriber saw: (topic, source time).
+type Seen = Arc<std::sync::Mutex<Vec<(String, i64)>>>;
+
+/// Every (topic, source time) an independent subscriber saw on `filter`.
+fn observe(
+    port: u16,
+    filter: &str,
+) -> (
+    std::thread::JoinHandle<()>,
+    Seen,
+    Arc<std::sync::atomic::AtomicBool>,
+) {
+    use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (s2, st2) = (seen.clone(), stop.clone());
+    let mut opts = MqttOptions::new("outage-observer", "127.0.0.1", port);
+    opts.set_keep_alive(Duration::from_secs(5));
+    let (client, mut conn) = Client::new(opts, 1_000);
+    client
+        .subscribe(filter, QoS::AtLeastOnce)
+        .expect("subscribe");
+    let h = std::thread::spawn(move || {
+        while !st2.load(std::sync::atomic::Ordering::Relaxed) {
+            match conn.recv_timeout(Duration::from_millis(100)) {
+                Ok(Ok(Event::Incoming(Packet::Publish(p)))) => {
+                    if let Ok(d) = mezzanine::ingest::decode::decode_json(&p.payload, "rpm")
+                        && let Some(ts) = d.source_ts_us
+                    {
+                        s2.lock().expect("lock").push((p.topic.clone(), ts));
+                    }
+                }
+                Ok(Err(_)) => std::thread::sleep(Duration::from_millis(50)),
+                _ => {}
+            }
+        }
+    });
+    (h, seen, stop)
+}
+
+#[test]
+fn an_mes_outage_marks_context_unavailable_then_catches_up_and_back_fills() {
+    use mezzanine::bench::headless_twin;
+    use mezzanine::demo::{DemoSettings, start_embedded_plant};
+    use mezzanine::history::{HistoryPlugin, Store, WriterSettings};
+    use mezzanine::ingest::ingest_channel;
+    use mezzanine::ingest::mqtt::{MesRoute, MqttSettings, spawn_mqtt_adapter};
+    use mezzanine::mes::poll::spawn_poller;
+    use mezzanine::mes::{LinkStatus, MesLink, MesPlugin, MesPollChannel};
+
+    let reg = crate::live::registry();
+    let dir = tempfile::tempdir().expect("dir");
+    let plant = start_embedded_plant(
+        reg.clone(),
+        &DemoSettings {
+            seed: 3,
+            time_scale: 30.0,
+            tick_ms: 100,
+            pki_dir: dir.path().join("pki"),
+        },
+    )
+    .expect("plant");
+    let (obs, seen, stop_obs) = observe(
+        plant.broker.port,
+        "acme/lyon/machining/line1/mill01/spindle_speed",
+    );
+    let (plugin, threads) = HistoryPlugin::start(
+        &dir.path().join("h.duckdb"),
+        reg.clone(),
+        WriterSettings::default(),
+    )
+    .expect("history");
+    let (tx, rx) = ingest_channel(65_536);
+    let tx = tx.with_recorder(threads.writer.recorder.clone());
+    let adapter = spawn_mqtt_adapter(
+        MqttSettings {
+            host: "127.0.0.1".into(),
+            port: plant.broker.port,
+            client_id: "twin-outage".into(),
+            username: None,
+            password: None,
+            topics: vec!["acme/lyon/#".into()],
+            tls: None,
+            mes: Some(MesRoute {
+                topic_prefix: "acme/lyon/mes/events/".into(),
+                heartbeat_topic: Some("acme/lyon/mes/heartbeat".into()),
+                contract: Arc::new(Contract::load().expect("contract")),
+            }),
+        },
+        reg.clone(),
+        tx.clone(),
+    )
+    .expect("adapter");
+    let poller = spawn_poller(PollSettings {
+        api_url: plant.mes.api_url.clone(),
+        interval_ms: 1_000,
+        work_orders: false,
+        equipment: false,
+        schedule: true,
+    })
+    .expect("poller");
+    let mut app = headless_twin(&reg, rx);
+    app.add_plugins(plugin)
+        .add_plugins(MesPlugin {
+            reorder_window_us: 500_000,
+            seen: Vec::new(),
+            heartbeat_timeout_ms: 3_000,
+            domains: Default::default(),
+            poll_interval_ms: 1_000,
+        })
+        .insert_resource(MesPollChannel {
+            results: poller.results.clone(),
+            commands: poller.commands.clone(),
+        });
+    let run_until = |app: &mut App, what: &str, limit_s: u64, done: &dyn Fn(&App) -> bool| {
+        let start = Instant::now();
+        while !done(app) {
+            assert!(
+                start.elapsed() < Duration::from_secs(limit_s),
+                "{what}: {:?}",
+                app.world().resource::<MesLink>()
+            );
+            app.update();
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    run_until(&mut app, "MES up", 20, &|a| {
+        a.world().resource::<MesLink>().status == LinkStatus::Up
+    });
+    // The MES goes away before its first orders start (5–25 s after start).
+    plant.mes.set_online(false);
+    run_until(&mut app, "outage seen", 20, &|a| {
+        a.world().resource::<MesLink>().is_down()
+    });
+    let outage_from = match app.world().resource::<MesLink>().status {
+        LinkStatus::Down { since_us } => since_us,
+        s => panic!("{s:?}"),
+    };
+    // Physical data keeps flowing while orders start inside the MES.
+    let wait_until = Instant::now() + Duration::from_secs(27);
+    while Instant::now() < wait_until {
+        app.update();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(app.world().resource::<MesLink>().is_down(), "still down");
+    plant.mes.set_online(true);
+    run_until(&mut app, "recovered", 30, &|a| {
+        let l = a.world().resource::<MesLink>();
+        l.status == LinkStatus::Up && l.outages.last().is_some_and(|o| o.1.is_some())
+    });
+    let link = app.world().resource::<MesLink>().clone();
+    assert!(
+        link.caught_up_events >= 8,
+        "missed events fetched: {}",
+        link.caught_up_events
+    );
+    let outage_to = link.outages.last().and_then(|o| o.1).expect("ended");
+    // A few more frames so the back-fill commits.
+    for _ in 0..20 {
+        app.update();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    threads.writer.flush().expect("flush");
+    stop_obs.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = obs.join();
+    drop(adapter);
+    poller.stop();
+    drop(tx);
+    drop(app);
+    threads.shutdown();
+    let requests = plant.mes.shared.requests();
+    assert!(
+        requests.iter().all(|r| r.starts_with("GET ")),
+        "only GET: {requests:?}"
+    );
+    plant.stop();
+
+    let store = Store::open(&dir.path().join("h.duckdb"), &reg).expect("reopen");
+    let q = |sql: &str| -> i64 {
+        store
+            .conn
+            .query_row(sql, [], |r| r.get(0))
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    };
+    let during = format!("ts_us BETWEEN {outage_from} AND {outage_to}");
+    let recorded_during = q(&format!("SELECT count(*) FROM samples WHERE {during}"));
+    assert!(
+        recorded_during > 1_000,
+        "{recorded_during} samples recorded during the outage"
+    );
+    assert_eq!(
+        q("SELECT count(*) FROM samples WHERE context_unavailable"),
+        0,
+        "all back-filled"
+    );
+    // The machines whose orders started inside the outage carry them.
+    let filled = q(&format!(
+        "SELECT count(DISTINCT p.asset_id) FROM samples s JOIN properties p USING (prop_id)
+         WHERE {during} AND s.work_order IS NOT NULL"
+    ));
+    assert!(
+        filled >= 4,
+        "{filled} machines got their work order back-filled"
+    );
+    assert_eq!(
+        q("SELECT count(*) FROM mes_outages WHERE end_us IS NOT NULL AND backfilled_rows > 0"),
+        1
+    );
+    // Nothing lost: every spindle reading an independent subscriber saw
+    // during the outage is in the history.
+    let mill = reg.by_id("L1-MILL-01").expect("mill");
+    let prop = reg.property_by_name(mill, "spindle_speed").expect("prop");
+    let pid = store.props.id(prop).expect("id");
+    let seen: Vec<i64> = seen
+        .lock()
+        .expect("lock")
+        .iter()
+        .map(|(_, ts)| *ts)
+        .filter(|ts| (outage_from..=outage_to).contains(ts))
+        .collect();
+    assert!(seen.len() >= 20, "{} readings observed", seen.len());
+    for ts in &seen {
+        assert_eq!(
+            q(&format!(
+                "SELECT count(*) FROM samples WHERE prop_id = {pid} AND ts_us = {ts}"
+            )),
+            1,
+            "reading at {ts} recorded once"
+        );
+    }
+}
+
+#[test]
+fn import_schedule_stores_a_b2mml_document_and_refuses_a_broken_one() {
+    use std::process::Command;
+    let reg = crate::live::registry();
+    let mut sim = MesSim::new(&reg, 9, 1_795_500_000_000_000, 10.0);
+    sim.step(1_795_500_000_000_000, None);
+    let schedule = sim.schedule_b2mml(1_795_500_000_000_000);
+    let dir = tempfile::tempdir().expect("dir");
+    let good = dir.path().join("schedule.xml");
+    std::fs::write(&good, b2mml::write(&schedule)).expect("write");
+    let history = dir.path().join("h.duckdb");
+    let run = |file: &std::path::Path| {
+        let out = Command::new(env!("CARGO_BIN_EXE_mezzanine"))
+            .arg("import-schedule")
+            .arg(file)
+            .arg("--history")
+            .arg(&history)
+            .arg("--registry")
+            .arg(crate::repo("scenes/demo-plant.toml"))
+            .output()
+            .expect("binary runs");
+        (
+            out.status.code().unwrap_or(-1),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    };
+    let (code, out) = run(&good);
+    assert_eq!(code, 0, "{out}");
+    let n = schedule.requests.len();
+    assert!(out.contains(&format!("({n} production requests)")), "{out}");
+    assert!(out.contains(&schedule.requests[0].id), "{out}");
+    // Again: replaced, not doubled.
+    assert_eq!(run(&good).0, 0);
+    let bad = dir.path().join("broken.xml");
+    std::fs::write(
+        &bad,
+        b2mml::write(&schedule).replacen(&schedule.requests[1].routing[0], "L7-PRESS-01", 1),
+    )
+    .expect("write");
+    let (code, out) = run(&bad);
+    assert_ne!(code, 0);
+    assert!(
+        out.contains("broken.xml") && out.contains("L7-PRESS-01") && out.contains("not an asset"),
+        "{out}"
+    );
+    let store = mezzanine::history::Store::open(&history, &reg).expect("open");
+    let rows: i64 = store
+        .conn
+        .query_row("SELECT count(*) FROM schedules", [], |r| r.get(0))
+        .expect("count");
+    assert_eq!(
+        rows as usize, n,
+        "one import kept, the broken one stored nothing"
+    );
+}
