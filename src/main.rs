@@ -80,6 +80,29 @@ struct RunArgs {
     /// With --screenshot: frames to let pass once the plant is live.
     #[arg(long, default_value_t = 20)]
     screenshot_settle_frames: u32,
+    /// Embedded demo only: take its MES off the network from START to END
+    /// seconds after start (e.g. `30..90`), to show an outage and the
+    /// catch-up that follows.
+    #[arg(long, value_parser = parse_range_s)]
+    demo_mes_outage: Option<(u64, u64)>,
+    /// Open the discrepancy list at start.
+    #[arg(long)]
+    show_discrepancies: bool,
+}
+
+fn parse_range_s(s: &str) -> Result<(u64, u64), String> {
+    let (a, b) = s
+        .split_once("..")
+        .ok_or_else(|| format!("`{s}` is not START..END (seconds)"))?;
+    let a: u64 = a
+        .trim()
+        .parse()
+        .map_err(|_| format!("bad start in `{s}`"))?;
+    let b: u64 = b.trim().parse().map_err(|_| format!("bad end in `{s}`"))?;
+    if b <= a {
+        return Err(format!("`{s}`: the end must come after the start"));
+    }
+    Ok((a, b))
 }
 
 #[derive(Subcommand, Debug)]
@@ -503,6 +526,24 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         None
     };
     let live = start_live_sources(&cfg, Arc::new(registry.clone()), tx)?;
+    if let Some((from_s, to_s)) = args.demo_mes_outage {
+        let shared = live
+            .plant
+            .as_ref()
+            .map(|p| p.mes.shared.clone())
+            .context("--demo-mes-outage needs the embedded demo plant")?;
+        std::thread::Builder::new()
+            .name("demo-mes-outage".into())
+            .spawn(move || {
+                std::thread::sleep(std::time::Duration::from_secs(from_s));
+                bevy::log::warn!("demo: the MES goes off the network for {} s", to_s - from_s);
+                shared.set_online(false);
+                std::thread::sleep(std::time::Duration::from_secs(to_s - from_s));
+                bevy::log::warn!("demo: the MES is back on the network");
+                shared.set_online(true);
+            })
+            .context("starting the demo outage timer")?;
+    }
 
     let mut app = App::new();
     scene::register_plant_source(&mut app, &cfg.plant.scene);
@@ -560,9 +601,11 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let mut mes_seen = Vec::new();
+    let mut restored = Vec::new();
     let mut recorder_threads = None;
     if let Some((mut plugin, threads)) = recorder {
         mes_seen = std::mem::take(&mut plugin.mes_seen_ids);
+        restored = std::mem::take(&mut plugin.unresolved_discrepancies);
         app.add_plugins(plugin);
         recorder_threads = Some(threads);
     }
@@ -578,6 +621,7 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             .context("the authority rules must load before the twin reconciles")?;
         app.add_plugins(mezzanine::reconcile::ReconcilePlugin {
             rules,
+            restored,
             period_ms: cfg.reconcile.period_ms,
         });
     }
@@ -609,6 +653,12 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
                 }
             },
         );
+    }
+    if args.show_discrepancies {
+        app.world_mut()
+            .resource_mut::<ui::UiState>()
+            .discrepancies
+            .open = true;
     }
     if args.show_latency {
         let mut ui_state = app.world_mut().resource_mut::<ui::UiState>();

@@ -628,6 +628,11 @@ impl MesShared {
     pub fn orders(&self) -> Vec<OrderRecord> {
         self.sim().orders()
     }
+
+    /// Takes the MES off the network (false) or brings it back (true).
+    pub fn set_online(&self, online: bool) {
+        self.online.store(online, Ordering::Relaxed);
+    }
 }
 
 /// The running simulator.
@@ -647,7 +652,7 @@ impl MesSimulator {
 
     /// Takes the MES off the network (false) or brings it back (true).
     pub fn set_online(&self, online: bool) {
-        self.shared.online.store(online, Ordering::Relaxed);
+        self.shared.set_online(online);
     }
 
     pub fn is_online(&self) -> bool {

@@ -343,6 +343,8 @@ pub struct HistoryPlugin {
     pub responses: Receiver<ReadResponse>,
     /// MES event ids already recorded (newest first), for the MES sync.
     pub mes_seen_ids: Vec<String>,
+    /// Discrepancies still open or acknowledged in the file.
+    pub unresolved_discrepancies: Vec<query::DiscrepancyRow>,
 }
 
 impl HistoryPlugin {
@@ -356,6 +358,7 @@ impl HistoryPlugin {
     ) -> Result<(Self, HistoryThreads), HistoryError> {
         let store = Store::open(path, &registry)?;
         let mes_seen_ids = query::recent_mes_event_ids(&store.conn, 100_000)?;
+        let unresolved_discrepancies = query::unresolved_discrepancies(&store.conn)?;
         let report = store.report.clone();
         let props = store.props.clone();
         let reader = HistoryReader::spawn(store.reader()?, props.clone())?;
@@ -371,6 +374,7 @@ impl HistoryPlugin {
                 },
                 responses: reader.responses.clone(),
                 mes_seen_ids,
+                unresolved_discrepancies,
             },
             HistoryThreads { writer, reader },
         ))

@@ -548,6 +548,7 @@ pub enum MarkerKind {
     Discrepancy,
     QualityHold,
     Bookmark,
+    MesOutage,
 }
 
 impl MarkerKind {
@@ -557,6 +558,7 @@ impl MarkerKind {
             "discrepancy" => MarkerKind::Discrepancy,
             "hold" => MarkerKind::QualityHold,
             "bookmark" => MarkerKind::Bookmark,
+            "mes_outage" => MarkerKind::MesOutage,
             _ => MarkerKind::MesEvent,
         }
     }
@@ -567,6 +569,7 @@ impl MarkerKind {
             MarkerKind::Discrepancy => "discrepancy",
             MarkerKind::QualityHold => "quality hold",
             MarkerKind::Bookmark => "bookmark",
+            MarkerKind::MesOutage => "MES outage",
         }
     }
 }
@@ -588,7 +591,13 @@ const MARKERS_SQL: &str = "
     UNION ALL
     SELECT ts_us, 'discrepancy', asset_id, rule FROM discrepancies
     UNION ALL
-    SELECT ts_us, 'bookmark', NULL, name FROM bookmarks";
+    SELECT ts_us, 'bookmark', NULL, name FROM bookmarks
+    UNION ALL
+    SELECT start_us, 'mes_outage', NULL, 'MES unreachable: context unavailable' FROM mes_outages
+    UNION ALL
+    SELECT end_us, 'mes_outage', NULL,
+           'MES back; ' || coalesce(backfilled_rows, 0) || ' samples back-filled'
+      FROM mes_outages WHERE end_us IS NOT NULL";
 
 /// One row of [`MARKERS_SQL`].
 fn marker_row(r: &duckdb::Row<'_>) -> duckdb::Result<Marker> {
@@ -670,4 +679,43 @@ pub fn recent_mes_event_ids(conn: &Connection, limit: usize) -> Result<Vec<Strin
         .map_err(q("reading MES event ids"))?;
     rows.collect::<Result<_, _>>()
         .map_err(q("reading MES event ids"))
+}
+
+/// One recorded step of a discrepancy's life (a `discrepancies` row).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DiscrepancyRow {
+    pub ts_us: i64,
+    pub discrepancy_id: String,
+    pub asset_id: Option<String>,
+    pub rule: String,
+    pub status: String,
+    pub detail: String,
+}
+
+/// Every step of the discrepancies not resolved yet, oldest first, so a
+/// restart shows what is still open.
+pub fn unresolved_discrepancies(conn: &Connection) -> Result<Vec<DiscrepancyRow>, HistoryError> {
+    let what = "reading open discrepancies";
+    let mut st = conn
+        .prepare(
+            "SELECT ts_us, discrepancy_id, asset_id, rule, status, detail FROM discrepancies
+             WHERE discrepancy_id IN (
+               SELECT discrepancy_id FROM discrepancies GROUP BY discrepancy_id
+               HAVING arg_max(status, ts_us) <> 'resolved')
+             ORDER BY ts_us, rowid",
+        )
+        .map_err(q(what))?;
+    let rows = st
+        .query_map([], |r| {
+            Ok(DiscrepancyRow {
+                ts_us: r.get(0)?,
+                discrepancy_id: r.get(1)?,
+                asset_id: r.get(2)?,
+                rule: r.get(3)?,
+                status: r.get(4)?,
+                detail: r.get::<_, Option<String>>(5)?.unwrap_or_default(),
+            })
+        })
+        .map_err(q(what))?;
+    rows.collect::<Result<_, _>>().map_err(q(what))
 }

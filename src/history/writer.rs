@@ -675,6 +675,7 @@ impl Writer {
                     self.batch.acks.push(a);
                 }
             }
+            Recorded::AckOnly(a) => self.batch.acks.push(a),
             Recorded::Mes(e, ack) => {
                 // A re-sent event is acknowledged but not stored twice.
                 if self.mes_seen.insert(&e.id) {

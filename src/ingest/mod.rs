@@ -97,10 +97,16 @@ pub enum IngestEvent {
     },
     /// A validated MES event (from the MES topic tree).
     Mes(Box<crate::mes::Envelope>, Option<Ack>),
-    /// The MES's heartbeat arrived (a status event: not recorded).
+    /// The MES's heartbeat arrived. Not recorded, but its ack (a broker may
+    /// deliver it at QoS 1) takes its turn with the others: acks must reach
+    /// the broker in the order the messages came.
     MesHeartbeat {
         received_us: i64,
+        ack: Option<Ack>,
     },
+    /// A message with nothing in it to keep (e.g. a Sparkplug death
+    /// certificate): only its ack, which waits its turn.
+    AckOnly(Ack),
 }
 
 /// What the recording tap receives: every sample and dead letter, with the
@@ -110,6 +116,8 @@ pub enum Recorded {
     Sample(Sample, Option<Ack>),
     DeadLetter(DeadLetter, Option<Ack>),
     Mes(Box<crate::mes::Envelope>, Option<Ack>),
+    /// Nothing to store; only the ack, sent in turn after the commit.
+    AckOnly(Ack),
 }
 
 impl IngestEvent {
@@ -119,7 +127,11 @@ impl IngestEvent {
             IngestEvent::Sample(s, _) => Some(IngestEvent::Sample(s.clone(), None)),
             IngestEvent::DeadLetter(d, _) => Some(IngestEvent::DeadLetter(d.clone(), None)),
             IngestEvent::Mes(e, _) => Some(IngestEvent::Mes(e.clone(), None)),
-            IngestEvent::Link { .. } | IngestEvent::MesHeartbeat { .. } => None,
+            IngestEvent::MesHeartbeat { received_us, .. } => Some(IngestEvent::MesHeartbeat {
+                received_us: *received_us,
+                ack: None,
+            }),
+            IngestEvent::Link { .. } | IngestEvent::AckOnly(_) => None,
         }
     }
 
@@ -129,7 +141,9 @@ impl IngestEvent {
             IngestEvent::Sample(s, ack) => Some(Recorded::Sample(s, ack)),
             IngestEvent::DeadLetter(d, ack) => Some(Recorded::DeadLetter(d, ack)),
             IngestEvent::Mes(e, ack) => Some(Recorded::Mes(e, ack)),
-            IngestEvent::Link { .. } | IngestEvent::MesHeartbeat { .. } => None,
+            IngestEvent::MesHeartbeat { ack, .. } => ack.map(Recorded::AckOnly),
+            IngestEvent::AckOnly(a) => Some(Recorded::AckOnly(a)),
+            IngestEvent::Link { .. } => None,
         }
     }
 }
@@ -163,10 +177,7 @@ impl IngestSender {
     /// nobody listens any more. A sample whose recorder is gone keeps its
     /// ack unsent, so the broker delivers it again to the next session.
     pub fn send(&self, ev: IngestEvent) -> bool {
-        let status = matches!(
-            ev,
-            IngestEvent::Link { .. } | IngestEvent::MesHeartbeat { .. }
-        );
+        let status = matches!(ev, IngestEvent::Link { .. });
         let (Some(rec), false) = (&self.recorder, status) else {
             return self.twin.as_ref().is_none_or(|t| t.send(ev).is_ok());
         };
@@ -302,12 +313,16 @@ pub fn drain_ingest(
         match ev {
             IngestEvent::Sample(s, ack) => pending.0.push((s, ack)),
             IngestEvent::Mes(e, ack) => pending_mes.0.push((*e, ack)),
-            IngestEvent::MesHeartbeat { received_us } => {
+            IngestEvent::MesHeartbeat { received_us, ack } => {
                 if let Some(b) = beats.as_deref_mut() {
                     b.last_received_us = Some(received_us);
                     b.count += 1;
                 }
+                if let Some(a) = ack {
+                    a.send();
+                }
             }
+            IngestEvent::AckOnly(a) => a.send(),
             IngestEvent::DeadLetter(d, ack) => {
                 dead.push(d);
                 // Recorded: the broker need not send it again.

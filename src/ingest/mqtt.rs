@@ -218,7 +218,10 @@ async fn run(
                     .and_then(|m| m.heartbeat_topic.as_deref())
                     == Some(p.topic.as_str())
                 {
-                    tx.try_send(IngestEvent::MesHeartbeat { received_us });
+                    let ack = ack_for(&client, &p);
+                    if !tx.send(IngestEvent::MesHeartbeat { received_us, ack }) {
+                        return;
+                    }
                     continue;
                 }
                 let evs = match settings
@@ -305,12 +308,13 @@ pub fn to_events(
             IngestEvent::Sample(_, a) | IngestEvent::DeadLetter(_, a) | IngestEvent::Mes(_, a) => {
                 *a = ack.take()
             }
-            IngestEvent::Link { .. } | IngestEvent::MesHeartbeat { .. } => {}
+            IngestEvent::MesHeartbeat { ack: a, .. } => *a = ack.take(),
+            IngestEvent::Link { .. } | IngestEvent::AckOnly(_) => {}
         }
     }
     if let Some(a) = ack {
-        // A BIRTH or DATA message with no metrics: nothing to wait for.
-        a.send();
+        // A message with no metrics: only the ack, in its turn.
+        out.push(IngestEvent::AckOnly(a));
     }
     out
 }

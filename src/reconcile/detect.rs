@@ -510,6 +510,87 @@ impl Reconciler {
         }
     }
 
+    /// Brings back the discrepancies a previous run left unresolved (their
+    /// recorded steps, oldest first). A restored one whose condition had not
+    /// cleared keeps blocking a duplicate for the same machine and rule.
+    pub fn restore(&mut self, rows: &[crate::history::query::DiscrepancyRow]) -> usize {
+        const RULES: [&str; 4] = [
+            "mes_running_machine_stopped",
+            "mes_idle_machine_cutting",
+            "part_count_divergence",
+            "completed_order_without_quality",
+        ];
+        let before = self.discrepancies.len();
+        for r in rows {
+            let detail: serde_json::Value = serde_json::from_str(&r.detail).unwrap_or_default();
+            let text = |k: &str| detail.get(k).and_then(|v| v.as_str()).map(str::to_string);
+            let status = match r.status.as_str() {
+                "acknowledged" => Status::Acknowledged,
+                "resolved" => Status::Resolved,
+                _ => Status::Open,
+            };
+            let step = LifecycleStep {
+                ts_us: r.ts_us,
+                status,
+                by: text("by"),
+                note: text("note"),
+            };
+            if let Some(d) = self
+                .discrepancies
+                .iter_mut()
+                .find(|d| d.id == r.discrepancy_id)
+            {
+                if status != Status::Open {
+                    d.history.push(step);
+                }
+                continue;
+            }
+            let Some(rule) = RULES.into_iter().find(|n| *n == r.rule) else {
+                continue;
+            };
+            let domain = text("domain")
+                .and_then(|k| Domain::ALL.into_iter().find(|d| d.key() == k))
+                .unwrap_or(Domain::WorkOrderState);
+            let authority = match text("authority").as_deref() {
+                Some("twin") => Authority::Twin,
+                _ => Authority::Mes,
+            };
+            let cleared_us = detail.get("cleared_us").and_then(|v| v.as_i64());
+            if cleared_us.is_none()
+                && let Some(a) = &r.asset_id
+            {
+                self.assets
+                    .entry(a.clone())
+                    .or_default()
+                    .raised
+                    .insert(rule, r.discrepancy_id.clone());
+            }
+            self.discrepancies.push(Discrepancy {
+                id: r.discrepancy_id.clone(),
+                rule,
+                domain,
+                authority,
+                asset_id: r.asset_id.clone(),
+                work_order: text("work_order"),
+                mes_view: text("mes_view").unwrap_or_default(),
+                twin_view: text("twin_view").unwrap_or_default(),
+                since_us: detail
+                    .get("since_us")
+                    .and_then(|v| v.as_i64())
+                    .unwrap_or(r.ts_us),
+                opened_us: r.ts_us,
+                cleared_us,
+                history: vec![LifecycleStep {
+                    status: Status::Open,
+                    by: None,
+                    note: None,
+                    ..step
+                }],
+            });
+        }
+        self.discrepancies.len() - before
+    }
+
     /// A person acknowledges a discrepancy.
     pub fn acknowledge(
         &mut self,

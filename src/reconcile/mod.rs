@@ -71,6 +71,8 @@ pub struct Reconciliation {
 /// Runs the detectors once a second and applies lifecycle commands.
 pub struct ReconcilePlugin {
     pub rules: ReconcileRules,
+    /// Steps of discrepancies a previous run left unresolved (from history).
+    pub restored: Vec<crate::history::query::DiscrepancyRow>,
     /// How often the detectors compare the views, milliseconds.
     pub period_ms: u64,
 }
@@ -78,8 +80,13 @@ pub struct ReconcilePlugin {
 impl Plugin for ReconcilePlugin {
     fn build(&self, app: &mut App) {
         let tag = format!("{:x}", now_us() / 1_000_000);
+        let mut engine = Reconciler::new(self.rules.clone(), tag);
+        let n = engine.restore(&self.restored);
+        if n > 0 {
+            info!("{n} unresolved discrepancies from earlier runs restored");
+        }
         app.insert_resource(Reconciliation {
-            engine: Reconciler::new(self.rules.clone(), tag),
+            engine,
             last_error: None,
         })
         .insert_resource(ReconcileTimer(Timer::new(

@@ -4,6 +4,7 @@
 
 pub mod clock;
 pub mod live;
+pub mod mes;
 pub mod panels;
 pub mod timeline;
 
@@ -39,7 +40,34 @@ pub struct IngestView<'w> {
     latency: Res<'w, LatencyStats>,
     counters: Res<'w, TwinCounters>,
     dead: Res<'w, DeadLetters>,
-    mes: Option<Res<'w, crate::mes::MesContext>>,
+}
+
+/// Read-only view of the MES link and reconciliation, and where lifecycle
+/// commands go.
+#[derive(bevy::ecs::system::SystemParam)]
+pub struct MesUiView<'w> {
+    ctx: Option<Res<'w, crate::mes::MesContext>>,
+    link: Option<Res<'w, crate::mes::MesLink>>,
+    state: Option<Res<'w, crate::mes::MesState>>,
+    rec: Option<Res<'w, crate::reconcile::Reconciliation>>,
+    out: MessageWriter<'w, crate::reconcile::ReconcileCommand>,
+}
+
+impl MesUiView<'_> {
+    /// Unresolved discrepancies per asset id.
+    fn badges(&self) -> HashMap<String, usize> {
+        let mut m = HashMap::new();
+        if let Some(r) = &self.rec {
+            for d in &r.engine.discrepancies {
+                if d.status() != crate::reconcile::Status::Resolved
+                    && let Some(a) = &d.asset_id
+                {
+                    *m.entry(a.clone()).or_insert(0) += 1;
+                }
+            }
+        }
+        m
+    }
 }
 use panels::{InspectorView, hierarchy_ui, inspector_ui, state_color, state_dot_ui};
 
@@ -51,6 +79,7 @@ pub struct UiState {
     pub show_latency: bool,
     pub show_ingest: bool,
     pub timeline: timeline::TimelineUiState,
+    pub discrepancies: mes::DiscrepancyUiState,
 }
 
 pub struct UiPlugin;
@@ -63,7 +92,9 @@ impl Plugin for UiPlugin {
             show_latency: false,
             show_ingest: false,
             timeline: timeline::TimelineUiState::default(),
+            discrepancies: mes::DiscrepancyUiState::default(),
         })
+        .add_message::<crate::reconcile::ReconcileCommand>()
         .add_systems(EguiPrimaryContextPass, main_ui);
     }
 }
@@ -77,6 +108,7 @@ fn main_ui(
     selection: Res<Selection>,
     assets: Query<(&BoundAsset, &Shown, Option<&WorldBounds>)>,
     ingest: IngestView,
+    mut mes_view: MesUiView,
     mut playback: PlaybackView,
     cameras: Query<(&Camera, &GlobalTransform), With<OrbitCamera>>,
     mut insets: ResMut<ViewportInsets>,
@@ -100,7 +132,7 @@ fn main_ui(
 
     let top = egui::Panel::top("top_bar")
         .show(&mut root, |ui| {
-            ui.horizontal(|ui| {
+            ui.horizontal_wrapped(|ui| {
                 ui.label(egui::RichText::new("Mezzanine").strong().size(16.0));
                 ui.separator();
                 ui.label(&registry.plant().name);
@@ -152,26 +184,23 @@ fn main_ui(
                         .circle_filled(rect.center(), size * 0.28, colour);
                     ui.colored_label(colour, name).on_hover_text(text);
                 }
-                if let Some(mes) = &ingest.mes {
-                    let (text, colour) = match mes.last_event_us {
-                        None => (
-                            "MES: no events yet".to_string(),
-                            egui::Color32::from_gray(150),
-                        ),
-                        Some(t) => {
-                            let age_s = (now_us() - t).max(0) / 1_000_000;
-                            let colour = if age_s < 300 {
-                                egui::Color32::from_rgb(46, 184, 92)
-                            } else {
-                                egui::Color32::from_rgb(230, 180, 40)
-                            };
-                            (format!("MES: last event {age_s} s ago"), colour)
-                        }
+                if let (Some(link), Some(mctx)) = (&mes_view.link, &mes_view.ctx) {
+                    mes::mes_status_ui(ui, link, mctx, &registry.plant().time_zone, now_us());
+                }
+                if let Some(rec) = &mes_view.rec {
+                    let open = rec
+                        .engine
+                        .discrepancies
+                        .iter()
+                        .filter(|d| d.status() == crate::reconcile::Status::Open)
+                        .count();
+                    let label = egui::RichText::new(format!("Discrepancies ({open} open)"));
+                    let label = if open > 0 {
+                        label.color(mes::DISCREPANCY_COLOUR)
+                    } else {
+                        label
                     };
-                    ui.colored_label(colour, text).on_hover_text(format!(
-                        "{} machines with a work order (events over MQTT; polling and outage detection are not built yet)",
-                        mes.work_orders.len()
-                    ));
+                    ui.toggle_value(&mut ui_state.discrepancies.open, label);
                 }
                 ui.toggle_value(&mut ui_state.show_latency, "Latency");
                 ui.toggle_value(
@@ -217,6 +246,11 @@ fn main_ui(
         .exact_size(timeline_size)
         .show(&mut root, |ui| {
             let input = timeline::TimelineInput {
+                mes_outages: mes_view
+                    .link
+                    .as_ref()
+                    .map(|l| l.outages.clone())
+                    .unwrap_or_default(),
                 registry: &registry,
                 cursor: &playback.cursor,
                 view: &playback.view,
@@ -270,6 +304,45 @@ fn main_ui(
             .find(|b| &b.asset_id == id)
             .map(|b| b.via)
     });
+    let selected_id = selection
+        .selected
+        .and_then(|s| registry.get(s))
+        .map(|a| a.id.clone());
+    let asset_mes = selected_id.as_ref().map(|id| {
+        let ctx = mes_view
+            .state
+            .as_ref()
+            .and_then(|s| s.0.book.assets.get(id).cloned());
+        panels::AssetMesView {
+            operation: ctx.as_ref().and_then(|c| c.operation),
+            mode: ctx
+                .as_ref()
+                .and_then(|c| c.mode)
+                .map(|m| format!("{m:?}").to_lowercase()),
+            context_unavailable_since: match mes_view.link.as_ref().map(|l| l.status) {
+                Some(crate::mes::LinkStatus::Down { since_us })
+                | Some(crate::mes::LinkStatus::CatchingUp { since_us }) => Some(since_us),
+                _ => None,
+            },
+            discrepancies: mes_view
+                .rec
+                .as_ref()
+                .map(|r| {
+                    r.engine
+                        .unresolved_on(id)
+                        .map(|d| {
+                            (
+                                d.status().label().to_string(),
+                                d.rule.replace('_', " "),
+                                d.mes_view.clone(),
+                                d.twin_view.clone(),
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+        }
+    });
     let right = egui::Panel::right("inspector")
         .resizable(true)
         .default_size(330.0)
@@ -285,6 +358,7 @@ fn main_ui(
                     live: selected_shown.map(|s| &s.values),
                     freshness: selected_shown.map(|s| &s.freshness),
                     work_order: selected_shown.and_then(|s| s.work_order.as_deref()),
+                    mes: asset_mes.as_ref(),
                     replay_at_us: (!playback.cursor.is_live()).then_some(playback.cursor.t_us),
                     now_us: if playback.cursor.is_live() {
                         now_us()
@@ -327,16 +401,43 @@ fn main_ui(
         });
     ui_state.show_ingest = show_ingest;
 
-    if ui_state.show_labels {
-        labels_ui(&ctx, &registry, &selection, &assets, &cameras, new_insets);
+    let mut disc_open = ui_state.discrepancies.open;
+    if let Some(rec) = &mes_view.rec {
+        let mut cmds = Vec::new();
+        egui::Window::new("Discrepancies: MES vs twin")
+            .open(&mut disc_open)
+            .default_width(520.0)
+            .default_pos(egui::pos2(left + 20.0, top + 20.0))
+            .show(&ctx, |ui| {
+                cmds = mes::discrepancies_ui(ui, rec, &mut ui_state.discrepancies, &registry);
+            });
+        for c in cmds {
+            mes_view.out.write(c);
+        }
     }
+    ui_state.discrepancies.open = disc_open;
+
+    let badges = mes_view.badges();
+    labels_ui(
+        &ctx,
+        &registry,
+        &selection,
+        &assets,
+        &cameras,
+        new_insets,
+        &badges,
+        ui_state.show_labels,
+    );
     for c in commands {
         sel_out.write(c);
     }
     Ok(())
 }
 
-/// Asset ids floating above the machines, clipped to the 3D view.
+/// Asset ids (with the work order each runs) floating above the machines,
+/// and a red badge on each machine with unresolved discrepancies (shown
+/// even with labels off), clipped to the 3D view.
+#[allow(clippy::too_many_arguments)]
 fn labels_ui(
     ctx: &egui::Context,
     registry: &AssetRegistry,
@@ -344,6 +445,8 @@ fn labels_ui(
     assets: &Query<(&BoundAsset, &Shown, Option<&WorldBounds>)>,
     cameras: &Query<(&Camera, &GlobalTransform), With<OrbitCamera>>,
     insets: ViewportInsets,
+    badges: &HashMap<String, usize>,
+    show_labels: bool,
 ) {
     let Ok((camera, cam_tf)) = cameras.single() else {
         return;
@@ -368,9 +471,20 @@ fn labels_ui(
             continue;
         };
         let pos = egui::pos2(p.x, p.y);
+        let badge = badges.get(&a.id);
+        if !show_labels {
+            if let Some(n) = badge {
+                draw_badge(&painter, pos, *n);
+            }
+            continue;
+        }
         let selected = selection.selected == Some(b.0);
         let font = egui::FontId::proportional(if selected { 14.0 } else { 11.5 });
-        let galley = painter.layout_no_wrap(a.id.clone(), font, egui::Color32::WHITE);
+        let text = match &s.work_order {
+            Some(w) => format!("{} · {w}", a.id),
+            None => a.id.clone(),
+        };
+        let galley = painter.layout_no_wrap(text, font, egui::Color32::WHITE);
         let rect = egui::Rect::from_center_size(pos, galley.size() + egui::vec2(16.0, 4.0));
         let bg = if selected {
             egui::Color32::from_rgba_unmultiplied(10, 110, 140, 230)
@@ -388,5 +502,21 @@ fn labels_ui(
             galley,
             egui::Color32::WHITE,
         );
+        if let Some(n) = badge {
+            draw_badge(&painter, egui::pos2(rect.max.x + 10.0, rect.center().y), *n);
+        }
     }
+}
+
+/// A red disc with the count of unresolved discrepancies.
+fn draw_badge(painter: &egui::Painter, c: egui::Pos2, n: usize) {
+    painter.circle_filled(c, 10.0, mes::DISCREPANCY_COLOUR);
+    painter.circle_stroke(c, 10.0, egui::Stroke::new(1.5, egui::Color32::WHITE));
+    painter.text(
+        c,
+        egui::Align2::CENTER_CENTER,
+        format!("!{n}"),
+        egui::FontId::proportional(11.0),
+        egui::Color32::WHITE,
+    );
 }

@@ -140,6 +140,18 @@ pub struct InspectorView<'a> {
     pub replay_at_us: Option<i64>,
     /// Ages are measured from here (now, or the replay cursor).
     pub now_us: i64,
+    pub mes: Option<&'a AssetMesView>,
+}
+
+/// What the MES says about the selected asset, and its discrepancies.
+#[derive(Debug, Clone, Default)]
+pub struct AssetMesView {
+    pub operation: Option<u32>,
+    pub mode: Option<String>,
+    /// The MES is out since then: the work order may be stale.
+    pub context_unavailable_since: Option<i64>,
+    /// (status, rule, MES view, twin view) of each unresolved one.
+    pub discrepancies: Vec<(String, String, String, String)>,
 }
 
 /// The registry record of the selection, with its live state.
@@ -185,7 +197,49 @@ pub fn inspector_ui(
             Some(w) => ui.label(RichText::new(w).monospace()),
             None => ui.weak("none known"),
         };
+        if let Some(op) = view.mes.and_then(|m| m.operation)
+            && view.replay_at_us.is_none()
+        {
+            ui.label(format!("operation {op}"));
+        }
+        if let Some(mode) = view.mes.and_then(|m| m.mode.as_deref())
+            && view.replay_at_us.is_none()
+        {
+            ui.weak(format!("· MES mode {mode}"));
+        }
     });
+    if let Some(since) = view.mes.and_then(|m| m.context_unavailable_since)
+        && view.replay_at_us.is_none()
+    {
+        ui.colored_label(
+            super::mes::OUTAGE_COLOUR,
+            format!(
+                "MES unreachable since {}: work-order context unavailable (back-filled when it returns)",
+                super::clock::label_at(
+                    jiff::Timestamp::from_microsecond(since).unwrap_or(jiff::Timestamp::UNIX_EPOCH),
+                    tz
+                )
+            ),
+        );
+    }
+    if let Some(m) = view.mes
+        && !m.discrepancies.is_empty()
+    {
+        ui.colored_label(
+            super::mes::DISCREPANCY_COLOUR,
+            RichText::new(match m.discrepancies.len() {
+                1 => "1 unresolved discrepancy".to_string(),
+                n => format!("{n} unresolved discrepancies"),
+            })
+            .strong(),
+        );
+        for (status, rule, mes, twin) in &m.discrepancies {
+            ui.label(RichText::new(format!("{rule} ({status})")).strong())
+                .on_hover_text("Open the Discrepancies list (top bar) to acknowledge or resolve.");
+            ui.label(format!("MES: {mes}"));
+            ui.label(format!("Twin: {twin}"));
+        }
+    }
     let state = view.state.cloned().unwrap_or_default();
     ui.horizontal(|ui| {
         state_dot_ui(ui, state.state);

@@ -38,6 +38,8 @@ pub struct TimelineInput<'a> {
     pub data: &'a PlaybackData,
     pub stats: Option<&'a WriterStats>,
     pub now_us: i64,
+    /// MES outages seen this run: (start, end once over).
+    pub mes_outages: Vec<(i64, Option<i64>)>,
 }
 
 /// Widget state kept between frames (text typed, toggles).
@@ -54,6 +56,7 @@ pub fn marker_color(k: MarkerKind) -> Color32 {
         MarkerKind::Discrepancy => Color32::from_rgb(245, 150, 40),
         MarkerKind::QualityHold => Color32::from_rgb(190, 100, 235),
         MarkerKind::Bookmark => Color32::from_rgb(245, 225, 90),
+        MarkerKind::MesOutage => super::mes::OUTAGE_COLOUR,
     }
 }
 
@@ -374,6 +377,27 @@ fn strip_ui(
                 "no data",
                 egui::FontId::proportional(10.5),
                 Color32::from_gray(120),
+            );
+        }
+    }
+    // MES outages: an orange band along the bottom of the strip.
+    for (a, b) in &input.mes_outages {
+        let b = b.unwrap_or(input.now_us);
+        if b <= from || *a >= to {
+            continue;
+        }
+        let r = egui::Rect::from_min_max(
+            egui::pos2(x_of((*a).max(from)), band_bottom - 7.0),
+            egui::pos2(x_of(b.min(to)).max(x_of((*a).max(from)) + 2.0), band_bottom),
+        );
+        p.rect_filled(r, 0.0, super::mes::OUTAGE_COLOUR);
+        if r.width() > 70.0 {
+            p.text(
+                egui::pos2(r.min.x + 3.0, r.min.y - 1.0),
+                egui::Align2::LEFT_BOTTOM,
+                "MES out",
+                egui::FontId::proportional(10.0),
+                super::mes::OUTAGE_COLOUR,
             );
         }
     }

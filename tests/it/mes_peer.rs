@@ -606,6 +606,7 @@ fn reconciliation_never_corrects_either_side() {
         poll_interval_ms: 10_000,
     })
     .add_plugins(ReconcilePlugin {
+        restored: Vec::new(),
         rules: rules(0.5),
         period_ms: 50,
     });
@@ -873,6 +874,15 @@ fn an_mes_outage_marks_context_unavailable_then_catches_up_and_back_fills() {
         link.caught_up_events
     );
     let outage_to = link.outages.last().and_then(|o| o.1).expect("ended");
+    // Acks (heartbeats' included) reached the broker in order: it never
+    // dropped the twin's connection.
+    assert_eq!(
+        app.world()
+            .resource::<mezzanine::ingest::LinkStatus>()
+            .mqtt_reconnects,
+        0,
+        "the broker dropped the twin"
+    );
     // A few more frames so the back-fill commits.
     for _ in 0..20 {
         app.update();
@@ -1006,4 +1016,70 @@ fn import_schedule_stores_a_b2mml_document_and_refuses_a_broken_one() {
         rows as usize, n,
         "one import kept, the broken one stored nothing"
     );
+}
+
+#[test]
+fn unresolved_discrepancies_come_back_after_a_restart_and_resolved_ones_do_not() {
+    use mezzanine::history::{HistoryPlugin, Store, WriterSettings};
+    use mezzanine::reconcile::discrepancy_msg;
+    let reg = crate::live::registry();
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("h.duckdb");
+    let (_plugin, threads) =
+        HistoryPlugin::start(&path, reg.clone(), WriterSettings::default()).expect("history");
+    let mut r = Reconciler::new(rules(0.0), "run1");
+    r.observe(
+        T0,
+        &[
+            (phys("L1-MILL-02", 0.0, 0.2, 0.0, 10.0), mes(Some("WO-7"))),
+            (phys("L1-MILL-03", 9000.0, 2.0, 50.0, 10.0), mes(None)),
+        ],
+    );
+    assert_eq!(r.discrepancies.len(), 2);
+    let (a, b) = (r.discrepancies[0].id.clone(), r.discrepancies[1].id.clone());
+    for d in &r.discrepancies {
+        threads
+            .writer
+            .app
+            .send(discrepancy_msg(d, T0))
+            .expect("send");
+    }
+    let d = r.acknowledge(&a, "j.moreau", T0 + S).expect("ack").clone();
+    threads
+        .writer
+        .app
+        .send(discrepancy_msg(&d, T0 + S))
+        .expect("send");
+    let d = r
+        .resolve(&b, "j.moreau", "order was closed late", T0 + 2 * S)
+        .expect("resolve")
+        .clone();
+    threads
+        .writer
+        .app
+        .send(discrepancy_msg(&d, T0 + 2 * S))
+        .expect("send");
+    threads.writer.flush().expect("flush");
+    threads.shutdown();
+
+    let store = Store::open(&path, &reg).expect("reopen");
+    let rows = mezzanine::history::query::unresolved_discrepancies(&store.conn).expect("rows");
+    drop(store);
+    let mut r2 = Reconciler::new(rules(0.0), "run2");
+    assert_eq!(r2.restore(&rows), 1, "only the unresolved one");
+    let back = r2.get(&a).expect("restored");
+    assert_eq!(back.status(), Status::Acknowledged);
+    assert_eq!(back.mes_view, r.get(&a).expect("a").mes_view);
+    assert_eq!(back.twin_view, r.get(&a).expect("a").twin_view);
+    assert_eq!(
+        back.history.last().and_then(|s| s.by.as_deref()),
+        Some("j.moreau")
+    );
+    assert!(r2.get(&b).is_none());
+    // The condition still holds: not raised a second time.
+    r2.observe(
+        T0 + 10 * S,
+        &[(phys("L1-MILL-02", 0.0, 0.2, 0.0, 10.0), mes(Some("WO-7")))],
+    );
+    assert_eq!(r2.discrepancies.len(), 1);
 }
