@@ -720,10 +720,12 @@ fn reconciliation_never_corrects_either_side() {
 /// What an independent subscriber saw: (topic, source time).
 type Seen = Arc<std::sync::Mutex<Vec<(String, i64)>>>;
 
-/// Every (topic, source time) an independent subscriber saw on `filter`.
+/// Every (topic, source time) an independent subscriber saw on `filter`
+/// (time 0 where the payload is not a reading).
 fn observe(
     port: u16,
     filter: &str,
+    client_id: &str,
 ) -> (
     std::thread::JoinHandle<()>,
     Seen,
@@ -733,7 +735,7 @@ fn observe(
     let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let (s2, st2) = (seen.clone(), stop.clone());
-    let mut opts = MqttOptions::new("outage-observer", "127.0.0.1", port);
+    let mut opts = MqttOptions::new(client_id, "127.0.0.1", port);
     opts.set_keep_alive(Duration::from_secs(5));
     let (client, mut conn) = Client::new(opts, 1_000);
     client
@@ -743,11 +745,12 @@ fn observe(
         while !st2.load(std::sync::atomic::Ordering::Relaxed) {
             match conn.recv_timeout(Duration::from_millis(100)) {
                 Ok(Ok(Event::Incoming(Packet::Publish(p)))) => {
-                    if let Ok(d) = mezzanine::ingest::decode::decode_json(&p.payload, "rpm")
-                        && let Some(ts) = d.source_ts_us
-                    {
-                        s2.lock().expect("lock").push((p.topic.clone(), ts));
-                    }
+                    // Source time when the payload is a reading, else 0.
+                    let ts = mezzanine::ingest::decode::decode_json(&p.payload, "rpm")
+                        .ok()
+                        .and_then(|d| d.source_ts_us)
+                        .unwrap_or(0);
+                    s2.lock().expect("lock").push((p.topic.clone(), ts));
                 }
                 Ok(Err(_)) => std::thread::sleep(Duration::from_millis(50)),
                 _ => {}
@@ -782,7 +785,11 @@ fn an_mes_outage_marks_context_unavailable_then_catches_up_and_back_fills() {
     let (obs, seen, stop_obs) = observe(
         plant.broker.port,
         "acme/lyon/machining/line1/mill01/spindle_speed",
+        "outage-observer",
     );
+    // Everything on the MES's topic tree, to show the twin adds nothing.
+    let (mes_obs, mes_seen, stop_mes_obs) =
+        observe(plant.broker.port, "acme/lyon/mes/#", "mes-observer");
     let (plugin, threads) = HistoryPlugin::start(
         &dir.path().join("h.duckdb"),
         reg.clone(),
@@ -901,6 +908,32 @@ fn an_mes_outage_marks_context_unavailable_then_catches_up_and_back_fills() {
         requests.iter().all(|r| r.starts_with("GET ")),
         "only GET: {requests:?}"
     );
+    // Over MQTT: no more messages on the MES's event topics than the MES
+    // itself published (the twin's client only subscribes).
+    plant.mes.set_online(false);
+    std::thread::sleep(Duration::from_millis(800));
+    stop_mes_obs.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = mes_obs.join();
+    let (events_seen, beats_seen) = {
+        let m = mes_seen.lock().expect("lock");
+        let events = m
+            .iter()
+            .filter(|(t, _)| t.starts_with("acme/lyon/mes/events/"))
+            .count() as u64;
+        (events, m.len() as u64 - events)
+    };
+    let published = plant
+        .mes
+        .published
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        beats_seen > 0,
+        "the observer was subscribed (saw a heartbeat)"
+    );
+    assert!(
+        events_seen <= published,
+        "{events_seen} MES events on the broker, {published} published by the MES"
+    );
     plant.stop();
 
     let store = Store::open(&dir.path().join("h.duckdb"), &reg).expect("reopen");
@@ -947,6 +980,15 @@ fn an_mes_outage_marks_context_unavailable_then_catches_up_and_back_fills() {
         .filter(|ts| (outage_from..=outage_to).contains(ts))
         .collect();
     assert!(seen.len() >= 20, "{} readings observed", seen.len());
+    eprintln!(
+        "outage {:.1} s: {recorded_during} samples recorded meanwhile, {} back-filled; \
+         {} missed MES events fetched; {filled} machines got a work order; \
+         {} spindle readings seen by an independent subscriber, all recorded once",
+        (outage_to - outage_from) as f64 / 1e6,
+        q("SELECT sum(backfilled_rows) FROM mes_outages"),
+        link.caught_up_events,
+        seen.len()
+    );
     for ts in &seen {
         assert_eq!(
             q(&format!(
