@@ -1125,3 +1125,107 @@ fn unresolved_discrepancies_come_back_after_a_restart_and_resolved_ones_do_not()
     );
     assert_eq!(r2.discrepancies.len(), 1);
 }
+
+#[test]
+fn in_polling_mode_the_twin_takes_work_orders_from_the_api_and_ignores_their_events() {
+    use mezzanine::bench::headless_twin;
+    use mezzanine::config::{MesDomains, SyncMode};
+    use mezzanine::demo::broker::{free_port, start_embedded_broker};
+    use mezzanine::ingest::{PendingMes, ingest_channel};
+    use mezzanine::mes::poll::spawn_poller;
+    use mezzanine::mes::{MesContext, MesLink, MesPlugin, MesPollChannel, MesSchedule, MesState};
+
+    let reg = crate::live::registry();
+    let broker = start_embedded_broker(free_port().expect("port")).expect("broker");
+    let mes = running_sim(free_port().expect("port"), broker.port);
+    let rt = rt();
+    wait_for_api(&mes.api_url, &rt);
+    let poller = spawn_poller(PollSettings {
+        api_url: mes.api_url.clone(),
+        interval_ms: 500,
+        work_orders: true,
+        equipment: true,
+        schedule: true,
+    })
+    .expect("poller");
+    let (_tx, rx) = ingest_channel(16);
+    let mut app = headless_twin(&reg, rx);
+    app.add_plugins(MesPlugin {
+        reorder_window_us: 0,
+        seen: Vec::new(),
+        heartbeat_timeout_ms: 600_000,
+        domains: MesDomains {
+            work_orders: SyncMode::Polling,
+            equipment: SyncMode::Polling,
+            quality: SyncMode::Events,
+            schedule: SyncMode::Polling,
+        },
+        poll_interval_ms: 500,
+    })
+    .insert_resource(MesPollChannel {
+        results: poller.results.clone(),
+        commands: poller.commands.clone(),
+    });
+    // An event for a polled domain: recorded, not applied.
+    let c = Contract::load().expect("contract");
+    app.world_mut().resource_mut::<PendingMes>().0.push((
+        ev(
+            &c,
+            "p1",
+            "work_order.started",
+            now_us(),
+            json!({"work_order": "WO-999999", "asset_id": "L1-MILL-01"}),
+        ),
+        None,
+    ));
+    let start = Instant::now();
+    loop {
+        app.update();
+        let polled = app.world().resource::<MesLink>().last_poll_us.is_some();
+        if polled && app.world().resource::<MesContext>().work_orders.len() >= 4 {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "no polled work orders"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let ctx = app.world().resource::<MesContext>().clone();
+    // The MES runs on meanwhile (×60), so an order may have finished since
+    // the last poll: that is the polling lag the UI warns about.
+    let running: Vec<_> = mes
+        .shared
+        .orders()
+        .into_iter()
+        .filter(|o| o.status == "running" || o.status == "held")
+        .collect();
+    let agree = running
+        .iter()
+        .filter(|o| ctx.work_orders.get(&o.asset_id) == Some(&o.work_order))
+        .count();
+    assert!(
+        agree >= 4 && agree + 1 >= running.len(),
+        "{agree} of {} running orders as polled: {ctx:?}",
+        running.len()
+    );
+    assert_ne!(
+        ctx.work_orders.get("L1-MILL-01").map(String::as_str),
+        Some("WO-999999")
+    );
+    let state = app.world().resource::<MesState>();
+    assert_eq!(
+        state.0.ignored, 1,
+        "the event of a polled domain was not applied"
+    );
+    assert!(
+        state.0.book.assets.values().any(|a| a.mode.is_some()),
+        "modes polled"
+    );
+    assert!(
+        !app.world().resource::<MesSchedule>().orders.is_empty(),
+        "schedule polled"
+    );
+    poller.stop();
+    mes.stop();
+}
