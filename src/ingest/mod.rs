@@ -311,8 +311,21 @@ pub fn drain_ingest(
 ) {
     for ev in rx.0.try_iter().take(budget.0) {
         match ev {
-            IngestEvent::Sample(s, ack) => pending.0.push((s, ack)),
-            IngestEvent::Mes(e, ack) => pending_mes.0.push((*e, ack)),
+            // Without a recorder nothing is durable anyway: acks go out here,
+            // in the order the messages came (a broker drops a client whose
+            // acks arrive out of order).
+            IngestEvent::Sample(s, ack) => {
+                if let Some(a) = ack {
+                    a.send();
+                }
+                pending.0.push((s, None));
+            }
+            IngestEvent::Mes(e, ack) => {
+                if let Some(a) = ack {
+                    a.send();
+                }
+                pending_mes.0.push((*e, None));
+            }
             IngestEvent::MesHeartbeat { received_us, ack } => {
                 if let Some(b) = beats.as_deref_mut() {
                     b.last_received_us = Some(received_us);

@@ -208,6 +208,13 @@ fn embedded_plant_brings_every_machine_to_life_through_both_adapters() {
     // Every fast property of every asset has a value (the robots' axis
     // temperature comes through Sparkplug B only).
     assert_eq!(missing_fast(&mut app, &reg), Vec::<String>::new());
+    // Acks reached the broker in order (dead letters and MES traffic
+    // included): it never dropped the twin's connection.
+    assert_eq!(
+        app.world().resource::<LinkStatus>().mqtt_reconnects,
+        0,
+        "the broker dropped the twin"
+    );
     let counters = app.world().resource::<TwinCounters>().clone();
     assert!(
         counters.applied as usize >= reg.assets().len(),
