@@ -239,6 +239,7 @@ pub fn parse(
         let end = time(&mut p, child(r, "EndTime"), "EndTime");
         let mut routing = Vec::new();
         let mut quantity = None;
+        let mut quantity_reported = false;
         let mut unit = String::from("count");
         let mut product = child(r, "Description").map(text).unwrap_or_default();
         let (mut seg_start, mut seg_end) = (None, None);
@@ -286,16 +287,32 @@ pub fn parse(
                     Some(qs) => match text(qs).parse::<f64>() {
                         Ok(v) if v.is_finite() && v > 0.0 => {
                             quantity = Some(v);
-                            if let Some(u) = child(m, "Quantity").and_then(|q| child(q, "UnitOfMeasure")) {
+                            if let Some(u) =
+                                child(m, "Quantity").and_then(|q| child(q, "UnitOfMeasure"))
+                            {
                                 unit = text(u);
                             }
                         }
-                        _ => p.at(
-                            qs,
-                            format!("{rid}: quantity `{}` is not a number greater than 0", text(qs)),
-                        ),
+                        _ => {
+                            quantity_reported = true;
+                            p.at(
+                                qs,
+                                format!(
+                                    "{rid}: quantity `{}` is not a number greater than 0",
+                                    text(qs)
+                                ),
+                            )
+                        }
                     },
-                    None => p.at(m, format!("{rid}: <MaterialProducedRequirement> has no <Quantity>/<QuantityString>")),
+                    None => {
+                        quantity_reported = true;
+                        p.at(
+                            m,
+                            format!(
+                                "{rid}: <MaterialProducedRequirement> has no <Quantity>/<QuantityString>"
+                            ),
+                        )
+                    }
                 }
             }
         }
@@ -307,10 +324,12 @@ pub fn parse(
             p.at(r, format!("{rid}: ends before it starts"));
         }
         let Some(quantity) = quantity else {
-            p.at(
-                r,
-                format!("{rid}: no quantity to produce (<MaterialProducedRequirement>)"),
-            );
+            if !quantity_reported {
+                p.at(
+                    r,
+                    format!("{rid}: no quantity to produce (<MaterialProducedRequirement>)"),
+                );
+            }
             continue;
         };
         requests.push(ProductionRequest {
