@@ -610,6 +610,11 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         recorder_threads = Some(threads);
     }
     app.add_plugins(mezzanine::mes::MesPlugin::from_config(&cfg.mes, mes_seen));
+    if let Some(p) = &live.plant {
+        app.add_plugins(demo::DemoControlPlugin {
+            mes: p.mes.shared.clone(),
+        });
+    }
     if let Some(p) = &live.mes_poller {
         app.insert_resource(mezzanine::mes::MesPollChannel {
             results: p.results.clone(),

@@ -473,23 +473,29 @@ impl MesSim {
                         good
                     };
                     let serial = format!("{}-{:06}", asset, self.next_event);
-                    let rework = self.rng.f64() < 0.15;
+                    // The sampled part: scrapped when the order had scrap,
+                    // else now and then sent to rework, else passed.
+                    let verdict = if scrap > 0 && self.rng.f64() < 0.5 {
+                        ("NOK", "scrap", vec!["D07"])
+                    } else if self.rng.f64() < 0.15 {
+                        ("REWORK", "rework", vec!["D12"])
+                    } else {
+                        ("OK", "pass", Vec::new())
+                    };
                     let inspected = self.rng.f64() >= 0.06;
                     let (op, done_ev, quality) = if legacy {
                         (
                             json!({"wo": wo, "op_seq": 10, "equipment": asset, "good": good, "scrap": scrap}),
                             json!({"wo": wo, "good": good, "scrap": scrap}),
                             json!({"wo": wo, "serial": serial, "equipment": "FIN-CMM-01",
-                                   "result": if rework { "REWORK" } else { "OK" },
-                                   "defects": if rework { "D12" } else { "" }}),
+                                   "result": verdict.0, "defects": verdict.2.join(",")}),
                         )
                     } else {
                         (
                             json!({"work_order": wo, "operation": 1, "asset_id": asset, "good_count": good, "scrap_count": scrap}),
                             json!({"work_order": wo, "good_count": good, "scrap_count": scrap}),
                             json!({"work_order": wo, "serial": serial, "asset_id": "FIN-CMM-01",
-                                   "disposition": if rework { "rework" } else { "pass" },
-                                   "defect_codes": if rework { vec!["D12"] } else { Vec::new() }}),
+                                   "disposition": verdict.1, "defect_codes": verdict.2}),
                         )
                     };
                     self.envelope("operation.completed", legacy, now_us, op, &mut out);
@@ -632,6 +638,10 @@ impl MesShared {
     /// Takes the MES off the network (false) or brings it back (true).
     pub fn set_online(&self, online: bool) {
         self.online.store(online, Ordering::Relaxed);
+    }
+
+    pub fn is_online(&self) -> bool {
+        self.online.load(Ordering::Relaxed)
     }
 }
 

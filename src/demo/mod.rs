@@ -1,10 +1,12 @@
 //! The embedded default plant: an MQTT broker ([`broker`]), an OPC UA server
 //! ([`opcua_server`]), a seeded PLC simulator ([`plc`]) and its publisher
-//! ([`publisher`]), plus the generator of the demo layout and registry
-//! ([`plant`], `mezzanine generate-demo-plant`).
+//! ([`publisher`]), an MES simulator ([`mes`]), plus the generator of the
+//! demo layout and registry ([`plant`], `mezzanine generate-demo-plant`).
 //!
-//! In: the registry. Out: UNS topics and OPC UA node values, exactly what a
-//! real plant would offer the twin.
+//! In: the registry. Out: UNS topics, OPC UA node values, MES events and the
+//! MES API, exactly what a real plant would offer the twin. In the app,
+//! [`DemoControlPlugin`] takes [`DemoCommand`]s from the UI (e.g. take the
+//! MES off the network for a demonstration).
 
 pub mod broker;
 pub mod glb;
@@ -17,8 +19,62 @@ pub mod publisher;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use bevy::prelude::*;
+
 use crate::ingest::now_us;
 use crate::registry::AssetRegistry;
+
+/// What the UI may ask of the embedded demo plant.
+#[derive(Message, Debug, Clone, Copy, PartialEq)]
+pub enum DemoCommand {
+    /// Take the MES off the network (false) or bring it back (true).
+    SetMesOnline(bool),
+}
+
+/// The embedded demo's switches, present only when it runs.
+#[derive(Resource, Clone)]
+pub struct DemoControls {
+    mes: Arc<mes::MesShared>,
+}
+
+impl DemoControls {
+    pub fn mes_online(&self) -> bool {
+        self.mes.is_online()
+    }
+}
+
+/// Applies [`DemoCommand`]s to the running demo plant.
+pub struct DemoControlPlugin {
+    pub mes: Arc<mes::MesShared>,
+}
+
+impl Plugin for DemoControlPlugin {
+    fn build(&self, app: &mut App) {
+        app.insert_resource(DemoControls {
+            mes: self.mes.clone(),
+        })
+        .add_message::<DemoCommand>()
+        .add_systems(Update, apply_demo_commands);
+    }
+}
+
+fn apply_demo_commands(mut commands: MessageReader<DemoCommand>, controls: Res<DemoControls>) {
+    for c in commands.read() {
+        match c {
+            DemoCommand::SetMesOnline(online) => {
+                warn!(
+                    "demo: the MES {}",
+                    if *online {
+                        "is back on the network"
+                    } else {
+                        "goes off the network"
+                    }
+                );
+                controls.mes.set_online(*online);
+            }
+        }
+    }
+}
 
 /// Everything that can go wrong writing the demo plant.
 #[derive(Debug, thiserror::Error)]

@@ -67,19 +67,23 @@ pub fn mes_status_ui(ui: &mut egui::Ui, link: &MesLink, ctx: &MesContext, tz: &s
         ),
         LinkStatus::CatchingUp { .. } => ("MES back: catching up…".to_string(), OUTAGE_COLOUR),
     };
-    let polled = [
-        link.domains.work_orders,
-        link.domains.equipment,
-        link.domains.schedule,
+    let polled: Vec<&str> = [
+        ("work orders", link.domains.work_orders),
+        ("modes", link.domains.equipment),
+        ("schedule", link.domains.schedule),
     ]
-    .contains(&SyncMode::Polling);
-    let text = if polled {
+    .into_iter()
+    .filter(|(_, m)| *m == SyncMode::Polling)
+    .map(|(n, _)| n)
+    .collect();
+    let text = if polled.is_empty() {
+        text
+    } else {
         format!(
-            "{text} · polled, lag ≤ {:.0} s",
+            "{text} · {} polled (lag ≤ {:.0} s)",
+            polled.join(", "),
             link.poll_interval_ms as f64 / 1000.0
         )
-    } else {
-        text
     };
     let mut hover = format!(
         "last heard {}; {} machines with a work order; last MES event at {}\n\n{}",

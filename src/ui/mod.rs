@@ -51,6 +51,8 @@ pub struct MesUiView<'w> {
     state: Option<Res<'w, crate::mes::MesState>>,
     rec: Option<Res<'w, crate::reconcile::Reconciliation>>,
     out: MessageWriter<'w, crate::reconcile::ReconcileCommand>,
+    demo: Option<Res<'w, crate::demo::DemoControls>>,
+    demo_out: MessageWriter<'w, crate::demo::DemoCommand>,
 }
 
 impl MesUiView<'_> {
@@ -95,6 +97,7 @@ impl Plugin for UiPlugin {
             discrepancies: mes::DiscrepancyUiState::default(),
         })
         .add_message::<crate::reconcile::ReconcileCommand>()
+        .add_message::<crate::demo::DemoCommand>()
         .add_systems(EguiPrimaryContextPass, main_ui);
     }
 }
@@ -186,6 +189,27 @@ fn main_ui(
                 }
                 if let (Some(link), Some(mctx)) = (&mes_view.link, &mes_view.ctx) {
                     mes::mes_status_ui(ui, link, mctx, &registry.plant().time_zone, now_us());
+                }
+                if let Some(demo) = &mes_view.demo {
+                    let online = demo.mes_online();
+                    let label = if online {
+                        "Demo: MES outage"
+                    } else {
+                        "Demo: restore MES"
+                    };
+                    if ui
+                        .button(label)
+                        .on_hover_text(
+                            "Embedded demo only: take its MES off the network (no events, no \
+                             heartbeat, API refused) or bring it back, to see the outage, the \
+                             catch-up and the back-fill.",
+                        )
+                        .clicked()
+                    {
+                        mes_view
+                            .demo_out
+                            .write(crate::demo::DemoCommand::SetMesOnline(!online));
+                    }
                 }
                 if let Some(rec) = &mes_view.rec {
                     let open = rec
