@@ -7,7 +7,8 @@
 //! ```text
 //!  PLM glTF layout ──► scene ──┐
 //!  registry TOML ──► registry ─┼─► twin (AssetState per asset) ──► render (3D, status colours)
-//!  (UNS / OPC UA: next) ingest ┘                                 └─► ui (panels → commands)
+//!  UNS / OPC UA ──► ingest ────┤                                 └─► ui (panels → commands)
+//!  MES events / API ──► mes ───┴─► reconcile (discrepancies) ──► history (DuckDB)
 //!
 //!  MezzanineSet:  Ingest → Bind → Apply → Reconcile → Record → Playback → Simulate → Render
 //! ```
