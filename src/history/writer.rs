@@ -490,6 +490,16 @@ impl Writer {
         };
         w.mes_seen
             .seed(super::query::recent_mes_event_ids(&w.conn, 100_000)?);
+        // An outage a previous run did not see end (it stopped first) ended
+        // with that run's recording; its samples stay context-unavailable.
+        w.conn
+            .execute(
+                "UPDATE mes_outages SET end_us = greatest(start_us, (SELECT max(ts_us) FROM samples)),
+                        backfilled_rows = 0
+                 WHERE end_us IS NULL",
+                [],
+            )
+            .map_err(super::sql_err("closing an outage left open"))?;
         w.seed_recent()?;
         // Rows a crash left without rollups are rolled up before anything new.
         rollup(&w.conn, next_seq, "rollup_1s", "rollup_1s_seq", 1_000_000)?;
@@ -1024,14 +1034,14 @@ impl Writer {
                                FROM samples s JOIN properties p USING (prop_id)
                                ASOF LEFT JOIN work_orders w
                                  ON p.asset_id = w.asset_id AND s.ts_us >= w.ts_us
-                               WHERE s.context_unavailable) f
+                               WHERE s.context_unavailable AND s.ts_us >= ?) f
                          WHERE samples.seq = f.seq",
-                        [],
+                        params![from_us],
                     )?;
                     c.execute(
                         "UPDATE mes_outages SET end_us = ?, backfilled_rows = ?
-                         WHERE end_us IS NULL OR (start_us >= ? AND start_us <= ?)",
-                        params![to_us, filled as i64, from_us, to_us],
+                         WHERE end_us IS NULL",
+                        params![to_us, filled as i64],
                     )?;
                     bevy::log::info!(
                         "MES context back-filled for {filled} samples recorded while it was away"

@@ -38,7 +38,8 @@ pub struct TimelineInput<'a> {
     pub data: &'a PlaybackData,
     pub stats: Option<&'a WriterStats>,
     pub now_us: i64,
-    /// MES outages seen this run: (start, end once over).
+    /// MES outages seen this run: (start, end once over). Earlier ones
+    /// come from the timeline's outage markers.
     pub mes_outages: Vec<(i64, Option<i64>)>,
 }
 
@@ -380,8 +381,30 @@ fn strip_ui(
             );
         }
     }
-    // MES outages: an orange band along the bottom of the strip.
-    for (a, b) in &input.mes_outages {
+    // MES outages: a band along the bottom of the strip, from this run and
+    // from the recorded start / end markers of earlier ones.
+    let mut outages = input.mes_outages.clone();
+    let mut open: Option<i64> = None;
+    for m in tl
+        .markers
+        .iter()
+        .filter(|m| m.kind == MarkerKind::MesOutage)
+    {
+        if m.text.starts_with("MES back") {
+            let start = open.take().unwrap_or(from);
+            if !outages.iter().any(|(a, _)| (*a - start).abs() < 1_000_000) {
+                outages.push((start, Some(m.ts_us)));
+            }
+        } else {
+            open = Some(m.ts_us);
+        }
+    }
+    if let Some(a) = open
+        && !outages.iter().any(|(s, _)| (*s - a).abs() < 1_000_000)
+    {
+        outages.push((a, None));
+    }
+    for (a, b) in &outages {
         let b = b.unwrap_or(input.now_us);
         if b <= from || *a >= to {
             continue;

@@ -1229,3 +1229,117 @@ fn in_polling_mode_the_twin_takes_work_orders_from_the_api_and_ignores_their_eve
     poller.stop();
     mes.stop();
 }
+
+#[test]
+fn an_outage_still_open_at_exit_is_closed_on_reopen_and_its_samples_stay_flagged() {
+    use mezzanine::history::{HistoryPlugin, Store, WriterMsg, WriterSettings};
+    use mezzanine::ingest::Recorded;
+    let reg = crate::live::registry();
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("h.duckdb");
+    let send = |w: &mezzanine::history::HistoryWriter, t: i64| {
+        w.recorder
+            .send(Recorded::Sample(
+                sample(
+                    &reg,
+                    "L1-MILL-01",
+                    "spindle_speed",
+                    SampleValue::Number(9000.0),
+                    t,
+                ),
+                None,
+            ))
+            .expect("send");
+    };
+    let (_p, threads) =
+        HistoryPlugin::start(&path, reg.clone(), WriterSettings::default()).expect("history");
+    let w = &threads.writer;
+    w.app
+        .send(WriterMsg::WorkOrder {
+            asset_id: "L1-MILL-01".into(),
+            work_order: Some("WO-1".into()),
+            ts_us: T0,
+        })
+        .expect("send");
+    send(w, T0 + S);
+    w.app
+        .send(WriterMsg::MesLink {
+            up: false,
+            ts_us: T0 + 2 * S,
+        })
+        .expect("send");
+    send(w, T0 + 3 * S);
+    send(w, T0 + 4 * S);
+    w.flush().expect("flush");
+    threads.shutdown(); // the MES never came back in this run
+
+    let (_p, threads) =
+        HistoryPlugin::start(&path, reg.clone(), WriterSettings::default()).expect("reopen");
+    let w = &threads.writer;
+    // A new outage in the next run is its own row, and its back-fill
+    // touches only its own samples.
+    w.app
+        .send(WriterMsg::MesLink {
+            up: false,
+            ts_us: T0 + 10 * S,
+        })
+        .expect("send");
+    send(w, T0 + 11 * S);
+    w.app
+        .send(WriterMsg::Backfill {
+            from_us: T0 + 10 * S,
+            to_us: T0 + 12 * S,
+        })
+        .expect("send");
+    w.app
+        .send(WriterMsg::MesLink {
+            up: true,
+            ts_us: T0 + 12 * S,
+        })
+        .expect("send");
+    w.flush().expect("flush");
+    threads.shutdown();
+
+    let store = Store::open(&path, &reg).expect("open");
+    let rows: Vec<(i64, Option<i64>, Option<i64>)> = {
+        let mut st = store
+            .conn
+            .prepare("SELECT start_us, end_us, backfilled_rows FROM mes_outages ORDER BY start_us")
+            .expect("prepare");
+        st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .expect("query")
+            .collect::<Result<_, _>>()
+            .expect("rows")
+    };
+    assert_eq!(
+        rows,
+        vec![
+            (T0 + 2 * S, Some(T0 + 4 * S), Some(0)),
+            (T0 + 10 * S, Some(T0 + 12 * S), Some(1)),
+        ]
+    );
+    let flagged: i64 = store
+        .conn
+        .query_row(
+            "SELECT count(*) FROM samples WHERE context_unavailable",
+            [],
+            |r| r.get(0),
+        )
+        .expect("count");
+    assert_eq!(
+        flagged, 2,
+        "the first run's outage samples keep their honest flag"
+    );
+    let with_wo: i64 = store
+        .conn
+        .query_row(
+            "SELECT count(*) FROM samples WHERE work_order = 'WO-1'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("count");
+    assert_eq!(
+        with_wo, 2,
+        "before the first outage, and back-filled in the second"
+    );
+}
