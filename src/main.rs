@@ -609,7 +609,12 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         app.add_plugins(plugin);
         recorder_threads = Some(threads);
     }
-    app.add_plugins(mezzanine::mes::MesPlugin::from_config(&cfg.mes, mes_seen));
+    let mut mes_plugin = mezzanine::mes::MesPlugin::from_config(&cfg.mes, mes_seen);
+    if live.mes_poller.is_none() && cfg.mes.heartbeat_topic.trim().is_empty() {
+        // Sporadic events alone cannot tell a quiet MES from an absent one.
+        mes_plugin.heartbeat_timeout_ms = 0;
+    }
+    app.add_plugins(mes_plugin);
     if let Some(p) = &live.plant {
         app.add_plugins(demo::DemoControlPlugin {
             mes: p.mes.shared.clone(),

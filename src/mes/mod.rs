@@ -119,9 +119,17 @@ pub struct MesLink {
     /// A poller is running (some domain is polled, or the API is watched).
     pub polling: bool,
     started_us: i64,
+    /// After a failed catch-up, the next try waits until then.
+    retry_catch_up_us: i64,
 }
 
 impl MesLink {
+    /// Outages are detected at all (a heartbeat topic or an API to poll;
+    /// sporadic events alone cannot tell silence from an outage).
+    pub fn watched(&self) -> bool {
+        self.timeout_us > 0
+    }
+
     pub fn is_down(&self) -> bool {
         matches!(
             self.status,
@@ -158,6 +166,7 @@ pub struct MesPlugin {
     pub reorder_window_us: i64,
     /// Event ids already applied in earlier runs (from the history file).
     pub seen: Vec<String>,
+    /// 0: outages are not detected (no heartbeat topic and no API).
     pub heartbeat_timeout_ms: u64,
     pub domains: MesDomains,
     pub poll_interval_ms: u64,
@@ -222,6 +231,7 @@ impl Plugin for MesPlugin {
                 poll_interval_ms: self.poll_interval_ms,
                 polling: false,
                 started_us: now_us(),
+                retry_catch_up_us: 0,
             })
             .insert_resource(MesContract(contract))
             .init_resource::<MesContext>()
@@ -383,9 +393,11 @@ fn receive_polls(
                 finish_recovery(&mut link, since_us, history.as_deref());
             }
             PollMsg::CatchUpFailed { since_us, error } => {
-                warn!("MES catch-up failed ({error}); context stays unavailable until it works");
-                // Ask again on the next check.
+                warn!(
+                    "MES catch-up failed ({error}); trying again in 5 s, context stays unavailable"
+                );
                 link.status = LinkStatus::Down { since_us };
+                link.retry_catch_up_us = now_us() + 5_000_000;
             }
         }
     }
@@ -422,6 +434,12 @@ fn watch_link(
     if let Some(t) = beats.last_received_us {
         link.heard(t);
     }
+    if !link.watched() {
+        if link.last_heard_us.is_some() {
+            link.status = LinkStatus::Up;
+        }
+        return;
+    }
     let now = now_us();
     let heard = link.last_heard_us;
     match link.status {
@@ -448,7 +466,9 @@ fn watch_link(
         }
         LinkStatus::Down { since_us } => {
             // Heard again within the timeout: back.
-            if heard.is_some_and(|t| now - t <= link.timeout_us / 2 && t > since_us) {
+            if heard.is_some_and(|t| now - t <= link.timeout_us / 2 && t > since_us)
+                && now >= link.retry_catch_up_us
+            {
                 match &channel {
                     Some(ch) => {
                         // Events from before the outage's start may still be in

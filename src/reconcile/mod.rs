@@ -24,7 +24,7 @@ use crate::history::{History, WriterMsg};
 use crate::ingest::now_us;
 use crate::mes::{MesApplied, MesState};
 use crate::registry::AssetRegistry;
-use crate::twin::{AssetState, BoundAsset, LiveValues};
+use crate::twin::{AssetState, BoundAsset, Freshness, LiveValues};
 
 /// Everything that can go wrong with the authority file or a lifecycle step.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -158,7 +158,7 @@ fn run_detectors(
     mut rec: ResMut<Reconciliation>,
     registry: Res<AssetRegistry>,
     mes: Option<Res<MesState>>,
-    assets: Query<(&BoundAsset, &LiveValues, &AssetState)>,
+    assets: Query<(&BoundAsset, &LiveValues, &AssetState, &Freshness)>,
     history: Option<Res<History>>,
 ) {
     if !timer.0.tick(time.delta()).just_finished() {
@@ -167,7 +167,9 @@ fn run_detectors(
     let names = rec.engine.rules().properties.clone();
     let machines: Vec<(PhysicalView, MesView)> = assets
         .iter()
-        .filter_map(|(b, v, s)| physical_view(&registry, &names, b, v, s))
+        // A silent machine's last values say nothing about now.
+        .filter(|(_, _, _, f)| !f.stale)
+        .filter_map(|(b, v, s, _)| physical_view(&registry, &names, b, v, s))
         // Only machines the MES dispatches to are compared.
         .filter(|p| p.spindle_rpm.is_some() || p.part_count.is_some())
         .map(|p| {

@@ -56,6 +56,10 @@ pub fn sync_modes_text(link: &MesLink, now_us: i64) -> String {
 /// The MES item of the top bar.
 pub fn mes_status_ui(ui: &mut egui::Ui, link: &MesLink, ctx: &MesContext, tz: &str, now_us: i64) {
     let (text, colour) = match link.status {
+        LinkStatus::Unknown if !link.watched() => (
+            "MES: outages not detected (no heartbeat or API)".to_string(),
+            Color32::from_gray(150),
+        ),
         LinkStatus::Unknown => ("MES: waiting".to_string(), Color32::from_gray(150)),
         LinkStatus::Up => ("MES: up".to_string(), Color32::from_rgb(46, 184, 92)),
         LinkStatus::Down { since_us } => (
