@@ -691,6 +691,23 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
+/// The configuration of a headless tool, with its `--history` and
+/// `--registry` overrides.
+fn tool_config(
+    config: Option<PathBuf>,
+    history: Option<PathBuf>,
+    registry: Option<PathBuf>,
+) -> anyhow::Result<AppConfig> {
+    let mut cfg = AppConfig::load(config.as_deref())?;
+    if let Some(h) = history {
+        cfg.history.path = Some(h);
+    }
+    if let Some(r) = registry {
+        cfg.plant.registry = r;
+    }
+    Ok(cfg)
+}
+
 /// Headless recording: adapters → history writer, no twin, no window.
 fn record(
     config: Option<PathBuf>,
@@ -699,13 +716,7 @@ fn record(
     exit_after_idle_s: Option<u64>,
 ) -> anyhow::Result<ExitCode> {
     use std::sync::atomic::Ordering::Relaxed;
-    let mut cfg = AppConfig::load(config.as_deref())?;
-    if let Some(h) = history {
-        cfg.history.path = Some(h);
-    }
-    if let Some(r) = registry {
-        cfg.plant.registry = r;
-    }
+    let cfg = tool_config(config, history, registry)?;
     cfg.validate()?;
     let registry = Arc::new(AssetRegistry::new(load_registry(&cfg.plant.registry)?));
     let path = cfg.history.db_path();
@@ -786,13 +797,7 @@ fn import_schedule(
     history: Option<PathBuf>,
     registry: Option<PathBuf>,
 ) -> anyhow::Result<ExitCode> {
-    let mut cfg = AppConfig::load(config.as_deref())?;
-    if let Some(h) = history {
-        cfg.history.path = Some(h);
-    }
-    if let Some(r) = registry {
-        cfg.plant.registry = r;
-    }
+    let cfg = tool_config(config, history, registry)?;
     let registry = AssetRegistry::new(load_registry(&cfg.plant.registry)?);
     let xml =
         std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
@@ -840,10 +845,7 @@ fn export(
     out: &std::path::Path,
     history: Option<PathBuf>,
 ) -> anyhow::Result<ExitCode> {
-    let mut cfg = AppConfig::load(config.as_deref())?;
-    if let Some(h) = history {
-        cfg.history.path = Some(h);
-    }
+    let cfg = tool_config(config, history, None)?;
     let registry = AssetRegistry::new(load_registry(&cfg.plant.registry)?);
     let tz = registry.plant().time_zone.clone();
     let from_us = parse_time_arg(from, &tz)?;

@@ -39,6 +39,7 @@ use super::DemoError;
 use super::plc::Rng;
 use crate::ingest::now_us;
 use crate::ingest::worker::WorkerThread;
+use crate::mes::rfc3339;
 use crate::registry::{AssetIdx, AssetRegistry};
 
 /// Where the simulator publishes (the default `[mes] events_topic`).
@@ -183,12 +184,6 @@ pub struct MesSim {
 
 /// How many events the log keeps for catch-up.
 const LOG_CAPACITY: usize = 20_000;
-
-fn rfc3339(us: i64) -> String {
-    jiff::Timestamp::from_microsecond(us)
-        .unwrap_or(jiff::Timestamp::UNIX_EPOCH)
-        .to_string()
-}
 
 impl MesSim {
     pub fn new(registry: &AssetRegistry, seed: u64, start_us: i64, time_scale: f64) -> Self {

@@ -11,7 +11,7 @@ use std::collections::HashSet;
 use std::fmt::Write as _;
 use std::path::Path;
 
-use super::MesError;
+use super::{MesError, rfc3339};
 use crate::registry::AssetRegistry;
 
 /// The B2MML namespace.
@@ -43,12 +43,6 @@ pub struct Schedule {
     pub id: String,
     pub published_us: Option<i64>,
     pub requests: Vec<ProductionRequest>,
-}
-
-fn rfc3339(us: i64) -> String {
-    jiff::Timestamp::from_microsecond(us)
-        .unwrap_or(jiff::Timestamp::UNIX_EPOCH)
-        .to_string()
 }
 
 fn esc(s: &str) -> String {

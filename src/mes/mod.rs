@@ -15,6 +15,14 @@ pub mod sync;
 pub use contract::{Contract, Envelope, MesEvent};
 pub use sync::{Change, MesSync, WorkOrderBook};
 
+/// Microseconds since the Unix epoch as an RFC 3339 UTC time, as MES
+/// envelopes and B2MML documents carry them.
+pub fn rfc3339(us: i64) -> String {
+    jiff::Timestamp::from_microsecond(us)
+        .unwrap_or(jiff::Timestamp::UNIX_EPOCH)
+        .to_string()
+}
+
 /// Everything that can go wrong with an MES event or the contract itself.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum MesError {

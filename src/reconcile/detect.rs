@@ -121,10 +121,8 @@ impl Discrepancy {
 
 #[derive(Debug, Clone, Default)]
 struct AssetTrack {
-    /// Since when the MES has an order running and the machine looks stopped.
-    stopped_since_us: Option<i64>,
-    /// Since when the MES has nothing running and the machine cuts.
-    cutting_since_us: Option<i64>,
+    /// Since when each persisting condition has held, per rule.
+    since_us: HashMap<&'static str, i64>,
     /// The counter when the current MES order started on this machine.
     order_start_count: Option<(String, f64)>,
     /// Open discrepancy per rule (so a persisting condition raises once).
@@ -313,7 +311,6 @@ impl Reconciler {
         let stopped_rule = self.rule("mes_running_machine_stopped");
         let cutting_rule = self.rule("mes_idle_machine_cutting");
         for (phys, mes) in machines {
-            let track = self.assets.entry(phys.asset_id.clone()).or_default();
             if let Some(
                 rule @ Rule {
                     kind:
@@ -330,10 +327,9 @@ impl Reconciler {
                     && phys
                         .vibration_mm_s
                         .is_none_or(|v| v < *vibration_below_mm_s);
-                let key = rule.kind.name();
-                if mes.work_order.is_some() && stopped {
-                    let since = *track.stopped_since_us.get_or_insert(now_us);
-                    if now_us - since >= (after_s * 1e6) as i64 && !track.raised.contains_key(key) {
+                let holds = mes.work_order.is_some() && stopped;
+                raised.extend(
+                    self.persisting(rule, phys, holds, *after_s, now_us, |since| {
                         let mes_view = format!(
                             "{} running{}",
                             mes.work_order.as_deref().unwrap_or_default(),
@@ -349,32 +345,10 @@ impl Reconciler {
                                 .map_or("—".to_string(), |v| format!("{v:.2} mm/s")),
                             phys.state
                         );
-                        let wo = mes.work_order.clone();
-                        let asset = phys.asset_id.clone();
-                        let rule = rule.clone();
-                        let i = self.raise(
-                            &rule,
-                            Some(&asset),
-                            wo.as_deref(),
-                            mes_view,
-                            twin_view,
-                            since,
-                            now_us,
-                        );
-                        let id = self.discrepancies[i].id.clone();
-                        if let Some(t) = self.assets.get_mut(&asset) {
-                            t.raised.insert(key, id);
-                        }
-                        raised.push(i);
-                    }
-                } else {
-                    track.stopped_since_us = None;
-                    if let Some(id) = track.raised.remove(key) {
-                        self.mark_cleared(&id, now_us);
-                    }
-                }
+                        (mes.work_order.clone(), mes_view, twin_view)
+                    }),
+                );
             }
-            let track = self.assets.entry(phys.asset_id.clone()).or_default();
             if let Some(
                 rule @ Rule {
                     kind:
@@ -389,10 +363,9 @@ impl Reconciler {
             {
                 let cutting = phys.spindle_rpm.is_some_and(|v| v > *spindle_above_rpm)
                     && phys.spindle_load_pct.is_none_or(|v| v > *load_above_pct);
-                let key = rule.kind.name();
-                if mes.work_order.is_none() && cutting {
-                    let since = *track.cutting_since_us.get_or_insert(now_us);
-                    if now_us - since >= (after_s * 1e6) as i64 && !track.raised.contains_key(key) {
+                let holds = mes.work_order.is_none() && cutting;
+                raised.extend(
+                    self.persisting(rule, phys, holds, *after_s, now_us, |since| {
                         let twin_view = format!(
                             "cutting for {:.0} s: spindle {:.0} rpm, load {}",
                             (now_us - since) as f64 / 1e6,
@@ -400,29 +373,9 @@ impl Reconciler {
                             phys.spindle_load_pct
                                 .map_or("—".to_string(), |v| format!("{v:.0} %")),
                         );
-                        let asset = phys.asset_id.clone();
-                        let rule = rule.clone();
-                        let i = self.raise(
-                            &rule,
-                            Some(&asset),
-                            None,
-                            "no work order running".into(),
-                            twin_view,
-                            since,
-                            now_us,
-                        );
-                        let id = self.discrepancies[i].id.clone();
-                        if let Some(t) = self.assets.get_mut(&asset) {
-                            t.raised.insert(key, id);
-                        }
-                        raised.push(i);
-                    }
-                } else {
-                    track.cutting_since_us = None;
-                    if let Some(id) = track.raised.remove(key) {
-                        self.mark_cleared(&id, now_us);
-                    }
-                }
+                        (None, "no work order running".into(), twin_view)
+                    }),
+                );
             }
         }
 
@@ -502,6 +455,48 @@ impl Reconciler {
             }
         }
         raised
+    }
+
+    /// A condition that must hold for `after_s` before it is raised, once
+    /// while it persists; when it stops holding, the record notes when.
+    /// `views` gives (work order, MES view, twin view) from the start time.
+    fn persisting(
+        &mut self,
+        rule: &Rule,
+        phys: &PhysicalView,
+        holds: bool,
+        after_s: f64,
+        now_us: i64,
+        views: impl FnOnce(i64) -> (Option<String>, String, String),
+    ) -> Option<usize> {
+        let key = rule.kind.name();
+        let track = self.assets.entry(phys.asset_id.clone()).or_default();
+        if !holds {
+            track.since_us.remove(key);
+            if let Some(id) = track.raised.remove(key) {
+                self.mark_cleared(&id, now_us);
+            }
+            return None;
+        }
+        let since = *track.since_us.entry(key).or_insert(now_us);
+        if now_us - since < (after_s * 1e6) as i64 || track.raised.contains_key(key) {
+            return None;
+        }
+        let (wo, mes_view, twin_view) = views(since);
+        let i = self.raise(
+            rule,
+            Some(&phys.asset_id),
+            wo.as_deref(),
+            mes_view,
+            twin_view,
+            since,
+            now_us,
+        );
+        let id = self.discrepancies[i].id.clone();
+        if let Some(t) = self.assets.get_mut(&phys.asset_id) {
+            t.raised.insert(key, id);
+        }
+        Some(i)
     }
 
     fn mark_cleared(&mut self, id: &str, now_us: i64) {

@@ -14,6 +14,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::ReconcileError;
+use crate::registry::line_col;
 
 /// The format this build reads.
 pub const RULES_FORMAT_VERSION: u32 = 1;
@@ -345,15 +346,6 @@ impl ReconcileRules {
             },
         })
     }
-}
-
-/// Byte offset → 1-based (line, column).
-fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let offset = offset.min(text.len());
-    let before = &text[..offset];
-    let line = before.matches('\n').count() + 1;
-    let column = before.rfind('\n').map_or(offset, |nl| offset - nl - 1) + 1;
-    (line, column)
 }
 
 // ---- raw form straight from serde ------------------------------------------

@@ -264,7 +264,7 @@ struct RawProperty {
 }
 
 /// Byte offset → 1-based (line, column).
-fn line_col(text: &str, offset: usize) -> (usize, usize) {
+pub(crate) fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let offset = offset.min(text.len());
     let before = &text[..offset];
     let line = before.matches('\n').count() + 1;

@@ -15,6 +15,8 @@ pub use file::{
     Quantity, REGISTRY_FORMAT_VERSION, Registry, RegistryError, load_registry, parse_registry,
 };
 
+pub(crate) use file::line_col;
+
 use crate::scene::layout::AssetRef;
 
 /// Index of an asset in the registry.

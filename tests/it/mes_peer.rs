@@ -330,6 +330,34 @@ fn normal_run(r: &mut Reconciler, c: &Contract) {
     }
 }
 
+/// WO-9 started on lathe 1 at counter 100 and completed 600 s later with
+/// `good` good parts and 2 scrap.
+fn part_count_case(c: &Contract, good: u64) -> Reconciler {
+    let mut r = Reconciler::new(rules(60.0), "t");
+    r.on_mes_event(
+        &ev(
+            c,
+            "a",
+            "work_order.started",
+            T0,
+            json!({"work_order": "WO-9", "asset_id": "L2-LATHE-01"}),
+        ),
+        Some(&phys("L2-LATHE-01", 3000.0, 1.0, 40.0, 100.0)),
+    );
+    r.on_mes_event(
+        &ev(
+            c,
+            "b",
+            "operation.completed",
+            T0 + 600 * S,
+            json!({"work_order": "WO-9", "operation": 1, "asset_id": "L2-LATHE-01",
+                   "good_count": good, "scrap_count": 2}),
+        ),
+        None,
+    );
+    r
+}
+
 #[test]
 fn every_detector_stays_silent_on_a_normal_run() {
     let c = Contract::load().expect("contract");
@@ -395,31 +423,11 @@ fn each_detector_fires_on_its_crafted_case_with_both_views() {
     assert_eq!(d.authority.label(), "MES");
 
     // Part counts diverge: the MES reports 30, the counter advanced 20.
-    let mut r = Reconciler::new(rules(60.0), "t");
-    r.on_mes_event(
-        &ev(
-            &c,
-            "a",
-            "work_order.started",
-            T0,
-            json!({"work_order": "WO-9", "asset_id": "L2-LATHE-01"}),
-        ),
-        Some(&phys("L2-LATHE-01", 3000.0, 1.0, 40.0, 100.0)),
-    );
-    r.on_mes_event(
-        &ev(&c, "b", "operation.completed", T0 + 600 * S,
-            json!({"work_order": "WO-9", "operation": 1, "asset_id": "L2-LATHE-01", "good_count": 28, "scrap_count": 2})),
-        None,
-    );
-    r.observe(
-        T0 + 602 * S,
-        &[(phys("L2-LATHE-01", 3000.0, 1.0, 40.0, 120.0), mes(None))],
-    );
+    let lathe = || phys("L2-LATHE-01", 3000.0, 1.0, 40.0, 120.0);
+    let mut r = part_count_case(&c, 28);
+    r.observe(T0 + 602 * S, &[(lathe(), mes(None))]);
     assert!(r.discrepancies.is_empty(), "not before the counter settled");
-    r.observe(
-        T0 + 606 * S,
-        &[(phys("L2-LATHE-01", 3000.0, 1.0, 40.0, 120.0), mes(None))],
-    );
+    r.observe(T0 + 606 * S, &[(lathe(), mes(None))]);
     assert_eq!(r.discrepancies.len(), 1);
     let d = &r.discrepancies[0];
     assert_eq!(d.rule, "part_count_divergence");
@@ -427,26 +435,8 @@ fn each_detector_fires_on_its_crafted_case_with_both_views() {
     assert!(d.twin_view.contains("advanced 20"), "{}", d.twin_view);
     assert_eq!(d.work_order.as_deref(), Some("WO-9"));
     // Within tolerance (±2): silent.
-    let mut r = Reconciler::new(rules(60.0), "t");
-    r.on_mes_event(
-        &ev(
-            &c,
-            "a",
-            "work_order.started",
-            T0,
-            json!({"work_order": "WO-9", "asset_id": "L2-LATHE-01"}),
-        ),
-        Some(&phys("L2-LATHE-01", 3000.0, 1.0, 40.0, 100.0)),
-    );
-    r.on_mes_event(
-        &ev(&c, "b", "operation.completed", T0 + 600 * S,
-            json!({"work_order": "WO-9", "operation": 1, "asset_id": "L2-LATHE-01", "good_count": 20, "scrap_count": 2})),
-        None,
-    );
-    r.observe(
-        T0 + 606 * S,
-        &[(phys("L2-LATHE-01", 3000.0, 1.0, 40.0, 120.0), mes(None))],
-    );
+    let mut r = part_count_case(&c, 20);
+    r.observe(T0 + 606 * S, &[(lathe(), mes(None))]);
     assert!(r.discrepancies.is_empty());
 
     // A completed order with no quality record after 60 s.
