@@ -1,6 +1,9 @@
 //! Decoder throughput: JSON UNS payloads, binary spectra, and the full MQTT
 //! decode path (registry lookup + decode) per message.
 
+// A benchmark's fixed inputs: a failure to parse them is the bench failing.
+#![allow(clippy::expect_used)]
+
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};

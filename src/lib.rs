@@ -1,23 +1,38 @@
 //! Mezzanine: a desktop digital twin for manufacturing, beside the MES at
 //! ISA-95 "Level 3.5".
 //!
-//! Data flows one way through the modules, and each frame runs the systems
-//! in one chained set, in this order:
+//! Data flows one way through the modules. Each sits in a layer and
+//! imports only from layers below it ([`LAYERS`]; `tests/it/layers.rs`
+//! fails the suite on an import against the flow):
 //!
 //! ```text
-//!  PLM glTF layout ──► scene ──┐
-//!  registry TOML ──► registry ─┼─► twin (AssetState per asset) ──► render (3D, status colours)
-//!  UNS / OPC UA ──► ingest ────┤                                 └─► ui (panels → commands)
-//!  MES events / API ──► mes ───┴─► reconcile (discrepancies) ──► history (DuckDB)
-//!
-//!  MezzanineSet:  Ingest → Bind → Apply → Reconcile → Record → Playback → Simulate → Render
+//!  0  config, contract   settings; the MES event contract (envelope, schemas, schedule record)
+//!  1  registry           assets: ISA-95 path ↔ glTF node ↔ topics ↔ OPC UA node ids
+//!  2  ingest             MQTT / OPC UA bytes → Sample, MES bytes → Envelope, dead letters
+//!  3  twin               live state per asset (samples → AssetState, LiveValues)
+//!  4  scene              glTF layout → entities bound to assets, with twin components
+//!  5  history            DuckDB: stores what it is given; queries for replay and trends
+//!  6  mes                events applied to work orders; polling; outages (→ history messages)
+//!  7  reconcile          authority rules → discrepancies
+//!  8  demo               the embedded plant: broker, OPC UA server, PLC and MES simulators
+//!  9  playback           the time cursor: live or replay, changed only through commands
+//! 10  render             the 3D view: status colours, camera, picking
+//! 11  ui                 egui panels; they only send commands
+//! 12  cli                the command line's types
+//! 13  app                the desktop app assembled from the plugins above
+//! 14  tools              headless subcommands (check, record, export, bench, …)
 //! ```
 //!
-//! The UI runs in bevy_egui's `EguiPrimaryContextPass` and only sends
-//! commands (`SelectionCommand`, `CameraCommand`) that the chain drains.
+//! Each frame runs the systems in one chained set:
+//! `Ingest → Bind → Apply → Reconcile → Record → Playback → Render`. The UI
+//! runs in bevy_egui's `EguiPrimaryContextPass` and only sends commands
+//! (`SelectionCommand`, `CameraCommand`, `PlaybackCommand`, …) that the
+//! chain drains.
 
-pub mod bench;
+pub mod app;
+pub mod cli;
 pub mod config;
+pub mod contract;
 pub mod demo;
 pub mod history;
 pub mod ingest;
@@ -27,8 +42,35 @@ pub mod reconcile;
 pub mod registry;
 pub mod render;
 pub mod scene;
+// The command line prints its reports and tables to stdout.
+#[allow(clippy::print_stdout)]
+pub mod tools;
 pub mod twin;
 pub mod ui;
+
+/// The benchmarks, where tests and `benches/` have always found them.
+pub use tools::bench;
+
+/// The layers of the crate, lowest first: a module may import only from
+/// modules in layers before its own. Planned layers (what-if, OEE,
+/// scheduling, quality) go between `playback` and `render`.
+pub const LAYERS: &[&[&str]] = &[
+    &["config", "contract"],
+    &["registry"],
+    &["ingest"],
+    &["twin"],
+    &["scene"],
+    &["history"],
+    &["mes"],
+    &["reconcile"],
+    &["demo"],
+    &["playback"],
+    &["render"],
+    &["ui"],
+    &["cli"],
+    &["app"],
+    &["tools"],
+];
 
 use bevy::prelude::*;
 
@@ -47,8 +89,6 @@ pub enum MezzanineSet {
     Record,
     /// The time cursor moved.
     Playback,
-    /// What-if worlds stepped.
-    Simulate,
     /// The 3D view brought up to date.
     Render,
 }
@@ -67,7 +107,6 @@ impl Plugin for CoreSetsPlugin {
                 MezzanineSet::Reconcile,
                 MezzanineSet::Record,
                 MezzanineSet::Playback,
-                MezzanineSet::Simulate,
                 MezzanineSet::Render,
             )
                 .chain(),

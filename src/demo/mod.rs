@@ -9,8 +9,10 @@
 //! MES off the network for a demonstration).
 
 pub mod broker;
+pub mod geometry;
 pub mod glb;
 pub mod mes;
+pub mod mes_api;
 pub mod opcua_server;
 pub mod plant;
 pub mod plc;

@@ -185,6 +185,9 @@ pub enum ReadResponse {
     Export(Result<export::ExportReport, HistoryError>),
 }
 
+/// Requests (and answers) the reader's queues hold.
+const READ_QUEUE: usize = 1_024;
+
 /// The reader thread: its own connection, requests in, responses out.
 pub struct HistoryReader {
     pub requests: Sender<ReadRequest>,
@@ -194,8 +197,11 @@ pub struct HistoryReader {
 
 impl HistoryReader {
     pub fn spawn(conn: duckdb::Connection, props: Arc<PropIds>) -> Result<Self, HistoryError> {
-        let (req_tx, req_rx) = crossbeam_channel::unbounded::<ReadRequest>();
-        let (resp_tx, resp_rx) = crossbeam_channel::unbounded();
+        // The reader coalesces requests to the newest of each kind, so a
+        // queue this long only fills when it is stuck; the app drains the
+        // responses every frame.
+        let (req_tx, req_rx) = crossbeam_channel::bounded::<ReadRequest>(READ_QUEUE);
+        let (resp_tx, resp_rx) = crossbeam_channel::bounded(READ_QUEUE);
         let thread = std::thread::Builder::new()
             .name("mezzanine-history-reader".into())
             .spawn(move || {
@@ -228,10 +234,21 @@ impl HistoryReader {
         })
     }
 
-    /// Ends the thread and waits for it (its connection closes).
+    /// Ends the thread and waits for it (its connection closes). Answers
+    /// nobody will read any more are drained, so the thread is never left
+    /// waiting to hand one over.
     pub fn stop(mut self) {
         let _ = self.requests.send(ReadRequest::Stop);
         if let Some(t) = self.thread.take() {
+            while !t.is_finished() {
+                if self
+                    .responses
+                    .recv_timeout(std::time::Duration::from_millis(5))
+                    .is_err()
+                {
+                    std::thread::yield_now();
+                }
+            }
             let _ = t.join();
         }
     }
@@ -325,8 +342,12 @@ impl History {
     pub fn record(&self, m: WriterMsg) -> bool {
         self.app.send(m).is_ok()
     }
+    /// Ask the reader; a request it cannot queue (it is stuck far behind)
+    /// is dropped with a warning, never waited for on the frame.
     pub fn ask(&self, r: ReadRequest) {
-        let _ = self.requests.send(r);
+        if let Err(crossbeam_channel::TrySendError::Full(r)) = self.requests.try_send(r) {
+            warn!("history reader is {READ_QUEUE} requests behind; dropped {r:?}");
+        }
     }
 }
 
@@ -400,7 +421,7 @@ fn collect_answers(rx: Res<ReaderResponses>, mut answers: ResMut<HistoryAnswers>
 /// ID) in one transaction; returns the number of requests stored.
 pub fn import_schedule(
     store: &Store,
-    s: &crate::mes::b2mml::Schedule,
+    s: &crate::contract::Schedule,
     source: &str,
 ) -> Result<usize, HistoryError> {
     let c = &store.conn;

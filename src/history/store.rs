@@ -317,22 +317,12 @@ pub fn migrate_to(conn: &Connection, target: i64) -> Result<Option<i64>, History
                 source,
             });
         }
-        if v >= 1 {
-            backfill_after(conn, v + 1)?;
-        }
     }
     Ok((found > 0 && found < target).then_some(found))
 }
 
 fn migrate(conn: &Connection) -> Result<Option<i64>, HistoryError> {
     migrate_to(conn, SCHEMA_VERSION)
-}
-
-/// Data work a migration leaves for after its DDL: rollups of the rows an
-/// older file already holds are computed by the writer from `seq` onwards,
-/// so nothing needs doing here today; kept as the hook for later versions.
-fn backfill_after(_conn: &Connection, _version: i64) -> Result<(), HistoryError> {
-    Ok(())
 }
 
 /// Gives every registry property an id, keeping the ids already in the file.

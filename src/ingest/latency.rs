@@ -83,6 +83,10 @@ pub struct LatencyStats {
 impl Default for LatencyStats {
     fn default() -> Self {
         // Constant, valid bounds: 1 µs to 1 h at 3 significant figures.
+        #[allow(
+            clippy::expect_used,
+            reason = "constant bounds, valid for every run (a unit test builds them)"
+        )]
         let mk = || {
             Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3)
                 .expect("constant bounds are valid")

@@ -96,7 +96,7 @@ pub enum IngestEvent {
         state: LinkState,
     },
     /// A validated MES event (from the MES topic tree).
-    Mes(Box<crate::mes::Envelope>, Option<Ack>),
+    Mes(Box<crate::contract::Envelope>, Option<Ack>),
     /// The MES's heartbeat arrived. Not recorded, but its ack (a broker may
     /// deliver it at QoS 1) takes its turn with the others: acks must reach
     /// the broker in the order the messages came.
@@ -115,7 +115,7 @@ pub enum IngestEvent {
 pub enum Recorded {
     Sample(Sample, Option<Ack>),
     DeadLetter(DeadLetter, Option<Ack>),
-    Mes(Box<crate::mes::Envelope>, Option<Ack>),
+    Mes(Box<crate::contract::Envelope>, Option<Ack>),
     /// Nothing to store; only the ack, sent in turn after the commit.
     AckOnly(Ack),
 }
@@ -228,7 +228,7 @@ pub struct PendingSamples(pub Vec<(Sample, Option<Ack>)>);
 
 /// MES events drained this frame, waiting for the MES sync to apply them.
 #[derive(Resource, Debug, Default)]
-pub struct PendingMes(pub Vec<(crate::mes::Envelope, Option<Ack>)>);
+pub struct PendingMes(pub Vec<(crate::contract::Envelope, Option<Ack>)>);
 
 /// When the MES's heartbeat was last received (µs since the Unix epoch).
 #[derive(Resource, Debug, Default, Clone, Copy, PartialEq)]

@@ -46,7 +46,7 @@ pub struct MesRoute {
     pub topic_prefix: String,
     /// e.g. `acme/lyon/mes/heartbeat` (None: no heartbeat)
     pub heartbeat_topic: Option<String>,
-    pub contract: Arc<crate::mes::Contract>,
+    pub contract: Arc<crate::contract::Contract>,
 }
 
 impl PartialEq for MesRoute {
@@ -321,7 +321,7 @@ pub fn to_events(
 
 /// Decode one MES event; a refusal becomes a dead letter naming why.
 pub fn mes_event(
-    contract: &crate::mes::Contract,
+    contract: &crate::contract::Contract,
     client: &AsyncClient,
     p: Publish,
     received_us: i64,

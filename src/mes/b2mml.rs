@@ -17,33 +17,7 @@ use crate::registry::AssetRegistry;
 /// The B2MML namespace.
 pub const B2MML_NS: &str = "http://www.mesa.org/xml/B2MML";
 
-/// One order to produce.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ProductionRequest {
-    pub id: String,
-    pub product: String,
-    pub quantity: f64,
-    pub unit: String,
-    /// Equipment of each routing step, first step first.
-    pub routing: Vec<String>,
-    pub earliest_start_us: Option<i64>,
-    pub latest_end_us: Option<i64>,
-}
-
-impl ProductionRequest {
-    /// The machine of the first step.
-    pub fn asset_id(&self) -> Option<&str> {
-        self.routing.first().map(String::as_str)
-    }
-}
-
-/// A production schedule.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Schedule {
-    pub id: String,
-    pub published_us: Option<i64>,
-    pub requests: Vec<ProductionRequest>,
-}
+pub use crate::contract::schedule::{ProductionRequest, Schedule};
 
 fn esc(s: &str) -> String {
     let mut o = String::with_capacity(s.len());

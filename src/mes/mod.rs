@@ -1,18 +1,25 @@
 //! The MES as a peer: its events in, the twin's view of work orders out.
 //!
-//! `contract` turns bytes into validated, current-version events (JSON
-//! Schema per event type and major version, v1 upcast to v2, clear errors
-//! for everything refused); `sync` applies them idempotently and in
+//! `crate::contract` (a lower layer, re-exported as `mes::contract`) turns
+//! bytes into validated, current-version events (JSON Schema per event
+//! type and major version, v1 upcast to v2, clear errors for everything
+//! refused); `sync` applies them idempotently and in
 //! source-time order to a [`sync::WorkOrderBook`]. Nothing here ever writes
 //! to the MES. (The MES simulator, the MQTT and polling wiring, outages and
 //! reconciliation build on these.)
 
 pub mod b2mml;
-pub mod contract;
 pub mod poll;
 pub mod sync;
 
-pub use contract::{Contract, Envelope, MesEvent};
+/// The event contract lives in the lowest layer (`crate::contract`): ingest
+/// decodes with it, history stores what it decodes. Re-exported here, where
+/// MES code and its users look for it.
+pub mod contract {
+    pub use crate::contract::*;
+}
+
+pub use crate::contract::{Contract, ContractError, Envelope, MesEvent};
 pub use sync::{Change, MesSync, WorkOrderBook};
 
 /// Microseconds since the Unix epoch as an RFC 3339 UTC time, as MES
@@ -23,53 +30,16 @@ pub fn rfc3339(us: i64) -> String {
         .to_string()
 }
 
-/// Everything that can go wrong with an MES event or the contract itself.
+/// Everything that can go wrong with the MES as a peer: a refused event,
+/// a B2MML document, the MES API.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum MesError {
-    #[error("schema file {file}: {message}")]
-    Schema { file: String, message: String },
-    #[error("{source_name}: not JSON: {message}")]
-    NotJson {
-        source_name: String,
-        message: String,
-    },
-    #[error("{source_name}: not an MES event envelope: {message}")]
-    Envelope {
-        source_name: String,
-        message: String,
-    },
-    #[error("{source_name}: event {id}: unknown event type `{event_type}`")]
-    UnknownType {
-        id: String,
-        event_type: String,
-        source_name: String,
-    },
-    #[error(
-        "event {id}: {event_type} schema version {version} is not supported (accepted: {accepted})"
-    )]
-    UnsupportedVersion {
-        id: String,
-        event_type: String,
-        version: String,
-        accepted: String,
-    },
-    #[error("event {id}: {event_type} {version} payload is invalid: {message}")]
-    Payload {
-        id: String,
-        event_type: String,
-        version: String,
-        message: String,
-    },
+    #[error(transparent)]
+    Contract(#[from] ContractError),
     #[error("B2MML schedule {file}:\n  {}", problems.join("\n  "))]
     B2mml { file: String, problems: Vec<String> },
     #[error("MES API {url}: {message}")]
     Api { url: String, message: String },
-    #[error("event {id}: {event_type} could not be upcast: {message}")]
-    Upcast {
-        id: String,
-        event_type: String,
-        message: String,
-    },
 }
 
 use std::sync::Arc;
@@ -262,27 +232,25 @@ struct MesContract(Option<Arc<Contract>>);
 /// Records what the twin now believes each machine runs.
 fn record_changes(changes: Vec<Change>, ctx: &mut MesContext, history: Option<&History>) {
     for c in changes {
-        if let Change::AssetWorkOrder {
+        let Change::AssetWorkOrder {
             asset_id,
             work_order,
             ts_us,
-        } = c
-        {
-            match &work_order {
-                Some(w) => {
-                    ctx.work_orders.insert(asset_id.clone(), w.clone());
-                }
-                None => {
-                    ctx.work_orders.remove(&asset_id);
-                }
+        } = c;
+        match &work_order {
+            Some(w) => {
+                ctx.work_orders.insert(asset_id.clone(), w.clone());
             }
-            if let Some(h) = history {
-                h.record(WriterMsg::WorkOrder {
-                    asset_id,
-                    work_order,
-                    ts_us,
-                });
+            None => {
+                ctx.work_orders.remove(&asset_id);
             }
+        }
+        if let Some(h) = history {
+            h.record(WriterMsg::WorkOrder {
+                asset_id,
+                work_order,
+                ts_us,
+            });
         }
     }
 }
@@ -357,7 +325,7 @@ fn receive_polls(
                     changes.extend(state.0.book.apply_orders_snapshot(orders, snap.as_of_us));
                 }
                 if let Some(eq) = &snap.equipment {
-                    changes.extend(state.0.book.apply_equipment_snapshot(eq, snap.as_of_us));
+                    state.0.book.apply_equipment_snapshot(eq);
                 }
                 if let Some(s) = snap.schedule {
                     schedule.as_of_us = Some(snap.as_of_us);
@@ -482,7 +450,9 @@ fn watch_link(
                         // Events from before the outage's start may still be in
                         // flight; ask from one reorder window earlier.
                         let from = since_us - state.0.reorder_window_us() - 1_000_000;
-                        let _ = ch.commands.send(PollCommand::CatchUp { since_us: from });
+                        let _ = ch
+                            .commands
+                            .try_send(PollCommand::CatchUp { since_us: from });
                         link.status = LinkStatus::CatchingUp { since_us };
                     }
                     None => finish_recovery(&mut link, since_us, history.as_deref()),

@@ -310,7 +310,8 @@ pub async fn events_since(api_url: &str, since_us: i64) -> Result<Vec<Value>, Me
 /// Starts the poller thread.
 pub fn spawn_poller(settings: PollSettings) -> Result<MesPoller, MesError> {
     let (res_tx, results) = crossbeam_channel::bounded(256);
-    let (commands, cmd_rx) = crossbeam_channel::unbounded::<PollCommand>();
+    // Commands are rare (a catch-up after an outage); a few suffice.
+    let (commands, cmd_rx) = crossbeam_channel::bounded::<PollCommand>(16);
     let s = settings.clone();
     let worker = WorkerThread::spawn("mes-poller", "MES poller", move |stop| async move {
         let interval = Duration::from_millis(s.interval_ms.max(100));

@@ -10,61 +10,10 @@
 //!   apply is idempotent by state too (a second "started" for the same
 //!   order and asset is not a second active order).
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
-use super::contract::{Envelope, EquipmentMode, MesEvent};
-
-/// Ids of events already applied, oldest forgotten first.
-#[derive(Debug, Clone)]
-pub struct SeenEvents {
-    ids: HashSet<String>,
-    order: VecDeque<String>,
-    capacity: usize,
-}
-
-impl SeenEvents {
-    pub fn new(capacity: usize) -> Self {
-        Self {
-            ids: HashSet::new(),
-            order: VecDeque::new(),
-            capacity: capacity.max(1),
-        }
-    }
-
-    /// Seeds the set (e.g. with the ids in the history file).
-    pub fn seed(&mut self, ids: impl IntoIterator<Item = String>) {
-        for id in ids {
-            self.insert(&id);
-        }
-    }
-
-    /// True the first time an id is seen.
-    pub fn insert(&mut self, id: &str) -> bool {
-        if self.ids.contains(id) {
-            return false;
-        }
-        self.ids.insert(id.to_string());
-        self.order.push_back(id.to_string());
-        while self.order.len() > self.capacity {
-            if let Some(old) = self.order.pop_front() {
-                self.ids.remove(&old);
-            }
-        }
-        true
-    }
-
-    pub fn contains(&self, id: &str) -> bool {
-        self.ids.contains(id)
-    }
-
-    pub fn len(&self) -> usize {
-        self.ids.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.ids.is_empty()
-    }
-}
+pub use crate::contract::SeenEvents;
+use crate::contract::{Envelope, EquipmentMode, MesEvent};
 
 /// Releases events in source-time order once they are older than the
 /// newest seen by `window_us` (or when flushed).
@@ -142,23 +91,15 @@ pub struct AssetContext {
     pub mode: Option<EquipmentMode>,
 }
 
-/// A change the twin reacts to (and records).
+/// A change the twin reacts to (and records). Order status and equipment
+/// mode live in the [`WorkOrderBook`], read from there by the UI and the
+/// reconciliation; only what the twin must act on is announced.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Change {
     /// The work order an asset runs from `ts_us` on (None: none).
     AssetWorkOrder {
         asset_id: String,
         work_order: Option<String>,
-        ts_us: i64,
-    },
-    OrderStatus {
-        work_order: String,
-        status: OrderStatus,
-        ts_us: i64,
-    },
-    AssetMode {
-        asset_id: String,
-        mode: EquipmentMode,
         ts_us: i64,
     },
 }
@@ -209,17 +150,10 @@ impl WorkOrderBook {
         }
     }
 
-    fn set_status(&mut self, wo: &str, status: OrderStatus, ts_us: i64, out: &mut Vec<Change>) {
+    fn set_status(&mut self, wo: &str, status: OrderStatus, ts_us: i64) {
         let o = self.order(wo, ts_us);
         o.updated_us = ts_us;
-        if o.status != status {
-            o.status = status;
-            out.push(Change::OrderStatus {
-                work_order: wo.to_string(),
-                status,
-                ts_us,
-            });
-        }
+        o.status = status;
     }
 
     /// Applies one event; returns what changed (nothing for a repeat).
@@ -244,7 +178,7 @@ impl WorkOrderBook {
                 work_order,
                 asset_id,
             } => {
-                self.set_status(work_order, OrderStatus::Running, ts, &mut out);
+                self.set_status(work_order, OrderStatus::Running, ts);
                 self.set_asset_order(asset_id, Some(work_order), ts, &mut out);
             }
             MesEvent::OperationStarted {
@@ -252,7 +186,7 @@ impl WorkOrderBook {
                 operation,
                 asset_id,
             } => {
-                self.set_status(work_order, OrderStatus::Running, ts, &mut out);
+                self.set_status(work_order, OrderStatus::Running, ts);
                 self.set_asset_order(asset_id, Some(work_order), ts, &mut out);
                 self.assets.entry(asset_id.clone()).or_default().operation = Some(*operation);
             }
@@ -279,7 +213,7 @@ impl WorkOrderBook {
             MesEvent::WorkOrderHeld {
                 work_order, reason, ..
             } => {
-                self.set_status(work_order, OrderStatus::Held, ts, &mut out);
+                self.set_status(work_order, OrderStatus::Held, ts);
                 self.order(work_order, ts).hold_reason = Some(reason.clone());
             }
             MesEvent::WorkOrderCompleted {
@@ -287,7 +221,7 @@ impl WorkOrderBook {
                 good_count,
                 scrap_count,
             } => {
-                self.set_status(work_order, OrderStatus::Completed, ts, &mut out);
+                self.set_status(work_order, OrderStatus::Completed, ts);
                 let o = self.order(work_order, ts);
                 o.good_count = *good_count;
                 o.scrap_count = *scrap_count;
@@ -302,15 +236,7 @@ impl WorkOrderBook {
                 }
             }
             MesEvent::EquipmentModeChanged { asset_id, mode } => {
-                let ctx = self.assets.entry(asset_id.clone()).or_default();
-                if ctx.mode != Some(*mode) {
-                    ctx.mode = Some(*mode);
-                    out.push(Change::AssetMode {
-                        asset_id: asset_id.clone(),
-                        mode: *mode,
-                        ts_us: ts,
-                    });
-                }
+                self.assets.entry(asset_id.clone()).or_default().mode = Some(*mode);
             }
             MesEvent::MaterialIssued { .. } | MesEvent::QualityDisposition { .. } => {}
         }
@@ -334,7 +260,7 @@ impl WorkOrderBook {
                 "completed" => OrderStatus::Completed,
                 _ => OrderStatus::Released,
             };
-            self.set_status(&o.work_order, status, ts_us, &mut out);
+            self.set_status(&o.work_order, status, ts_us);
             let rec = self.order(&o.work_order, ts_us);
             rec.product = Some(o.product.clone());
             rec.quantity = Some(o.quantity);
@@ -359,30 +285,17 @@ impl WorkOrderBook {
         out
     }
 
-    /// Reconciles polled equipment modes against the book.
-    pub fn apply_equipment_snapshot(
-        &mut self,
-        equipment: &[super::poll::EquipmentSnapshot],
-        ts_us: i64,
-    ) -> Vec<Change> {
-        let mut out = Vec::new();
+    /// Takes polled equipment modes into the book (modes are read from
+    /// the book; they announce no [`Change`]).
+    pub fn apply_equipment_snapshot(&mut self, equipment: &[super::poll::EquipmentSnapshot]) {
         for e in equipment {
             let Ok(mode) = serde_json::from_value::<EquipmentMode>(serde_json::Value::String(
                 e.mode.to_ascii_lowercase(),
             )) else {
                 continue;
             };
-            let ctx = self.assets.entry(e.asset_id.clone()).or_default();
-            if ctx.mode != Some(mode) {
-                ctx.mode = Some(mode);
-                out.push(Change::AssetMode {
-                    asset_id: e.asset_id.clone(),
-                    mode,
-                    ts_us,
-                });
-            }
+            self.assets.entry(e.asset_id.clone()).or_default().mode = Some(mode);
         }
-        out
     }
 
     /// Work orders currently running on `asset`.

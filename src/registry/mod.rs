@@ -17,8 +17,6 @@ pub use file::{
 
 pub(crate) use file::line_col;
 
-use crate::scene::layout::AssetRef;
-
 /// Index of an asset in the registry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct AssetIdx(pub u32);
@@ -129,23 +127,6 @@ impl AssetRegistry {
     pub fn source(&self) -> &std::path::Path {
         &self.registry.source
     }
-
-    /// The (id, node) pairs the scene binder needs.
-    pub fn asset_refs(&self) -> Vec<AssetRef> {
-        asset_refs(&self.registry)
-    }
-}
-
-/// The (id, node) pairs the scene binder needs.
-pub fn asset_refs(registry: &Registry) -> Vec<AssetRef> {
-    registry
-        .assets
-        .iter()
-        .map(|a| AssetRef {
-            id: a.id.clone(),
-            gltf_node: a.gltf_node.clone(),
-        })
-        .collect()
 }
 
 /// Inserts the registry the binary loaded.

@@ -16,9 +16,20 @@ use bevy::prelude::*;
 use bevy::world_serialization::{WorldAssetRoot, WorldInstanceReady};
 
 use crate::MezzanineSet;
-use crate::registry::AssetRegistry;
+use crate::registry::{AssetRecord, AssetRegistry};
 use crate::twin::{AssetEntities, AssetState, BoundAsset, Freshness, LiveValues};
-use layout::{Binder, BindingReport, Layout, NodeBinding};
+use layout::{AssetRef, Binder, BindingReport, Layout, NodeBinding};
+
+/// The (id, glTF node) pairs the binder matches layout nodes against.
+pub fn asset_refs(assets: &[AssetRecord]) -> Vec<AssetRef> {
+    assets
+        .iter()
+        .map(|a| AssetRef {
+            id: a.id.clone(),
+            gltf_node: a.gltf_node.clone(),
+        })
+        .collect()
+}
 
 /// Asset source name under which the layout's folder is mounted.
 pub const PLANT_SOURCE: &str = "plant";
@@ -85,7 +96,7 @@ fn spawn_layout(
 ) {
     match Layout::read(&layout.path) {
         Ok(l) => {
-            let report = l.bind(&Binder::new(registry.asset_refs()));
+            let report = l.bind(&Binder::new(asset_refs(registry.assets())));
             if report.is_clean() {
                 info!(
                     "layout {}: {} assets bound",
@@ -168,7 +179,7 @@ pub fn bind_subtree(
     registry: &AssetRegistry,
     index: &mut AssetEntities,
 ) -> usize {
-    let binder = Binder::new(registry.asset_refs());
+    let binder = Binder::new(asset_refs(registry.assets()));
     let mut bound = 0;
     let mut stack: Vec<Entity> = children
         .get(root)

@@ -1,10 +1,11 @@
-//! The twin's live state: state updates in (as [`MachineStateUpdate`]
-//! messages), per-asset components out ([`AssetState`] on each bound asset
+//! The twin's live state: samples in (through
+//! [`crate::ingest::PendingSamples`]), per-asset components out
+//! ([`LiveValues`], [`AssetState`] and [`Freshness`] on each bound asset
 //! entity, found through [`AssetEntities`]).
 //!
-//! Samples arrive through [`crate::ingest::PendingSamples`]; each asset keeps
-//! the last value per property ([`LiveValues`]) with source time and
-//! freshness, its machine state, and a [`Freshness`] flag that turns stale
+//! Each asset keeps the last value per property with source time; a
+//! sample of its `state` property becomes a [`MachineStateUpdate`], applied
+//! in source-time order to its [`AssetState`]; and [`Freshness`] turns stale
 //! when the asset goes silent past its expected update period.
 
 use std::collections::HashMap;
@@ -138,7 +139,8 @@ pub struct TwinCounters {
 #[derive(Resource, Debug, Default)]
 pub struct AssetEntities(pub HashMap<AssetIdx, Entity>);
 
-/// A state transition for one asset, from an adapter or a simulator.
+/// A state transition for one asset: written by [`apply_samples`] for each
+/// sample of a `state` property, applied by [`apply_state_updates`].
 #[derive(Message, Debug, Clone, PartialEq)]
 pub struct MachineStateUpdate {
     pub asset: AssetIdx,
@@ -198,9 +200,10 @@ pub fn apply_samples(
     mut pending: ResMut<PendingSamples>,
     registry: Res<AssetRegistry>,
     entities: Res<AssetEntities>,
-    mut assets: Query<(&mut LiveValues, &mut AssetState, &mut Freshness)>,
+    mut assets: Query<(&mut LiveValues, &mut Freshness)>,
     mut counters: ResMut<TwinCounters>,
     mut latency: ResMut<LatencyStats>,
+    mut state_updates: MessageWriter<MachineStateUpdate>,
 ) {
     if pending.0.is_empty() {
         return;
@@ -212,7 +215,7 @@ pub fn apply_samples(
             .0
             .get(&r.asset)
             .and_then(|&e| assets.get_mut(e).ok());
-        let Some((mut values, mut state, mut fresh)) = target else {
+        let Some((mut values, mut fresh)) = target else {
             counters.without_entity += 1;
             if let Some(a) = ack {
                 a.send();
@@ -251,14 +254,13 @@ pub fn apply_samples(
                 };
                 if let Some(code) = state_code {
                     match MachineState::parse(code.as_str()) {
-                        Some(ms) => {
-                            if state.state != ms || state.reason != sample.reason {
-                                *state = AssetState {
-                                    state: ms,
-                                    reason: sample.reason.clone(),
-                                    since_ts_us: Some(src),
-                                };
-                            }
+                        Some(state) => {
+                            state_updates.write(MachineStateUpdate {
+                                asset: r.asset,
+                                state,
+                                reason: sample.reason.clone(),
+                                ts_us: src,
+                            });
                         }
                         None => counters.unknown_state_codes += 1,
                     }

@@ -9,7 +9,7 @@ use mezzanine::mes::contract::{
     ACCEPTED_MAJORS, Disposition, EVENT_TYPES, EquipmentMode, SCHEMA_FILES, upcast_v1,
 };
 use mezzanine::mes::sync::{Change, OrderStatus, ReorderBuffer};
-use mezzanine::mes::{Contract, Envelope, MesError, MesEvent, MesSync};
+use mezzanine::mes::{Contract, ContractError, Envelope, MesEvent, MesSync};
 
 use crate::repo;
 
@@ -98,7 +98,7 @@ fn refusals_name_the_event_the_version_and_the_field() {
     let mut v3 = example("work_order.started", 2);
     v3["schema_version"] = json!("3.0");
     let e = c.decode_value(&v3, "acme/lyon/mes/events").expect_err("v3");
-    assert!(matches!(e, MesError::UnsupportedVersion { .. }), "{e}");
+    assert!(matches!(e, ContractError::UnsupportedVersion { .. }), "{e}");
     let text = e.to_string();
     assert!(
         text.contains("work_order.started") && text.contains("3.0") && text.contains("1.x, 2.x"),
@@ -111,7 +111,7 @@ fn refusals_name_the_event_the_version_and_the_field() {
         .expect("object")
         .remove("scrap_count");
     let e = c.decode_value(&missing, "t").expect_err("missing field");
-    assert!(matches!(e, MesError::Payload { .. }), "{e}");
+    assert!(matches!(e, ContractError::Payload { .. }), "{e}");
     assert!(e.to_string().contains("scrap_count"), "{e}");
 
     let mut bad_mode = example("equipment.mode_changed", 1);
@@ -122,7 +122,7 @@ fn refusals_name_the_event_the_version_and_the_field() {
     let mut unknown = example("work_order.started", 2);
     unknown["type"] = json!("work_order.teleported");
     let e = c.decode_value(&unknown, "t").expect_err("type");
-    assert!(matches!(e, MesError::UnknownType { .. }), "{e}");
+    assert!(matches!(e, ContractError::UnknownType { .. }), "{e}");
 
     let e = c
         .decode(b"{\"id\": 1", "acme/lyon/mes/events")
@@ -132,7 +132,7 @@ fn refusals_name_the_event_the_version_and_the_field() {
         "{e}"
     );
     let e = c.decode(b"{\"id\": \"x\"}", "t").expect_err("envelope");
-    assert!(matches!(e, MesError::Envelope { .. }), "{e}");
+    assert!(matches!(e, ContractError::Envelope { .. }), "{e}");
 }
 
 fn event(c: &Contract, id: &str, ty: &str, at: &str, payload: Value) -> Envelope {

@@ -1,5 +1,11 @@
 //! The MES event contract: bytes in, a validated, current-version
-//! [`MesEvent`] (with its envelope) out — or a [`MesError`] that says why.
+//! [`MesEvent`] (with its envelope) out — or a [`ContractError`] that says
+//! why.
+//!
+//! This is the lowest layer, beside `config`: the ingest adapters decode MES
+//! messages with it (an MES event leaves ingest as a plain [`Envelope`]),
+//! the history stores envelopes it is given, and `mes` applies them. It
+//! imports nothing from the crate.
 //!
 //! Every event is an envelope `{id, type, schema_version, source_time,
 //! payload}`. Each event type has a JSON Schema per major version in
@@ -14,7 +20,57 @@ use std::collections::HashMap;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::MesError;
+pub mod schedule;
+pub mod seen;
+
+pub use schedule::{ProductionRequest, Schedule};
+pub use seen::SeenEvents;
+
+/// Everything that can go wrong decoding an MES event, or with the shipped
+/// schemas themselves.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ContractError {
+    #[error("schema file {file}: {message}")]
+    Schema { file: String, message: String },
+    #[error("{source_name}: not JSON: {message}")]
+    NotJson {
+        source_name: String,
+        message: String,
+    },
+    #[error("{source_name}: not an MES event envelope: {message}")]
+    Envelope {
+        source_name: String,
+        message: String,
+    },
+    #[error("{source_name}: event {id}: unknown event type `{event_type}`")]
+    UnknownType {
+        id: String,
+        event_type: String,
+        source_name: String,
+    },
+    #[error(
+        "event {id}: {event_type} schema version {version} is not supported (accepted: {accepted})"
+    )]
+    UnsupportedVersion {
+        id: String,
+        event_type: String,
+        version: String,
+        accepted: String,
+    },
+    #[error("event {id}: {event_type} {version} payload is invalid: {message}")]
+    Payload {
+        id: String,
+        event_type: String,
+        version: String,
+        message: String,
+    },
+    #[error("event {id}: {event_type} could not be upcast: {message}")]
+    Upcast {
+        id: String,
+        event_type: String,
+        message: String,
+    },
+}
 
 /// The major version this build models events in.
 pub const CURRENT_MAJOR: u32 = 2;
@@ -256,12 +312,12 @@ impl std::fmt::Debug for Contract {
     }
 }
 
-fn compile(name: &str, text: &str) -> Result<jsonschema::Validator, MesError> {
-    let schema: Value = serde_json::from_str(text).map_err(|e| MesError::Schema {
+fn compile(name: &str, text: &str) -> Result<jsonschema::Validator, ContractError> {
+    let schema: Value = serde_json::from_str(text).map_err(|e| ContractError::Schema {
         file: name.to_string(),
         message: e.to_string(),
     })?;
-    jsonschema::validator_for(&schema).map_err(|e| MesError::Schema {
+    jsonschema::validator_for(&schema).map_err(|e| ContractError::Schema {
         file: name.to_string(),
         message: e.to_string(),
     })
@@ -285,7 +341,7 @@ fn problems(v: &jsonschema::Validator, instance: &Value) -> Option<String> {
 
 impl Contract {
     /// Compiles the shipped schemas.
-    pub fn load() -> Result<Self, MesError> {
+    pub fn load() -> Result<Self, ContractError> {
         let mut envelope = None;
         let mut payloads = HashMap::new();
         for (name, text) in SCHEMA_FILES {
@@ -298,14 +354,14 @@ impl Contract {
             let (ty, major) = stem
                 .rsplit_once(".v")
                 .and_then(|(t, m)| Some((t.to_string(), m.parse::<u32>().ok()?)))
-                .ok_or_else(|| MesError::Schema {
+                .ok_or_else(|| ContractError::Schema {
                     file: name.to_string(),
                     message: "name is not <type>.v<major>.schema.json".into(),
                 })?;
             payloads.insert((ty, major), v);
         }
         Ok(Self {
-            envelope: envelope.ok_or_else(|| MesError::Schema {
+            envelope: envelope.ok_or_else(|| ContractError::Schema {
                 file: "envelope.schema.json".into(),
                 message: "missing".into(),
             })?,
@@ -315,17 +371,17 @@ impl Contract {
 
     /// Decodes and validates one event; `source` (topic or URL) goes into
     /// the error so an operator can find the sender.
-    pub fn decode(&self, bytes: &[u8], source: &str) -> Result<Envelope, MesError> {
-        let raw: Value = serde_json::from_slice(bytes).map_err(|e| MesError::NotJson {
+    pub fn decode(&self, bytes: &[u8], source: &str) -> Result<Envelope, ContractError> {
+        let raw: Value = serde_json::from_slice(bytes).map_err(|e| ContractError::NotJson {
             source_name: source.to_string(),
             message: e.to_string(),
         })?;
         self.decode_value(&raw, source)
     }
 
-    pub fn decode_value(&self, raw: &Value, source: &str) -> Result<Envelope, MesError> {
+    pub fn decode_value(&self, raw: &Value, source: &str) -> Result<Envelope, ContractError> {
         if let Some(p) = problems(&self.envelope, raw) {
-            return Err(MesError::Envelope {
+            return Err(ContractError::Envelope {
                 source_name: source.to_string(),
                 message: p,
             });
@@ -340,20 +396,20 @@ impl Contract {
             .unwrap_or((0, 0));
         let source_time_us = field("source_time")
             .parse::<jiff::Timestamp>()
-            .map_err(|e| MesError::Envelope {
+            .map_err(|e| ContractError::Envelope {
                 source_name: source.to_string(),
                 message: format!("source_time `{}`: {e}", field("source_time")),
             })?
             .as_microsecond();
         if !EVENT_TYPES.contains(&event_type.as_str()) {
-            return Err(MesError::UnknownType {
+            return Err(ContractError::UnknownType {
                 id,
                 event_type,
                 source_name: source.to_string(),
             });
         }
         let Some(schema) = self.payloads.get(&(event_type.clone(), major)) else {
-            return Err(MesError::UnsupportedVersion {
+            return Err(ContractError::UnsupportedVersion {
                 id,
                 event_type,
                 version: version.to_string(),
@@ -366,7 +422,7 @@ impl Contract {
         };
         let payload = raw.get("payload").cloned().unwrap_or(Value::Null);
         if let Some(p) = problems(schema, &payload) {
-            return Err(MesError::Payload {
+            return Err(ContractError::Payload {
                 id,
                 event_type,
                 version: version.to_string(),
@@ -376,14 +432,14 @@ impl Contract {
         let payload_v2 = if major == CURRENT_MAJOR {
             payload
         } else {
-            let up = upcast_v1(&event_type, &payload).map_err(|message| MesError::Upcast {
+            let up = upcast_v1(&event_type, &payload).map_err(|message| ContractError::Upcast {
                 id: id.clone(),
                 event_type: event_type.clone(),
                 message,
             })?;
             let current = &self.payloads[&(event_type.clone(), CURRENT_MAJOR)];
             if let Some(p) = problems(current, &up) {
-                return Err(MesError::Upcast {
+                return Err(ContractError::Upcast {
                     id,
                     event_type,
                     message: format!("the upcast payload does not match v{CURRENT_MAJOR}: {p}"),
@@ -391,7 +447,7 @@ impl Contract {
             }
             up
         };
-        let event = typed(&event_type, &payload_v2).map_err(|message| MesError::Payload {
+        let event = typed(&event_type, &payload_v2).map_err(|message| ContractError::Payload {
             id: id.clone(),
             event_type: event_type.clone(),
             version: version.to_string(),

@@ -1,4 +1,5 @@
-//! `mezzanine bench ingest`: a load generator in, a table out.
+//! `mezzanine bench ingest`: a load generator in, a table out (and
+//! `bench history`, in [`history`]).
 //!
 //! Drives N tag updates per second through the real path — rumqttc
 //! publishers → embedded rumqttd broker → MQTT adapter → bounded channel →
@@ -13,18 +14,15 @@ use std::time::{Duration, Instant};
 use bevy::prelude::*;
 use rumqttc::{AsyncClient, MqttOptions, QoS};
 
-use crate::CoreSetsPlugin;
 use crate::demo::broker::{free_port, start_embedded_broker};
 use crate::ingest::decode::encode_json;
 use crate::ingest::mqtt::{MqttSettings, spawn_mqtt_adapter};
-use crate::ingest::{Hop, IngestPlugin, LatencyStats, Origin, SampleValue, ingest_channel, now_us};
+use crate::ingest::{Hop, LatencyStats, Origin, SampleValue, ingest_channel, now_us};
 use crate::registry::{
-    AssetIdx, AssetRecord, AssetRegistry, Encoding, Isa95Path, OmeKind, PlantInfo, PropertyRecord,
-    REGISTRY_FORMAT_VERSION, Registry, RegistryPlugin,
+    AssetRecord, AssetRegistry, Encoding, Isa95Path, OmeKind, PlantInfo, PropertyRecord,
+    REGISTRY_FORMAT_VERSION, Registry,
 };
-use crate::twin::{
-    AssetEntities, AssetState, BoundAsset, Freshness, LiveValues, TwinCounters, TwinPlugin,
-};
+use crate::twin::TwinCounters;
 
 pub mod history;
 
@@ -109,36 +107,20 @@ fn cpu_seconds() -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
-/// A headless twin (no window, no layout): one entity per registry asset,
-/// fed by `rx`. Used by the benchmark and by tests.
-pub fn headless_twin(reg: &AssetRegistry, rx: crate::ingest::IngestReceiver) -> App {
-    let mut app = App::new();
-    app.add_plugins((
-        MinimalPlugins,
-        CoreSetsPlugin,
-        RegistryPlugin {
-            registry: reg.clone(),
-        },
-        TwinPlugin,
-        crate::playback::PlaybackPlugin,
-    ))
-    .add_plugins(IngestPlugin { receiver: rx });
-    let mut index = AssetEntities::default();
-    for i in 0..reg.assets().len() {
-        let idx = AssetIdx(i as u32);
-        let e = app
-            .world_mut()
-            .spawn((
-                BoundAsset(idx),
-                AssetState::default(),
-                LiveValues::default(),
-                Freshness::default(),
-            ))
-            .id();
-        index.0.insert(idx, e);
-    }
-    app.insert_resource(index);
-    app
+/// The headless twin the benchmark drives, from the app's own assembly.
+pub use crate::app::headless_twin;
+
+/// `mezzanine bench <what>`: the pipeline's table on stdout.
+pub fn run(what: &str, quick: bool) -> anyhow::Result<std::process::ExitCode> {
+    match what {
+        "ingest" => run_ingest_bench(quick)?,
+        "history" => {
+            history::run_history_bench(quick)?;
+            Vec::new()
+        }
+        other => anyhow::bail!("unknown benchmark `{other}` (try `ingest` or `history`)"),
+    };
+    Ok(std::process::ExitCode::SUCCESS)
 }
 
 /// Run the ingest benchmark and print its table.

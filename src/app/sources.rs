@@ -1,0 +1,157 @@
+//! The plant's live sources, started from the configuration: the embedded
+//! demo plant (when no external endpoint is named), the MQTT and OPC UA
+//! adapters feeding one [`IngestSender`], and the MES poller. Shared by the
+//! desktop app and `mezzanine record`; held outside the Bevy app (whose
+//! runner consumes it) and stopped in order once it has ended.
+
+use std::sync::Arc;
+
+use super::AppError;
+use crate::config::{AppConfig, SyncMode};
+use crate::demo;
+use crate::ingest::IngestSender;
+use crate::ingest::mqtt::{MesRoute, MqttSettings, TlsFiles, parse_mqtt_url, spawn_mqtt_adapter};
+use crate::ingest::opcua::{OpcUaSettings, spawn_opcua_adapter};
+use crate::mes::Contract;
+use crate::mes::poll::{MesPoller, PollSettings, spawn_poller};
+use crate::registry::AssetRegistry;
+
+/// Adapters and, when no external endpoint is named, the embedded plant.
+pub struct LiveSources {
+    pub mes_poller: Option<MesPoller>,
+    pub opcua: Option<crate::ingest::opcua::OpcUaAdapter>,
+    pub mqtt: crate::ingest::mqtt::MqttAdapter,
+    pub plant: Option<demo::EmbeddedPlant>,
+}
+
+impl LiveSources {
+    /// Adapters first, then the plant they listen to; waits for each.
+    pub fn stop(self) {
+        if let Some(p) = self.mes_poller {
+            p.stop();
+        }
+        if let Some(o) = self.opcua {
+            o.stop();
+        }
+        self.mqtt.stop();
+        if let Some(p) = self.plant {
+            p.stop();
+        }
+    }
+}
+
+/// Starts what the configuration names; the embedded plant fills in for
+/// an endpoint left unset.
+pub fn start_live_sources(
+    cfg: &AppConfig,
+    registry: Arc<AssetRegistry>,
+    tx: IngestSender,
+) -> Result<LiveSources, AppError> {
+    let plant = if cfg.embedded_demo() {
+        let settings = demo::DemoSettings {
+            seed: cfg.demo.seed,
+            time_scale: cfg.demo.time_scale,
+            tick_ms: cfg.demo.tick_ms,
+            pki_dir: cfg.pki_dir(),
+        };
+        Some(demo::start_embedded_plant(registry.clone(), &settings).map_err(AppError::Demo)?)
+    } else {
+        None
+    };
+    let mqtt_url = match (&cfg.mqtt.url, &plant) {
+        (Some(u), _) => u.clone(),
+        (None, Some(p)) => p.broker.url(),
+        (None, None) => return Err(AppError::NoBroker),
+    };
+    let url = parse_mqtt_url(&mqtt_url)?;
+    let tls = if url.tls {
+        Some(TlsFiles {
+            ca_file: cfg
+                .mqtt
+                .ca_file
+                .clone()
+                .ok_or_else(|| AppError::TlsWithoutCa {
+                    url: mqtt_url.clone(),
+                })?,
+            client_cert_file: cfg.mqtt.client_cert_file.clone(),
+            client_key_file: cfg.mqtt.client_key_file.clone(),
+        })
+    } else {
+        None
+    };
+    let mut topics = cfg.mqtt.topic_roots.clone();
+    for e in [cfg.mes.events_topic.trim(), cfg.mes.heartbeat_topic.trim()] {
+        if !e.is_empty() && !topics.iter().any(|r| r == e) {
+            topics.push(e.to_string());
+        }
+    }
+    let mes = match cfg.mes.topic_prefix() {
+        Some(topic_prefix) => Some(MesRoute {
+            topic_prefix,
+            heartbeat_topic: Some(cfg.mes.heartbeat_topic.trim().to_string())
+                .filter(|t| !t.is_empty()),
+            contract: Arc::new(Contract::load().map_err(AppError::Contract)?),
+        }),
+        None => None,
+    };
+    let mqtt = spawn_mqtt_adapter(
+        MqttSettings {
+            host: url.host,
+            port: url.port,
+            tls,
+            client_id: cfg.mqtt.client_id.clone(),
+            username: cfg.mqtt.username.clone(),
+            password: cfg.mqtt.password.clone(),
+            topics,
+            mes,
+        },
+        registry.clone(),
+        tx.clone(),
+    )?;
+    let endpoint = match (&cfg.opcua.endpoint, &plant) {
+        (Some(e), _) => Some(e.clone()),
+        (None, Some(p)) => Some(p.opcua.endpoint()),
+        (None, None) => None,
+    };
+    let opcua = match endpoint.filter(|_| cfg.opcua.enabled) {
+        Some(endpoint) => Some(spawn_opcua_adapter(
+            OpcUaSettings {
+                endpoint,
+                security_policy: cfg.opcua.security_policy.clone(),
+                security_mode: cfg.opcua.security_mode.clone(),
+                username: cfg.opcua.username.clone(),
+                password: cfg.opcua.password.clone(),
+                pki_dir: cfg.pki_dir().join("client"),
+                sampling_interval_ms: cfg.opcua.sampling_interval_ms,
+            },
+            registry,
+            tx,
+        )?),
+        None => None,
+    };
+    // The MES API: the configured one, else the embedded demo's.
+    let api_url = cfg
+        .mes
+        .api_url
+        .clone()
+        .or_else(|| plant.as_ref().map(|p| p.mes.api_url.clone()));
+    let mes_poller = match api_url {
+        Some(api_url) => Some(
+            spawn_poller(PollSettings {
+                api_url,
+                interval_ms: cfg.mes.poll_interval_ms,
+                work_orders: cfg.mes.domains.work_orders == SyncMode::Polling,
+                equipment: cfg.mes.domains.equipment == SyncMode::Polling,
+                schedule: cfg.mes.domains.schedule == SyncMode::Polling,
+            })
+            .map_err(AppError::Poller)?,
+        ),
+        None => None,
+    };
+    Ok(LiveSources {
+        mes_poller,
+        opcua,
+        mqtt,
+        plant,
+    })
+}

@@ -1,0 +1,210 @@
+//! The command line: arguments in, typed [`Cli`] values out (clap). The
+//! binary dispatches them to the desktop app (`app::run`) or a headless
+//! tool (`tools::…::run`); nothing here runs anything.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "mezzanine",
+    version,
+    about = "A desktop digital twin for manufacturing (ISA-95 Level 3.5)"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(clap::Args, Debug, Default)]
+pub struct RunArgs {
+    /// Configuration file (TOML); defaults run the embedded demo plant.
+    #[arg(long, global = true)]
+    pub config: Option<PathBuf>,
+    /// Plant layout (glTF/GLB), overriding the config.
+    #[arg(long)]
+    pub scene: Option<PathBuf>,
+    /// Asset registry (TOML), overriding the config.
+    #[arg(long)]
+    pub registry: Option<PathBuf>,
+    /// Window size, e.g. 1280x800.
+    #[arg(long, value_parser = parse_size)]
+    pub window_size: Option<(u32, u32)>,
+    /// Turn shadows off (helps software rendering).
+    #[arg(long)]
+    pub no_shadows: bool,
+    /// Turn multisampling off (helps software rendering).
+    #[arg(long)]
+    pub no_msaa: bool,
+    /// Save a screenshot of the plant to this PNG once it is shown, then exit.
+    #[arg(long)]
+    pub screenshot: Option<PathBuf>,
+    /// Select this asset at start (e.g. L1-MILL-02).
+    #[arg(long)]
+    pub select: Option<String>,
+    /// Open the latency and ingest windows at start.
+    #[arg(long)]
+    pub show_latency: bool,
+    /// Start in replay this many seconds before now (paused), once the
+    /// history has that far back.
+    #[arg(long, conflicts_with = "replay_at")]
+    pub replay_ago_s: Option<u64>,
+    /// Start in replay at this time (RFC 3339 with offset, or
+    /// `YYYY-MM-DD HH:MM[:SS]` in the plant's zone), once it is recorded.
+    #[arg(long)]
+    pub replay_at: Option<String>,
+    /// History file (DuckDB), overriding the config.
+    #[arg(long)]
+    pub history: Option<PathBuf>,
+    /// With --screenshot: frames to let pass once the plant is live.
+    #[arg(long, default_value_t = 20)]
+    pub screenshot_settle_frames: u32,
+    /// Embedded demo only: take its MES off the network from START to END
+    /// seconds after start (e.g. `30..90`), to show an outage and the
+    /// catch-up that follows.
+    #[arg(long, value_parser = parse_range_s)]
+    pub demo_mes_outage: Option<(u64, u64)>,
+    /// Open the discrepancy list at start.
+    #[arg(long)]
+    pub show_discrepancies: bool,
+}
+
+pub fn parse_range_s(s: &str) -> Result<(u64, u64), String> {
+    let (a, b) = s
+        .split_once("..")
+        .ok_or_else(|| format!("`{s}` is not START..END (seconds)"))?;
+    let a: u64 = a
+        .trim()
+        .parse()
+        .map_err(|_| format!("bad start in `{s}`"))?;
+    let b: u64 = b.trim().parse().map_err(|_| format!("bad end in `{s}`"))?;
+    if b <= a {
+        return Err(format!("`{s}`: the end must come after the start"));
+    }
+    Ok((a, b))
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the desktop app (the default).
+    Run(RunArgs),
+    /// Check that a layout and a registry agree; exit code 1 if anything is unbound.
+    Check {
+        /// Plant layout (glTF/GLB).
+        scene: PathBuf,
+        /// Asset registry (TOML).
+        registry: PathBuf,
+    },
+    /// Run the demo plant's PLC simulator alone against external endpoints.
+    DemoPlant {
+        /// Broker to publish the UNS to, e.g. mqtt://127.0.0.1:1883.
+        #[arg(long)]
+        mqtt: String,
+        /// Host an OPC UA server at this endpoint, e.g. opc.tcp://127.0.0.1:4840/.
+        #[arg(long)]
+        opcua: Option<String>,
+        /// Asset registry (TOML) naming the topics and nodes.
+        #[arg(long)]
+        registry: Option<PathBuf>,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Plant seconds per wall second.
+        #[arg(long, default_value_t = 10.0)]
+        time_scale: f64,
+    },
+    /// Record the plant to the history file without a window (a recorder
+    /// for a server); the same adapters and writer as the app.
+    Record {
+        /// History file (DuckDB), overriding the config.
+        #[arg(long)]
+        history: Option<PathBuf>,
+        /// Asset registry (TOML), overriding the config.
+        #[arg(long)]
+        registry: Option<PathBuf>,
+        /// Stop after this many seconds without a new sample (default: run until killed).
+        #[arg(long)]
+        exit_after_idle_s: Option<u64>,
+    },
+    /// Export a time range of the history to Parquet, partitioned by day and asset.
+    Export {
+        /// Start (RFC 3339 with zone, e.g. 2026-11-24T08:00:00+01:00, or
+        /// `YYYY-MM-DD HH:MM[:SS]` in the plant's time zone).
+        #[arg(long)]
+        from: String,
+        /// End (exclusive), same forms as --from.
+        #[arg(long)]
+        to: String,
+        /// Output folder (created; must not already hold an export).
+        #[arg(long)]
+        out: PathBuf,
+        /// History file (DuckDB), overriding the config.
+        #[arg(long)]
+        history: Option<PathBuf>,
+    },
+    /// Import a production schedule (B2MML `ProductionSchedule` XML) into the
+    /// history file; every equipment id must be in the registry. Importing
+    /// a schedule with the same ID again replaces it.
+    ImportSchedule {
+        /// The B2MML document.
+        file: PathBuf,
+        /// History file (DuckDB), overriding the config.
+        #[arg(long)]
+        history: Option<PathBuf>,
+        /// Asset registry (TOML), overriding the config.
+        #[arg(long)]
+        registry: Option<PathBuf>,
+    },
+    /// Measure a pipeline and print a table (`bench ingest`, `bench history`).
+    Bench {
+        /// Which pipeline: `ingest` or `history`.
+        what: String,
+        /// A run under 30 s at smaller rates.
+        #[arg(long)]
+        quick: bool,
+    },
+    /// Regenerate the demo plant's layout and registry.
+    GenerateDemoPlant {
+        /// Output folder.
+        #[arg(long, default_value = "scenes")]
+        out: PathBuf,
+    },
+}
+
+pub fn parse_size(s: &str) -> Result<(u32, u32), String> {
+    let (w, h) = s
+        .split_once(['x', 'X'])
+        .ok_or_else(|| format!("`{s}` is not WIDTHxHEIGHT"))?;
+    let w: u32 = w
+        .trim()
+        .parse()
+        .map_err(|_| format!("bad width in `{s}`"))?;
+    let h: u32 = h
+        .trim()
+        .parse()
+        .map_err(|_| format!("bad height in `{s}`"))?;
+    if w < 320 || h < 240 {
+        return Err(format!("`{s}` is smaller than 320x240"));
+    }
+    Ok((w, h))
+}
+
+/// A time from the command line, in microseconds since the Unix epoch:
+/// RFC 3339 with an offset, or a civil time (`YYYY-MM-DD HH:MM[:SS]`) in
+/// the plant's zone `tz`.
+pub fn parse_time(s: &str, tz: &str) -> Result<i64, String> {
+    if let Ok(ts) = s.parse::<jiff::Timestamp>() {
+        return Ok(ts.as_microsecond());
+    }
+    let civil: jiff::civil::DateTime = s.trim().replace(' ', "T").parse().map_err(|_| {
+        format!(
+            "`{s}` is not a time: use 2026-11-24T08:00:00+01:00 or `2026-11-24 08:00` (plant time, {tz})"
+        )
+    })?;
+    let zoned = civil.in_tz(tz).map_err(|_| {
+        format!("the plant's time zone `{tz}` is unknown here; give the time with an offset")
+    })?;
+    Ok(zoned.timestamp().as_microsecond())
+}

@@ -1,0 +1,307 @@
+//! Row encoding and the batch's SQL: samples in, rows of the `samples`,
+//! `blobs`, `transitions` and `dead_letters` tables out, appended with
+//! DuckDB's Appender; plus the in-memory idempotency keys that drop a
+//! duplicate (same property, same source time) before it reaches a table,
+//! and the state transitions derived from each asset's `state` property.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+
+use duckdb::{Connection, params};
+
+use crate::history::query::StoredValue;
+use crate::history::store::PropIds;
+use crate::history::{HistoryError, sql_err as q};
+use crate::ingest::{DeadLetter, SampleValue};
+use crate::registry::{AssetIdx, AssetRegistry};
+
+pub(super) struct SampleRow {
+    pub(super) ts_us: i64,
+    pub(super) prop_id: i32,
+    pub(super) value: Option<f64>,
+    pub(super) text: Option<String>,
+    pub(super) blob_id: Option<i64>,
+    pub(super) quality: u8,
+    pub(super) origin: u8,
+    pub(super) received_us: i64,
+    pub(super) work_order: Option<Arc<str>>,
+    pub(super) seq: i64,
+    /// Recorded while the MES was unreachable: the work order is unknown
+    /// until the back-fill after it returns.
+    pub(super) context_unavailable: bool,
+}
+
+pub(super) struct BlobRow {
+    pub(super) blob_id: i64,
+    pub(super) ts_us: i64,
+    pub(super) prop_id: i32,
+    pub(super) bin_hz: f32,
+    pub(super) bytes: Vec<u8>,
+}
+
+/// One state transition: (source time, asset id, state code, reason).
+pub(super) type TransitionRow = (i64, String, String, Option<String>);
+
+/// A value as its row's columns: number, text, spectrum (as a blob row,
+/// numbered from `next_blob_id`, which it advances).
+pub(super) fn encode_value(
+    value: SampleValue,
+    ts_us: i64,
+    prop_id: i32,
+    next_blob_id: &mut i64,
+) -> (Option<f64>, Option<String>, Option<BlobRow>) {
+    match value {
+        SampleValue::Number(v) => (Some(v), None, None),
+        SampleValue::Bool(b) => (Some(f64::from(u8::from(b))), None, None),
+        SampleValue::Text(t) => (None, Some(t), None),
+        SampleValue::Spectrum { bin_hz, bins } => {
+            let blob_id = *next_blob_id;
+            *next_blob_id += 1;
+            let mut bytes = Vec::with_capacity(bins.len() * 4);
+            for b in bins.iter() {
+                bytes.extend_from_slice(&b.to_le_bytes());
+            }
+            (
+                None,
+                None,
+                Some(BlobRow {
+                    blob_id,
+                    ts_us,
+                    prop_id,
+                    bin_hz,
+                    bytes,
+                }),
+            )
+        }
+    }
+}
+
+/// The stored value's columns (the inverse of [`encode_value`], with the
+/// spectrum left in its blob).
+pub(super) fn stored_columns(v: StoredValue) -> (Option<f64>, Option<String>, Option<i64>) {
+    match v {
+        StoredValue::Number(x) => (Some(x), None, None),
+        StoredValue::Text(t) => (None, Some(t), None),
+        StoredValue::Spectrum { blob_id, .. } => (None, None, Some(blob_id)),
+        StoredValue::Missing => (None, None, None),
+    }
+}
+
+/// Appends the batch's rows, inside the caller's transaction.
+pub(super) fn append(
+    c: &Connection,
+    samples: &[SampleRow],
+    blobs: &[BlobRow],
+    transitions: &[TransitionRow],
+    dead: &[DeadLetter],
+) -> duckdb::Result<()> {
+    if !samples.is_empty() {
+        let mut a = c.appender("samples")?;
+        for r in samples {
+            a.append_row(params![
+                r.ts_us,
+                r.prop_id,
+                r.value,
+                r.text.as_deref(),
+                r.blob_id,
+                r.quality,
+                r.origin,
+                r.received_us,
+                r.work_order.as_deref(),
+                r.seq,
+                r.context_unavailable
+            ])?;
+        }
+        a.flush()?;
+    }
+    if !blobs.is_empty() {
+        let mut a = c.appender("blobs")?;
+        for r in blobs {
+            a.append_row(params![
+                r.blob_id,
+                r.ts_us,
+                r.prop_id,
+                r.bin_hz,
+                &r.bytes[..]
+            ])?;
+        }
+        a.flush()?;
+    }
+    if !transitions.is_empty() {
+        let mut a = c.appender("transitions")?;
+        for (ts, asset, state, reason) in transitions {
+            a.append_row(params![ts, asset, state, reason.as_deref()])?;
+        }
+        a.flush()?;
+    }
+    if !dead.is_empty() {
+        let mut a = c.appender("dead_letters")?;
+        for d in dead {
+            a.append_row(params![
+                d.received_us,
+                d.origin.label(),
+                d.source,
+                d.reason,
+                d.payload_len as i64,
+                &d.payload_head[..]
+            ])?;
+        }
+        a.flush()?;
+    }
+    Ok(())
+}
+
+/// A fast hasher for the integer keys of the hot path (the idempotency set
+/// is touched twice per sample; SipHash's cost buys nothing for them).
+#[derive(Default, Clone, Copy)]
+pub(super) struct IntHasher(u64);
+
+impl IntHasher {
+    fn add(&mut self, v: u64) {
+        self.0 = (self.0.rotate_left(5) ^ v).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+}
+
+impl std::hash::Hasher for IntHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.add(u64::from(*b));
+        }
+    }
+    fn write_i32(&mut self, i: i32) {
+        self.add(u64::from(i as u32));
+    }
+    fn write_i64(&mut self, i: i64) {
+        self.add(i as u64);
+    }
+}
+
+pub(super) type IntBuild = std::hash::BuildHasherDefault<IntHasher>;
+
+/// The (property id, source time) keys of the newest samples, oldest
+/// forgotten first.
+pub(super) struct Dedupe {
+    seen: HashSet<(i32, i64), IntBuild>,
+    order: VecDeque<(i32, i64)>,
+    capacity: usize,
+}
+
+impl Dedupe {
+    pub(super) fn new(capacity: usize) -> Self {
+        Self {
+            seen: HashSet::default(),
+            order: VecDeque::new(),
+            capacity,
+        }
+    }
+
+    /// The keys of the end of the file (up to `capacity`, from the last
+    /// five minutes of source time), so a redelivery after a restart is
+    /// still recognised as a duplicate.
+    pub(super) fn seed(&mut self, conn: &Connection, last_ts_us: i64) -> Result<(), HistoryError> {
+        let from = last_ts_us - 300_000_000;
+        let keys: Vec<(i32, i64)> = {
+            let mut st = conn
+                .prepare(
+                    "SELECT prop_id, ts_us FROM samples WHERE ts_us >= ? ORDER BY ts_us DESC LIMIT ?",
+                )
+                .map_err(q("reading recent keys"))?;
+            let rows = st
+                .query_map(params![from, self.capacity as i64], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+                .map_err(q("reading recent keys"))?;
+            rows.collect::<Result<_, _>>()
+                .map_err(q("reading recent keys"))?
+        };
+        for k in keys.into_iter().rev() {
+            self.first_time(k);
+        }
+        Ok(())
+    }
+
+    /// True the first time a key is offered.
+    pub(super) fn first_time(&mut self, k: (i32, i64)) -> bool {
+        if !self.seen.insert(k) {
+            return false;
+        }
+        self.order.push_back(k);
+        while self.order.len() > self.capacity {
+            if let Some(old) = self.order.pop_front() {
+                self.seen.remove(&old);
+            }
+        }
+        true
+    }
+}
+
+/// Each asset's last recorded state, to record transitions only.
+pub(super) struct Transitions {
+    /// prop id → asset id, for the `state` property of each asset.
+    state_props: HashMap<i32, String>,
+    last: HashMap<String, (i64, String, Option<String>)>,
+}
+
+impl Transitions {
+    /// The `state` properties of the registry and the file's last states.
+    pub(super) fn load(
+        conn: &Connection,
+        registry: &AssetRegistry,
+        props: &PropIds,
+    ) -> Result<Self, HistoryError> {
+        let mut state_props = HashMap::new();
+        for (ai, a) in registry.assets().iter().enumerate() {
+            if let Some(r) = registry.property_by_name(AssetIdx(ai as u32), "state")
+                && let Some(id) = props.id(r)
+            {
+                state_props.insert(id, a.id.clone());
+            }
+        }
+        let mut last = HashMap::new();
+        let mut st = conn
+            .prepare(
+                "SELECT asset_id, max(ts_us), arg_max(state, ts_us), arg_max_null(reason, ts_us)
+                 FROM transitions GROUP BY asset_id",
+            )
+            .map_err(q("reading the last states"))?;
+        let rows = st
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, Option<String>>(3)?,
+                ))
+            })
+            .map_err(q("reading the last states"))?;
+        for row in rows {
+            let (a, ts, s, reason) = row.map_err(q("reading the last states"))?;
+            last.insert(a, (ts, s, reason));
+        }
+        Ok(Self { state_props, last })
+    }
+
+    /// The transition a sample makes, if it is a newer, different state of
+    /// an asset's `state` property.
+    pub(super) fn offer(
+        &mut self,
+        prop_id: i32,
+        ts_us: i64,
+        code: Option<&String>,
+        reason: &Option<String>,
+    ) -> Option<TransitionRow> {
+        let (asset_id, code) = (self.state_props.get(&prop_id)?, code?);
+        let prev = self.last.get(asset_id);
+        let newer = prev.is_none_or(|(t, _, _)| *t <= ts_us);
+        let changed = prev.is_none_or(|(_, st, r)| st != code || r != reason);
+        if !(newer && changed) {
+            return None;
+        }
+        self.last
+            .insert(asset_id.clone(), (ts_us, code.clone(), reason.clone()));
+        Some((ts_us, asset_id.clone(), code.clone(), reason.clone()))
+    }
+}

@@ -1,0 +1,82 @@
+//! `mezzanine record`: the adapters and the history writer without a twin
+//! or a window (a recorder for a server). Prints the file's state on open,
+//! a status line every minute and a summary at the end.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+
+use super::tool_config;
+use crate::app::start_live_sources;
+use crate::history::{HistoryWriter, Store, WriterSettings};
+use crate::ingest::IngestSender;
+use crate::registry::{AssetRegistry, load_registry};
+
+pub fn run(
+    config: Option<PathBuf>,
+    history: Option<PathBuf>,
+    registry: Option<PathBuf>,
+    exit_after_idle_s: Option<u64>,
+) -> anyhow::Result<ExitCode> {
+    let cfg = tool_config(config, history, registry)?;
+    cfg.validate()?;
+    let registry = Arc::new(AssetRegistry::new(load_registry(&cfg.plant.registry)?));
+    let path = cfg.history.db_path();
+    let store = Store::open(&path, &registry).context("opening the history file")?;
+    println!("{}", store.report.summary());
+    let writer = HistoryWriter::spawn(
+        store,
+        registry.clone(),
+        WriterSettings::from_config(&cfg.history),
+        65_536,
+    )?;
+    let stats = writer.stats.clone();
+    let tx = IngestSender::recorder_only(writer.recorder.clone());
+    let sources = start_live_sources(&cfg, registry, tx)?;
+    println!("recording to {}", path.display());
+    let mut last_written = 0;
+    let mut idle_since = Instant::now();
+    let mut last_report = Instant::now();
+    loop {
+        std::thread::sleep(Duration::from_millis(500));
+        let written = stats.samples_written.load(Relaxed);
+        if last_report.elapsed().as_secs() >= 60 {
+            last_report = Instant::now();
+            println!(
+                "{}: {written} samples recorded, backlog {}, last commit {:.1} ms, {} dead letters{}",
+                jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ"),
+                stats.backlog.load(Relaxed),
+                stats.last_commit_us.load(Relaxed) as f64 / 1000.0,
+                stats.dead_letters.load(Relaxed),
+                stats
+                    .last_error
+                    .lock()
+                    .ok()
+                    .and_then(|e| e.clone())
+                    .map(|e| format!(", last error: {e}"))
+                    .unwrap_or_default()
+            );
+        }
+        if written != last_written {
+            last_written = written;
+            idle_since = Instant::now();
+        }
+        if exit_after_idle_s.is_some_and(|s| idle_since.elapsed().as_secs() >= s) {
+            break;
+        }
+    }
+    sources.stop();
+    writer.join();
+    println!(
+        "recorded {} samples ({} duplicates dropped, {} dead letters) in {} commits",
+        stats.samples_written.load(Relaxed),
+        stats.duplicates_dropped.load(Relaxed),
+        stats.dead_letters.load(Relaxed),
+        stats.commits.load(Relaxed)
+    );
+    Ok(ExitCode::SUCCESS)
+}

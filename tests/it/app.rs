@@ -1,0 +1,146 @@
+//! The app as the binary assembles it (`app::build`), headless: the embedded
+//! plant, both adapters, the recorder, the MES and reconciliation wired by
+//! the same function `mezzanine run` calls, without a window.
+
+use std::time::{Duration, Instant};
+
+use mezzanine::app::{self, Front, Launch};
+use mezzanine::config::AppConfig;
+use mezzanine::history::History;
+use mezzanine::ingest::{LinkState, LinkStatus};
+use mezzanine::mes::MesContext;
+use mezzanine::twin::{AssetState, MachineState};
+
+#[test]
+fn the_binarys_assembly_runs_headless_live_recorded_and_with_mes_context() {
+    let dir = tempfile::tempdir().expect("dir");
+    let db = dir.path().join("h.duckdb");
+    let mut cfg = AppConfig::load(None).expect("shipped defaults");
+    cfg.history.path = Some(db.clone());
+    cfg.validate().expect("valid");
+    let mut a = app::build(Launch {
+        cfg,
+        front: Front::Headless,
+        replay: None,
+        demo_mes_outage: None,
+    })
+    .expect("assembled");
+    assert!(
+        a.live.plant.is_some(),
+        "no endpoint named: the embedded plant"
+    );
+    assert!(a.live.opcua.is_some() && a.live.mes_poller.is_some());
+
+    let start = Instant::now();
+    let (mut live, mut assets, mut written, mut orders, mut links);
+    loop {
+        a.app.update();
+        let world = a.app.world_mut();
+        let states: Vec<MachineState> = world
+            .query::<&AssetState>()
+            .iter(world)
+            .map(|s| s.state)
+            .collect();
+        assets = states.len();
+        live = states
+            .iter()
+            .filter(|s| **s != MachineState::Unknown)
+            .count();
+        written = world
+            .resource::<History>()
+            .stats
+            .samples_written
+            .load(std::sync::atomic::Ordering::Relaxed);
+        orders = world.resource::<MesContext>().work_orders.len();
+        let l = world.resource::<LinkStatus>();
+        links = (l.mqtt.clone(), l.opcua.clone());
+        if live * 10 >= assets * 9 && written > 0 && orders > 0 {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "after 60 s: {live}/{assets} assets live, {written} samples recorded, \
+             {orders} machines with a work order, links {links:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(links, (LinkState::Connected, LinkState::Connected));
+    println!(
+        "headless app: {live}/{assets} assets live, {written} samples recorded, \
+         {orders} machines with a work order after {:.1} s",
+        start.elapsed().as_secs_f64()
+    );
+
+    // The orderly shutdown commits what the recorder holds.
+    a.shutdown();
+    let conn = duckdb::Connection::open(&db).expect("reopen");
+    let (samples, work_orders): (i64, i64) = conn
+        .query_row(
+            "SELECT (SELECT count(*) FROM samples), (SELECT count(*) FROM work_orders)",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .expect("counts");
+    assert!(
+        samples as u64 >= written,
+        "{samples} rows < {written} written"
+    );
+    assert!(work_orders > 0, "the work-order context was recorded");
+}
+
+#[test]
+fn a_refused_start_names_the_problem_and_leaves_nothing_running() {
+    let dir = tempfile::tempdir().expect("dir");
+    let mut cfg = AppConfig::load(None).expect("shipped defaults");
+    cfg.history.path = Some(dir.path().join("h.duckdb"));
+    cfg.reconcile.rules = dir.path().join("no-such-rules.toml");
+    let e = match app::build(Launch {
+        cfg,
+        front: Front::Headless,
+        replay: None,
+        demo_mes_outage: None,
+    }) {
+        Ok(_) => panic!("started without its authority rules"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        e.contains("authority rules") && e.contains("no-such-rules.toml"),
+        "{e}"
+    );
+    // The recorder was stopped: the file opens again at once.
+    duckdb::Connection::open(dir.path().join("h.duckdb")).expect("file released");
+}
+
+#[test]
+fn the_binary_refuses_a_missing_display_and_an_unknown_selection_before_starting() {
+    let dir = tempfile::tempdir().expect("dir");
+    let history = dir.path().join("h.duckdb");
+    let run = |display: Option<&str>, extra: &[&str]| {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_mezzanine"));
+        c.arg("--history").arg(&history).args(extra);
+        c.env_remove("WAYLAND_DISPLAY");
+        match display {
+            Some(d) => c.env("DISPLAY", d),
+            None => c.env_remove("DISPLAY"),
+        };
+        let out = c.output().expect("runs");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let (code, err) = run(None, &[]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("no X display") && err.contains("mezzanine record"),
+        "{err}"
+    );
+    // A display that is never reached: the selection is refused first.
+    let (code, err) = run(Some(":999"), &["--select", "L9-NOPE-01"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("--select L9-NOPE-01: no such asset"), "{err}");
+    assert!(
+        !history.exists(),
+        "nothing was started, no history file made"
+    );
+}
