@@ -42,6 +42,42 @@ pub struct AppConfig {
     pub history: HistoryConfig,
     pub mes: MesConfig,
     pub reconcile: ReconcileConfig,
+    pub ingest: IngestConfig,
+}
+
+/// What the adapters believe of a sample's source time.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestConfig {
+    /// Nothing older than this (RFC 3339 with an offset).
+    pub earliest_source_time: String,
+    /// Nothing more than this many seconds ahead of its receipt.
+    pub max_source_ahead_s: u64,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        Self {
+            earliest_source_time: "2000-01-01T00:00:00Z".into(),
+            max_source_ahead_s: 300,
+        }
+    }
+}
+
+impl IngestConfig {
+    /// `earliest_source_time` in µs since the Unix epoch.
+    pub fn earliest_source_us(&self) -> Result<i64, ConfigError> {
+        self.earliest_source_time
+            .parse::<jiff::Timestamp>()
+            .map(|t| t.as_microsecond())
+            .map_err(|e| ConfigError::Invalid {
+                field: "ingest.earliest_source_time",
+                message: format!(
+                    "`{}` is not an RFC 3339 time with an offset ({e})",
+                    self.earliest_source_time
+                ),
+            })
+    }
 }
 
 /// Reconciliation: the authority file (who owns each data domain).
@@ -455,6 +491,13 @@ impl AppConfig {
                 message: format!("{} is outside 1..10000", self.history.flush_interval_ms),
             });
         }
+        self.ingest.earliest_source_us()?;
+        if self.ingest.max_source_ahead_s > 86_400 * 366 {
+            return Err(ConfigError::Invalid {
+                field: "ingest.max_source_ahead_s",
+                message: format!("{} is more than a year", self.ingest.max_source_ahead_s),
+            });
+        }
         if self.history.max_batch_rows == 0 {
             return Err(ConfigError::Invalid {
                 field: "history.max_batch_rows",
@@ -540,5 +583,30 @@ mod tests {
         let msg = err.to_string();
         assert!(msg.starts_with("m.toml:"), "{msg}");
         assert!(msg.contains("scen"), "{msg}");
+    }
+
+    #[test]
+    fn the_source_time_window_is_read_and_a_bad_one_is_named() {
+        let cfg = AppConfig::from_toml(
+            "[ingest]\nearliest_source_time = \"2020-06-01T00:00:00+02:00\"\n",
+            Path::new("m.toml"),
+        )
+        .expect("valid config");
+        assert_eq!(
+            cfg.ingest.earliest_source_us().ok(),
+            Some(1_590_962_400_000_000)
+        );
+        assert_eq!(cfg.ingest.max_source_ahead_s, 300);
+        let cfg = AppConfig::from_toml(
+            "[ingest]\nearliest_source_time = \"2020-06-01\"\n",
+            Path::new("m.toml"),
+        )
+        .expect("parses");
+        let err = cfg.validate().expect_err("no offset");
+        assert!(
+            err.to_string()
+                .starts_with("ingest.earliest_source_time: `2020-06-01` is not an RFC 3339 time"),
+            "{err}"
+        );
     }
 }

@@ -9,9 +9,9 @@ use std::sync::Arc;
 use super::AppError;
 use crate::config::{AppConfig, SyncMode};
 use crate::demo;
-use crate::ingest::IngestSender;
 use crate::ingest::mqtt::{MesRoute, MqttSettings, TlsFiles, parse_mqtt_url, spawn_mqtt_adapter};
 use crate::ingest::opcua::{OpcUaSettings, spawn_opcua_adapter};
+use crate::ingest::{IngestSender, SourceTimeWindow};
 use crate::mes::Contract;
 use crate::mes::poll::{MesPoller, PollSettings, spawn_poller};
 use crate::registry::AssetRegistry;
@@ -47,6 +47,10 @@ pub fn start_live_sources(
     registry: Arc<AssetRegistry>,
     tx: IngestSender,
 ) -> Result<LiveSources, AppError> {
+    let tx = tx.with_time_window(SourceTimeWindow {
+        earliest_us: cfg.ingest.earliest_source_us()?,
+        max_ahead_us: (cfg.ingest.max_source_ahead_s as i64).saturating_mul(1_000_000),
+    });
     let plant = if cfg.embedded_demo() {
         let settings = demo::DemoSettings {
             seed: cfg.demo.seed,

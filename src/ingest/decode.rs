@@ -91,10 +91,16 @@ pub fn decode_json(payload: &[u8], unit: &str) -> Result<Decoded, DecodeError> {
             expected: "integer of microseconds",
         })?),
         (None, Some(t)) => Some(
-            t.as_i64().ok_or(DecodeError::BadField {
-                field: "ts",
-                expected: "integer of milliseconds",
-            })? * 1000,
+            t.as_i64()
+                .ok_or(DecodeError::BadField {
+                    field: "ts",
+                    expected: "integer of milliseconds",
+                })?
+                .checked_mul(1000)
+                .ok_or(DecodeError::BadField {
+                    field: "ts",
+                    expected: "time in milliseconds (this one overflows microseconds)",
+                })?,
         ),
         (None, None) => None,
     };
@@ -275,6 +281,16 @@ mod tests {
         assert_eq!(
             decode_spectrum(&wrong),
             Err(DecodeError::UnsupportedVersion(9))
+        );
+    }
+
+    #[test]
+    fn milliseconds_that_overflow_microseconds_are_refused_not_a_panic() {
+        let e = decode_json(br#"{"value": 1, "ts": 9223372036854775807}"#, "rpm")
+            .expect_err("overflow");
+        assert_eq!(
+            e.to_string(),
+            "`ts` is not a valid time in milliseconds (this one overflows microseconds)"
         );
     }
 }

@@ -109,7 +109,8 @@ impl LatencyStats {
     }
 
     fn record_n(&mut self, origin: Origin, hop: Hop, from_us: i64, to_us: i64, n: u64) {
-        let d = to_us - from_us;
+        // Saturating: a source time from a wrong clock must not overflow.
+        let d = to_us.saturating_sub(from_us);
         if d < 0 {
             self.clock_skew_count += n;
         }
@@ -169,5 +170,19 @@ impl LatencyStats {
 pub fn record_frame_hop(stats: Option<ResMut<LatencyStats>>) {
     if let Some(mut s) = stats.filter(|s| !s.pending_frame.is_empty()) {
         s.close_frame(now_us());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn extreme_source_times_are_recorded_without_overflow() {
+        let mut s = LatencyStats::default();
+        s.record(Origin::Mqtt, Hop::SourceToTwin, i64::MIN, i64::MAX);
+        s.record(Origin::Mqtt, Hop::SourceToTwin, i64::MAX, i64::MIN);
+        assert_eq!(s.clock_skew_count, 1);
+        assert!(s.summary(Origin::Mqtt, Hop::SourceToTwin).is_some());
     }
 }

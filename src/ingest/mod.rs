@@ -20,7 +20,7 @@ use crossbeam_channel::{Receiver, Sender, TrySendError};
 
 use crate::MezzanineSet;
 pub use latency::{Hop, LatencyStats};
-pub use sample::{HopStamps, Origin, Quality, Sample, SampleValue, now_us};
+pub use sample::{HopStamps, Origin, Quality, Sample, SampleValue, SourceTimeWindow, now_us};
 
 /// Everything that can go wrong starting or running an adapter.
 #[derive(Debug, thiserror::Error)]
@@ -155,6 +155,7 @@ impl IngestEvent {
 pub struct IngestSender {
     twin: Option<Sender<IngestEvent>>,
     recorder: Option<Sender<Recorded>>,
+    window: SourceTimeWindow,
 }
 
 impl IngestSender {
@@ -163,7 +164,19 @@ impl IngestSender {
         Self {
             twin: None,
             recorder: Some(recorder),
+            window: SourceTimeWindow::default(),
         }
+    }
+
+    /// The source times the adapters believe (see [`SourceTimeWindow`]).
+    pub fn with_time_window(mut self, window: SourceTimeWindow) -> Self {
+        self.window = window;
+        self
+    }
+
+    /// What the adapters check each sample's source time against.
+    pub fn time_window(&self) -> SourceTimeWindow {
+        self.window
     }
 
     /// Also send every sample and dead letter to `recorder`.
@@ -217,6 +230,7 @@ pub fn ingest_channel(capacity: usize) -> (IngestSender, IngestReceiver) {
         IngestSender {
             twin: Some(tx),
             recorder: None,
+            window: SourceTimeWindow::default(),
         },
         IngestReceiver(rx),
     )

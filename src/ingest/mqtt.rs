@@ -18,7 +18,7 @@ use std::time::Duration;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Publish, QoS};
 
 use super::decode::{decode_json, decode_spectrum};
-use super::sample::{HopStamps, Origin, Sample, now_us};
+use super::sample::{HopStamps, Origin, Sample, SourceTimeWindow, now_us};
 use super::sparkplug::{self, AliasBook};
 use super::{Ack, DeadLetter, IngestError, IngestEvent, IngestSender, LinkState};
 use crate::registry::{AssetRegistry, Encoding};
@@ -191,6 +191,7 @@ async fn run(
     let mut backoff = Duration::from_millis(100);
     let mut connected = false;
     let mut aliases = AliasBook::default();
+    let window = tx.time_window();
     while !stop.load(Ordering::Relaxed) {
         let polled = tokio::time::timeout(Duration::from_millis(250), eventloop.poll()).await;
         let Ok(event) = polled else {
@@ -230,7 +231,7 @@ async fn run(
                     .filter(|m| p.topic.starts_with(&m.topic_prefix))
                 {
                     Some(m) => mes_event(&m.contract, &client, p, received_us),
-                    None => to_events(&registry, &client, &mut aliases, p, received_us),
+                    None => to_events(&registry, &client, &mut aliases, p, received_us, &window),
                 };
                 for ev in evs {
                     if !tx.send(ev) {
@@ -284,6 +285,7 @@ pub fn to_events(
     aliases: &mut AliasBook,
     p: Publish,
     received_us: i64,
+    window: &SourceTimeWindow,
 ) -> Vec<IngestEvent> {
     let mut ack = ack_for(client, &p);
     let mut out: Vec<IngestEvent> = if let Some(topic) = sparkplug::parse_topic(&p.topic) {
@@ -303,6 +305,17 @@ pub fn to_events(
             )],
         }
     };
+    // A sample from a clock nobody should believe is kept as a dead letter.
+    for ev in &mut out {
+        if let IngestEvent::Sample(s, _) = ev
+            && let Err(reason) = window.check(s.hops.source_us, received_us)
+        {
+            *ev = IngestEvent::DeadLetter(
+                dead_letter(&p.topic, reason, &p.payload, received_us),
+                None,
+            );
+        }
+    }
     if let Some(last) = out.last_mut() {
         match last {
             IngestEvent::Sample(_, a) | IngestEvent::DeadLetter(_, a) | IngestEvent::Mes(_, a) => {
@@ -373,6 +386,19 @@ pub fn decode_sparkplug(
             ))));
             continue;
         };
+        let source_us = match m.ts_ms {
+            None => received_us,
+            Some(ms) => match i64::try_from(ms).ok().and_then(|v| v.checked_mul(1000)) {
+                Some(us) => us,
+                None => {
+                    out.push(Err(dead(format!(
+                        "metric `{}`: timestamp {ms} ms is past what microseconds can hold",
+                        m.name
+                    ))));
+                    continue;
+                }
+            },
+        };
         out.push(Ok(Sample {
             property: r,
             value: m.value,
@@ -380,7 +406,7 @@ pub fn decode_sparkplug(
             quality: m.quality,
             origin: Origin::Mqtt,
             hops: HopStamps {
-                source_us: m.ts_ms.map_or(received_us, |ms| (ms as i64) * 1000),
+                source_us,
                 broker_us: None,
                 received_us,
                 decoded_us,

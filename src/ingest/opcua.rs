@@ -212,10 +212,15 @@ async fn subscribe(
 ) -> Result<(), String> {
     let reg = registry.clone();
     let tx_cb = tx.clone();
+    let window = tx.time_window();
     let callback = DataChangeCallback::new(move |dv: DataValue, item: &MonitoredItem| {
         let received_us = now_us();
         let node = item.item_to_monitor().node_id.to_string();
-        let ev = match data_change_to_sample(&reg, &node, &dv, received_us) {
+        let sample = data_change_to_sample(&reg, &node, &dv, received_us).and_then(|s| {
+            window.check(s.hops.source_us, received_us)?;
+            Ok(s)
+        });
+        let ev = match sample {
             Ok(s) => IngestEvent::Sample(s, None),
             Err(reason) => IngestEvent::DeadLetter(
                 DeadLetter {
@@ -277,7 +282,7 @@ async fn subscribe(
 
 /// OPC UA time (100 ns ticks since 1601) → µs since the Unix epoch.
 fn ticks_to_unix_us(ticks: i64) -> i64 {
-    (ticks - 116_444_736_000_000_000) / 10
+    ticks.saturating_sub(116_444_736_000_000_000) / 10
 }
 
 /// Map a data change through the registry into a sample.

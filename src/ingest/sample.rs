@@ -12,6 +12,63 @@ pub fn now_us() -> i64 {
         .map_or(0, |d| d.as_micros() as i64)
 }
 
+/// 2000-01-01T00:00:00Z in µs since the Unix epoch: no plant data is older.
+pub const EARLIEST_SOURCE_US: i64 = 946_684_800_000_000;
+
+/// Which source times are believed. A PLC with an unset or wrong clock, or
+/// milliseconds sent as microseconds, would otherwise freeze a property's
+/// live value (older samples lose to the far-future one) and poison the
+/// recorder's keyframe watermark. A sample outside the window becomes a
+/// dead letter naming both times.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SourceTimeWindow {
+    /// Nothing before this (µs since the Unix epoch).
+    pub earliest_us: i64,
+    /// Nothing more than this far ahead of its receipt (µs).
+    pub max_ahead_us: i64,
+}
+
+impl Default for SourceTimeWindow {
+    fn default() -> Self {
+        Self {
+            earliest_us: EARLIEST_SOURCE_US,
+            max_ahead_us: 300_000_000,
+        }
+    }
+}
+
+impl SourceTimeWindow {
+    /// Ok when `source_us` is plausible for a sample received at
+    /// `received_us`; else the reason, with both times.
+    pub fn check(&self, source_us: i64, received_us: i64) -> Result<(), String> {
+        if source_us < self.earliest_us {
+            return Err(format!(
+                "source time {} is before {}, the earliest believed (a clock that was never set?)",
+                time_label(source_us),
+                time_label(self.earliest_us)
+            ));
+        }
+        if source_us > received_us.saturating_add(self.max_ahead_us) {
+            return Err(format!(
+                "source time {} is {} s ahead of its receipt at {} (at most {} s believed): \
+                 a wrong clock, or milliseconds sent as microseconds?",
+                time_label(source_us),
+                source_us.saturating_sub(received_us) / 1_000_000,
+                time_label(received_us),
+                self.max_ahead_us / 1_000_000
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A time in µs since the Unix epoch as RFC 3339 UTC, or the raw number
+/// when it is past what a calendar can show.
+pub fn time_label(us: i64) -> String {
+    jiff::Timestamp::from_microsecond(us)
+        .map_or_else(|_| format!("{us} µs since 1970"), |t| t.to_string())
+}
+
 /// A decoded value.
 #[derive(Debug, Clone, PartialEq)]
 pub enum SampleValue {

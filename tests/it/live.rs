@@ -146,6 +146,9 @@ impl Pub {
 
 pub(crate) const SPINDLE_TOPIC: &str = "acme/lyon/machining/line1/mill01/spindle_speed";
 const SPINDLE_NODE: &str = "ns=2;s=Line1.Mill01.Spindle.Speed";
+/// A plausible source time (2025-11-24T16:00:00Z): the adapters dead-letter
+/// times before 2000 or more than 5 min ahead of receipt.
+const T0: i64 = 1_764_000_000_000_000;
 
 #[test]
 fn embedded_broker_decodes_good_payloads_and_dead_letters_bad_ones() {
@@ -164,10 +167,10 @@ fn embedded_broker_decodes_good_payloads_and_dead_letters_bad_ones() {
     let p = Pub::new(broker.port, "test-publisher");
     p.publish(
         SPINDLE_TOPIC,
-        encode_json(&SampleValue::Number(9000.0), 1_000, None),
+        encode_json(&SampleValue::Number(9000.0), T0 + 1_000, None),
     );
     let spectrum_topic = "acme/lyon/machining/line1/mill01/vibration_spectrum";
-    let good_spectrum = encode_spectrum(10.0, &[0.1, 0.9, 0.2], 2_000);
+    let good_spectrum = encode_spectrum(10.0, &[0.1, 0.9, 0.2], T0 + 2_000);
     p.publish(spectrum_topic, good_spectrum.clone());
     p.publish(
         spectrum_topic,
@@ -183,7 +186,7 @@ fn embedded_broker_decodes_good_payloads_and_dead_letters_bad_ones() {
     let spindle = reg.resolve_topic(SPINDLE_TOPIC).expect("registry");
     assert_eq!(samples[0].property, spindle);
     assert_eq!(samples[0].value, SampleValue::Number(9000.0));
-    assert_eq!(samples[0].hops.source_us, 1_000);
+    assert_eq!(samples[0].hops.source_us, T0 + 1_000);
     assert!(matches!(&samples[1].value, SampleValue::Spectrum { bins, .. } if bins.len() == 3));
     let reasons: Vec<(&str, &str)> = dead
         .iter()
@@ -264,6 +267,75 @@ fn sparkplug_metrics_land_on_the_device_asset_and_bad_ones_are_dead_lettered() {
         "Sparkplug source `acme/line9/robot99` is not in the asset registry"
     );
     assert!(dead[2].starts_with("not a Sparkplug B payload"), "{dead:?}");
+    adapter.stop();
+}
+
+#[test]
+fn hostile_source_times_become_dead_letters_and_the_adapter_lives_on() {
+    use mezzanine::ingest::sparkplug;
+    let reg = registry();
+    let broker = start_embedded_broker(free_port().expect("port")).expect("broker");
+    let (tx, rx) = ingest_channel(1024);
+    let adapter = spawn_mqtt_adapter(settings(broker.port, "twin-hostile"), reg.clone(), tx)
+        .expect("adapter");
+    assert!(connected(
+        &collect(&rx, Duration::from_secs(20), |e| connected(e, Origin::Mqtt)),
+        Origin::Mqtt
+    ));
+    std::thread::sleep(Duration::from_millis(300));
+
+    let p = Pub::new(broker.port, "plc-wrong-clock");
+    let now = now_us();
+    for payload in [
+        // ms that overflow µs (once a panic on the adapter thread)
+        r#"{"value": 1001, "ts": 9223372036854775807}"#.to_string(),
+        r#"{"value": 1002, "ts_us": -9223372036854775808}"#.to_string(),
+        r#"{"value": 1003, "ts_us": 17}"#.to_string(),
+        // a day ahead: a PLC with a wrong real-time clock
+        format!(r#"{{"value": 1004, "ts_us": {}}}"#, now + 86_400_000_000),
+        // µs sent as ms
+        format!(r#"{{"value": 1005, "ts": {now}}}"#),
+    ] {
+        p.publish(SPINDLE_TOPIC, payload.into_bytes());
+    }
+    let sp = sparkplug::encode(&[("power", &SampleValue::Number(1.0))], u64::MAX, 1);
+    p.publish("spBv1.0/acme/DDATA/line1/robot01", sp);
+    // A good sample after all of them: the adapter is still there.
+    p.publish(
+        SPINDLE_TOPIC,
+        encode_json(&SampleValue::Number(1006.0), now, None),
+    );
+
+    let ev = ack_all(collect(&rx, Duration::from_secs(20), |e| {
+        samples_of(e).len() + dead_letters_of(e).len() >= 7
+    }));
+    let samples = samples_of(&ev);
+    assert_eq!(samples.len(), 1, "{ev:?}");
+    assert_eq!(samples[0].value, SampleValue::Number(1006.0));
+    assert_eq!(samples[0].hops.source_us, now);
+    let dead: Vec<(&str, &str)> = dead_letters_of(&ev)
+        .into_iter()
+        .map(|d| (d.source.as_str(), d.reason.as_str()))
+        .collect();
+    assert_eq!(dead.len(), 6, "{dead:?}");
+    for (source, _) in &dead[..5] {
+        assert_eq!(*source, SPINDLE_TOPIC);
+    }
+    assert!(dead[0].1.contains("`ts`"), "{dead:?}");
+    assert!(
+        dead[1].1.contains("is before 2000-01-01T00:00:00Z")
+            && dead[2].1.contains("1970-01-01T00:00:00.000017Z"),
+        "{dead:?}"
+    );
+    assert!(
+        dead[3].1.contains("s ahead of its receipt") && dead[4].1.contains("milliseconds sent as"),
+        "{dead:?}"
+    );
+    assert_eq!(dead[5].0, "spBv1.0/acme/DDATA/line1/robot01");
+    assert!(
+        dead[5].1.contains("timestamp 18446744073709551615 ms"),
+        "{dead:?}"
+    );
     adapter.stop();
 }
 
@@ -377,7 +449,7 @@ fn tls_broker_is_reached_with_the_right_ca_and_refused_with_a_wrong_one() {
     let p = Pub::new(plain_port, "plc-plain");
     p.publish(
         SPINDLE_TOPIC,
-        encode_json(&SampleValue::Number(4321.0), 5, None),
+        encode_json(&SampleValue::Number(4321.0), T0 + 5, None),
     );
     let ev = collect(&rx, Duration::from_secs(20), |e| {
         e.iter().any(|x| matches!(x, IngestEvent::Sample(..)))
@@ -515,7 +587,7 @@ fn mosquitto_restart_loses_nothing_published_at_qos1_after_it() {
         for i in 0..before {
             p.publish(
                 SPINDLE_TOPIC,
-                encode_json(&SampleValue::Number(i as f64), i, None),
+                encode_json(&SampleValue::Number(i as f64), T0 + i, None),
             );
         }
         let got = ack_all(collect(&rx, Duration::from_secs(30), |e| {
@@ -537,20 +609,20 @@ fn mosquitto_restart_loses_nothing_published_at_qos1_after_it() {
     for i in 0..after {
         p.publish(
             SPINDLE_TOPIC,
-            encode_json(&SampleValue::Number(i as f64), 1_000_000 + i, None),
+            encode_json(&SampleValue::Number(i as f64), T0 + 1_000_000 + i, None),
         );
     }
     let got = ack_all(collect(&rx, Duration::from_secs(60), |e| {
         sample_sources(e)
             .iter()
-            .filter(|&&t| t >= 1_000_000)
+            .filter(|&&t| t >= T0 + 1_000_000)
             .collect::<HashSet<_>>()
             .len()
             >= after as usize
     }));
     let unique: HashSet<i64> = sample_sources(&got)
         .into_iter()
-        .filter(|&t| t >= 1_000_000)
+        .filter(|&t| t >= T0 + 1_000_000)
         .collect();
     assert_eq!(
         unique.len(),
