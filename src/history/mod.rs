@@ -203,7 +203,7 @@ impl HistoryReader {
         let (req_tx, req_rx) = crossbeam_channel::bounded::<ReadRequest>(READ_QUEUE);
         let (resp_tx, resp_rx) = crossbeam_channel::bounded(READ_QUEUE);
         let thread = std::thread::Builder::new()
-            .name("mezzanine-history-reader".into())
+            .name("history-reader".into())
             .spawn(move || {
                 while let Ok(first) = req_rx.recv() {
                     // Keep only the newest request of each kind.

@@ -16,6 +16,9 @@ use crate::MezzanineSet;
 use crate::ingest::{LatencyStats, Origin, PendingSamples, Quality, SampleValue, now_us};
 use crate::registry::{AssetIdx, AssetRegistry};
 
+/// The PLC state codes that mean a machine is down (lower case).
+pub const DOWN_CODES: [&str; 3] = ["down", "fault", "aborted"];
+
 /// What a machine is doing, in the categories OEE and the status colours use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Reflect)]
 pub enum MachineState {
@@ -51,7 +54,7 @@ impl MachineState {
             "blocked" => MachineState::Blocked,
             "starved" => MachineState::Starved,
             "setup" | "changeover" => MachineState::Setup,
-            "down" | "fault" | "aborted" => MachineState::Down,
+            c if DOWN_CODES.contains(&c) => MachineState::Down,
             _ => return None,
         })
     }

@@ -785,3 +785,32 @@ fn a_wide_scrub_frame_over_many_properties_loses_nothing() {
         );
     }
 }
+
+#[test]
+fn every_state_code_the_twin_reads_as_down_is_a_breakdown_marker() {
+    let reg = registry();
+    let dir = tempfile::tempdir().expect("dir");
+    let r = open(&dir.path().join("h.duckdb"), &reg, fast_settings());
+    let state = prop(&reg, "L1-MILL-01", "state");
+    for (i, code) in ["running", "fault", "running", "ABORTED", "idle", "down"]
+        .iter()
+        .enumerate()
+    {
+        r.send(sample(
+            state,
+            SampleValue::Text((*code).into()),
+            T0 + i as i64 * S,
+        ));
+    }
+    r.flush();
+    let m = query::markers(&r.reader, T0 - S, T0 + 10 * S, 100).expect("markers");
+    let breakdowns: Vec<(i64, &str)> = m
+        .iter()
+        .filter(|m| m.kind == query::MarkerKind::Breakdown)
+        .map(|m| ((m.ts_us - T0) / S, m.text.as_str()))
+        .collect();
+    assert_eq!(breakdowns, [(1, "fault"), (3, "ABORTED"), (5, "down")]);
+    let next = query::next_marker(&r.reader, T0 + S, true).expect("next");
+    assert_eq!(next.map(|m| m.ts_us), Some(T0 + 3 * S));
+    r.writer.join();
+}

@@ -20,6 +20,7 @@ pub use buckets::{Bucket, BucketSource, buckets};
 use super::store::PropIds;
 use super::{HistoryError, origin_from_code, quality_from_code, sql_err as q};
 use crate::ingest::{Origin, Quality};
+use crate::twin::DOWN_CODES;
 
 /// A value as stored.
 #[derive(Debug, Clone, PartialEq)]
@@ -335,9 +336,14 @@ pub struct Marker {
     pub text: String,
 }
 
-const MARKERS_SQL: &str = "
-    SELECT ts_us, 'breakdown' AS kind, asset_id, coalesce(reason, 'down') AS text
-      FROM transitions WHERE state = 'down'
+/// Every marker, as one query: breakdowns (any state code the twin reads
+/// as down), MES events, discrepancies, bookmarks, outages.
+fn markers_sql() -> String {
+    let down: Vec<String> = DOWN_CODES.iter().map(|c| format!("'{c}'")).collect();
+    format!(
+        "
+    SELECT ts_us, 'breakdown' AS kind, asset_id, coalesce(reason, state) AS text
+      FROM transitions WHERE lower(trim(state)) IN ({})
     UNION ALL
     SELECT ts_us, CASE WHEN lower(event_type) LIKE '%hold%' THEN 'hold' ELSE 'mes' END,
            asset_id, event_type FROM mes_events
@@ -350,9 +356,12 @@ const MARKERS_SQL: &str = "
     UNION ALL
     SELECT end_us, 'mes_outage', NULL,
            'MES back; ' || coalesce(backfilled_rows, 0) || ' samples back-filled'
-      FROM mes_outages WHERE end_us IS NOT NULL";
+      FROM mes_outages WHERE end_us IS NOT NULL",
+        down.join(", ")
+    )
+}
 
-/// One row of [`MARKERS_SQL`].
+/// One row of [`markers_sql`].
 fn marker_row(r: &duckdb::Row<'_>) -> duckdb::Result<Marker> {
     Ok(Marker {
         ts_us: r.get(0)?,
@@ -370,7 +379,8 @@ pub fn markers(
     limit: usize,
 ) -> Result<Vec<Marker>, HistoryError> {
     let sql = format!(
-        "SELECT * FROM ({MARKERS_SQL}) WHERE ts_us >= ? AND ts_us <= ? ORDER BY ts_us LIMIT ?"
+        "SELECT * FROM ({}) WHERE ts_us >= ? AND ts_us <= ? ORDER BY ts_us LIMIT ?",
+        markers_sql()
     );
     let mut st = conn.prepare(&sql).map_err(q("reading markers"))?;
     let rows = st
@@ -386,9 +396,15 @@ pub fn next_marker(
     forward: bool,
 ) -> Result<Option<Marker>, HistoryError> {
     let sql = if forward {
-        format!("SELECT * FROM ({MARKERS_SQL}) WHERE ts_us > ? ORDER BY ts_us LIMIT 1")
+        format!(
+            "SELECT * FROM ({}) WHERE ts_us > ? ORDER BY ts_us LIMIT 1",
+            markers_sql()
+        )
     } else {
-        format!("SELECT * FROM ({MARKERS_SQL}) WHERE ts_us < ? ORDER BY ts_us DESC LIMIT 1")
+        format!(
+            "SELECT * FROM ({}) WHERE ts_us < ? ORDER BY ts_us DESC LIMIT 1",
+            markers_sql()
+        )
     };
     let mut st = conn.prepare(&sql).map_err(q("finding the next marker"))?;
     let mut rows = st

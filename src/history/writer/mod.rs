@@ -213,11 +213,11 @@ impl HistoryWriter {
         };
         let stop_housekeeper = hk.stop.clone();
         let housekeeper = std::thread::Builder::new()
-            .name("mezzanine-history-rollup".into())
+            .name("history-rollup".into())
             .spawn(move || hk.run())
             .map_err(|source| HistoryError::Thread { source })?;
         let thread = std::thread::Builder::new()
-            .name("mezzanine-history-writer".into())
+            .name("history-writer".into())
             .spawn(move || w.run(rec_rx, app_rx))
             .map_err(|source| HistoryError::Thread { source })?;
         Ok(Self {
