@@ -1,10 +1,13 @@
 //! `mezzanine record`: the adapters and the history writer without a twin
 //! or a window (a recorder for a server). Prints the file's state on open,
-//! a status line every minute and a summary at the end.
+//! a status line every minute and a summary at the end. SIGINT or SIGTERM
+//! (Ctrl-C, `systemctl stop`) stop it in order: the adapters first, then
+//! the writer commits what it holds, rolls up and checkpoints.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
@@ -24,6 +27,12 @@ pub fn run(
 ) -> anyhow::Result<ExitCode> {
     let cfg = tool_config(config, history, registry)?;
     cfg.validate()?;
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = stop.clone();
+        ctrlc::set_handler(move || stop.store(true, Relaxed))
+            .context("installing the SIGINT/SIGTERM handler")?;
+    }
     let registry = Arc::new(AssetRegistry::new(load_registry(&cfg.plant.registry)?));
     let path = cfg.history.db_path();
     let store = Store::open(&path, &registry).context("opening the history file")?;
@@ -66,6 +75,10 @@ pub fn run(
             idle_since = Instant::now();
         }
         if exit_after_idle_s.is_some_and(|s| idle_since.elapsed().as_secs() >= s) {
+            break;
+        }
+        if stop.load(Relaxed) {
+            println!("stopping: committing what is queued, then a checkpoint");
             break;
         }
     }
