@@ -166,6 +166,16 @@ pub fn wal_path(path: &Path) -> PathBuf {
     PathBuf::from(p)
 }
 
+/// The one failure a file is set aside for: DuckDB could not replay its
+/// write-ahead log (torn or corrupt after a crash). The file itself is then
+/// unusable as it is, and a new one keeps the recorder going.
+fn is_wal_replay_failure(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    m.contains("wal")
+        && (m.contains("replay") || m.contains("corrupt") || m.contains("checksum"))
+        && !m.contains("permission denied")
+}
+
 fn is_lock_conflict(message: &str) -> bool {
     let m = message.to_ascii_lowercase();
     m.contains("could not set lock") || m.contains("conflicting lock")
@@ -173,8 +183,10 @@ fn is_lock_conflict(message: &str) -> bool {
 
 impl Store {
     /// Opens (or creates) the file, migrates it, and syncs the property ids
-    /// with `registry`. A file DuckDB refuses to open for any reason other
-    /// than another process holding it is set aside and a new one started.
+    /// with `registry`. A file whose write-ahead log DuckDB cannot replay is
+    /// set aside (with every `<file>.wal*`) and a new one started; any other
+    /// refusal (another process holds it, permissions, a newer storage
+    /// version, not a DuckDB file) is an error and the file is left as it is.
     pub fn open(path: &Path, registry: &AssetRegistry) -> Result<Self, HistoryError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|source| HistoryError::Io {
@@ -197,7 +209,7 @@ impl Store {
                         message,
                     });
                 }
-                if !path.exists() {
+                if !path.exists() || !is_wal_replay_failure(&message) {
                     return Err(HistoryError::Open {
                         path: path.to_path_buf(),
                         source: e,
@@ -242,17 +254,32 @@ fn set_aside(path: &Path, reason: &str) -> Result<SetAside, HistoryError> {
         path: path.to_path_buf(),
         source,
     })?;
-    let wal = wal_path(path);
-    let wal_to = if wal.exists() {
-        let to = wal_path(&file);
-        std::fs::rename(&wal, &to).map_err(|source| HistoryError::SetAside {
-            path: wal.clone(),
+    // The WAL and whatever DuckDB keeps beside it (`.wal.checkpoint`,
+    // `.wal.recovery`, …) go with the file.
+    let wal_name = format!("{name}.wal");
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut wal_to = None;
+    let entries = std::fs::read_dir(dir).map_err(|source| HistoryError::SetAside {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    for entry in entries.flatten() {
+        let from_name = entry.file_name().to_string_lossy().into_owned();
+        let Some(suffix) = from_name.strip_prefix(&wal_name) else {
+            continue;
+        };
+        let to = path.with_file_name(format!("{name}.damaged-{stamp}.wal{suffix}"));
+        std::fs::rename(entry.path(), &to).map_err(|source| HistoryError::SetAside {
+            path: entry.path(),
             source,
         })?;
-        Some(to)
-    } else {
-        None
-    };
+        if suffix.is_empty() {
+            wal_to = Some(to);
+        }
+    }
     let reason = reason.lines().next().unwrap_or(reason).to_string();
     eprintln!(
         "history: {} could not be opened ({reason}); it was set aside as {} and a new file started",

@@ -874,3 +874,27 @@ fn record_stops_in_order_on_sigterm_with_everything_committed() {
     );
     println!("SIGTERM after 3 s: {n} samples committed, WAL folded into the file");
 }
+
+#[test]
+fn a_file_that_is_not_a_history_is_refused_and_left_untouched() {
+    let reg = registry();
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("history.duckdb");
+    // Someone pointed the config at the wrong file.
+    let text = b"shift report, not a database\n".repeat(200);
+    std::fs::write(&path, &text).expect("write");
+    let e = match Store::open(&path, &reg) {
+        Ok(_) => panic!("opened a text file as a history"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        e.contains("cannot open the history file") && e.contains("history.duckdb"),
+        "{e}"
+    );
+    assert_eq!(std::fs::read(&path).expect("still there"), text);
+    let names: Vec<String> = std::fs::read_dir(dir.path())
+        .expect("dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["history.duckdb"], "nothing set aside or created");
+}
