@@ -37,16 +37,6 @@ pub fn buckets(
     to_us: i64,
     width_us: i64,
 ) -> Result<(BucketSource, HashMap<i32, Vec<Bucket>>), HistoryError> {
-    buckets_on(conn, prop_ids, from_us, to_us, width_us)
-}
-
-fn buckets_on(
-    conn: &Connection,
-    prop_ids: &[i32],
-    from_us: i64,
-    to_us: i64,
-    width_us: i64,
-) -> Result<(BucketSource, HashMap<i32, Vec<Bucket>>), HistoryError> {
     let mut out: HashMap<i32, Vec<Bucket>> = HashMap::new();
     if prop_ids.is_empty() || to_us <= from_us || width_us <= 0 {
         return Ok((BucketSource::Raw, out));
