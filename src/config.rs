@@ -230,7 +230,11 @@ pub struct MqttConfig {
     /// `mqtt://host:port`; absent means the embedded demo plant's broker.
     pub url: Option<String>,
     /// Fixed, so the broker keeps the session (and queued QoS 1 messages).
-    pub client_id: String,
+    /// Absent: `mezzanine-<installation id>` for the app and
+    /// `mezzanine-<installation id>-record` for `mezzanine record`, the id
+    /// made once and kept in the data folder — so two installations on one
+    /// broker, or the app and the recorder of one, never share a session.
+    pub client_id: Option<String>,
     pub username: Option<String>,
     pub password: Option<String>,
     /// Topic filters to subscribe to.
@@ -246,7 +250,7 @@ impl Default for MqttConfig {
     fn default() -> Self {
         Self {
             url: None,
-            client_id: "mezzanine-twin".into(),
+            client_id: None,
             username: None,
             password: None,
             topic_roots: vec!["acme/lyon/#".into(), "spBv1.0/acme/#".into()],
@@ -318,6 +322,57 @@ impl AppConfig {
     pub fn pki_dir(&self) -> PathBuf {
         data_dir().join("pki")
     }
+}
+
+/// Who connects to the broker: the desktop app or the headless recorder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MqttRole {
+    App,
+    Record,
+}
+
+impl MqttConfig {
+    /// The client id for `role`: the configured one, else one made from
+    /// this installation's id (see [`installation_id`]).
+    pub fn client_id_for(&self, role: MqttRole) -> Result<String, ConfigError> {
+        if let Some(id) = &self.client_id {
+            return Ok(id.clone());
+        }
+        let base = format!("mezzanine-{}", installation_id(&data_dir())?);
+        Ok(match role {
+            MqttRole::App => base,
+            MqttRole::Record => format!("{base}-record"),
+        })
+    }
+}
+
+/// This installation's id (16 hex digits), made on first use and kept in
+/// `dir/installation-id`.
+pub fn installation_id(dir: &Path) -> Result<String, ConfigError> {
+    use std::hash::{BuildHasher, Hasher};
+    let file = dir.join("installation-id");
+    if let Ok(text) = std::fs::read_to_string(&file) {
+        let id = text.trim();
+        if id.len() == 16 && id.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Ok(id.to_string());
+        }
+    }
+    // RandomState is seeded from the OS's randomness for each process.
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.write_u32(std::process::id());
+    let id = format!("{:016x}", h.finish());
+    let io = |source| ConfigError::Io {
+        path: file.clone(),
+        source,
+    };
+    std::fs::create_dir_all(dir).map_err(io)?;
+    std::fs::write(&file, format!("{id}\n")).map_err(io)?;
+    Ok(id)
 }
 
 /// The user's data folder for Mezzanine (`$XDG_DATA_HOME/mezzanine`,
@@ -607,6 +662,25 @@ mod tests {
             err.to_string()
                 .starts_with("ingest.earliest_source_time: `2020-06-01` is not an RFC 3339 time"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn the_installation_id_is_made_once_and_kept_and_roles_get_their_own_client() {
+        let dir = tempfile::tempdir().expect("dir");
+        let a = installation_id(dir.path()).expect("made");
+        assert_eq!(a.len(), 16, "{a}");
+        assert_eq!(installation_id(dir.path()).expect("kept"), a);
+        let other = tempfile::tempdir().expect("dir");
+        assert_ne!(installation_id(other.path()).expect("made"), a);
+        let mut m = MqttConfig::default();
+        let app = m.client_id_for(MqttRole::App).expect("app");
+        let rec = m.client_id_for(MqttRole::Record).expect("record");
+        assert_eq!(rec, format!("{app}-record"));
+        m.client_id = Some("line-1-twin".into());
+        assert_eq!(
+            m.client_id_for(MqttRole::Record).expect("configured"),
+            "line-1-twin"
         );
     }
 }

@@ -21,7 +21,7 @@ use bevy_egui::EguiPlugin;
 pub use sources::{LiveSources, start_live_sources};
 
 use crate::cli::{RunArgs, parse_time};
-use crate::config::{AppConfig, ConfigError};
+use crate::config::{AppConfig, ConfigError, MqttRole};
 use crate::history::{HistoryError, HistoryPlugin, HistoryThreads, WriterSettings};
 use crate::ingest::{IngestError, IngestPlugin, IngestReceiver, ingest_channel, now_us};
 use crate::registry::{AssetIdx, AssetRegistry, RegistryError, RegistryPlugin, load_registry};
@@ -228,7 +228,7 @@ pub fn build(launch: Launch) -> Result<Assembled, AppError> {
     } else {
         None
     };
-    let live = match start_live_sources(cfg, Arc::new(registry.clone()), tx) {
+    let live = match start_live_sources(cfg, MqttRole::App, Arc::new(registry.clone()), tx) {
         Ok(live) => live,
         Err(e) => {
             if let Some((_, threads)) = recorder {

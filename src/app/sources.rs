@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use super::AppError;
-use crate::config::{AppConfig, SyncMode};
+use crate::config::{AppConfig, MqttRole, SyncMode};
 use crate::demo;
 use crate::ingest::mqtt::{MesRoute, MqttSettings, TlsFiles, parse_mqtt_url, spawn_mqtt_adapter};
 use crate::ingest::opcua::{OpcUaSettings, spawn_opcua_adapter};
@@ -41,9 +41,10 @@ impl LiveSources {
 }
 
 /// Starts what the configuration names; the embedded plant fills in for
-/// an endpoint left unset.
+/// an endpoint left unset. `role` picks the default MQTT client id.
 pub fn start_live_sources(
     cfg: &AppConfig,
+    role: MqttRole,
     registry: Arc<AssetRegistry>,
     tx: IngestSender,
 ) -> Result<LiveSources, AppError> {
@@ -103,7 +104,7 @@ pub fn start_live_sources(
             host: url.host,
             port: url.port,
             tls,
-            client_id: cfg.mqtt.client_id.clone(),
+            client_id: cfg.mqtt.client_id_for(role)?,
             username: cfg.mqtt.username.clone(),
             password: cfg.mqtt.password.clone(),
             topics,

@@ -15,6 +15,7 @@ use anyhow::Context as _;
 
 use super::tool_config;
 use crate::app::start_live_sources;
+use crate::config::MqttRole;
 use crate::history::{HistoryWriter, Store, WriterSettings};
 use crate::ingest::IngestSender;
 use crate::registry::{AssetRegistry, load_registry};
@@ -45,7 +46,7 @@ pub fn run(
     )?;
     let stats = writer.stats.clone();
     let tx = IngestSender::recorder_only(writer.recorder.clone());
-    let sources = start_live_sources(&cfg, registry, tx)?;
+    let sources = start_live_sources(&cfg, MqttRole::Record, registry, tx)?;
     println!("recording to {}", path.display());
     let mut last_written = 0;
     let mut idle_since = Instant::now();
