@@ -414,8 +414,7 @@ pub fn add_headless_core(app: &mut App, registry: &AssetRegistry, rx: IngestRece
 /// A headless twin on `MinimalPlugins` fed by `rx` (benchmarks and tests).
 pub fn headless_twin(registry: &AssetRegistry, rx: IngestReceiver) -> App {
     let mut app = App::new();
-    app.add_plugins(MinimalPlugins);
-    add_headless_core(&mut app, registry, rx);
+    add_headless(&mut app, registry, rx);
     app
 }
 

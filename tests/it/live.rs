@@ -150,19 +150,33 @@ const SPINDLE_NODE: &str = "ns=2;s=Line1.Mill01.Spindle.Speed";
 /// times before 2000 or more than 5 min ahead of receipt.
 const T0: i64 = 1_764_000_000_000_000;
 
-#[test]
-fn embedded_broker_decodes_good_payloads_and_dead_letters_bad_ones() {
-    let reg = registry();
+/// An embedded broker and an MQTT adapter subscribed to it as `client_id`,
+/// connected and settled.
+fn adapter_on_embedded_broker(
+    reg: &Arc<AssetRegistry>,
+    client_id: &str,
+) -> (
+    mezzanine::demo::broker::EmbeddedBroker,
+    mezzanine::ingest::mqtt::MqttAdapter,
+    IngestReceiver,
+) {
     let broker = start_embedded_broker(free_port().expect("port")).expect("broker");
     let (tx, rx) = ingest_channel(1024);
-    let adapter = spawn_mqtt_adapter(settings(broker.port, "twin-embedded"), reg.clone(), tx)
-        .expect("adapter");
+    let adapter =
+        spawn_mqtt_adapter(settings(broker.port, client_id), reg.clone(), tx).expect("adapter");
     let ev = collect(&rx, Duration::from_secs(20), |e| connected(e, Origin::Mqtt));
     assert!(
         connected(&ev, Origin::Mqtt),
         "adapter never connected: {ev:?}"
     );
     std::thread::sleep(Duration::from_millis(300)); // subscription settles
+    (broker, adapter, rx)
+}
+
+#[test]
+fn embedded_broker_decodes_good_payloads_and_dead_letters_bad_ones() {
+    let reg = registry();
+    let (broker, adapter, rx) = adapter_on_embedded_broker(&reg, "twin-embedded");
 
     let p = Pub::new(broker.port, "test-publisher");
     p.publish(
@@ -214,15 +228,7 @@ fn embedded_broker_decodes_good_payloads_and_dead_letters_bad_ones() {
 fn sparkplug_metrics_land_on_the_device_asset_and_bad_ones_are_dead_lettered() {
     use mezzanine::ingest::sparkplug;
     let reg = registry();
-    let broker = start_embedded_broker(free_port().expect("port")).expect("broker");
-    let (tx, rx) = ingest_channel(1024);
-    let adapter = spawn_mqtt_adapter(settings(broker.port, "twin-sparkplug"), reg.clone(), tx)
-        .expect("adapter");
-    assert!(connected(
-        &collect(&rx, Duration::from_secs(20), |e| connected(e, Origin::Mqtt)),
-        Origin::Mqtt
-    ));
-    std::thread::sleep(Duration::from_millis(300));
+    let (broker, adapter, rx) = adapter_on_embedded_broker(&reg, "twin-sparkplug");
 
     let p = Pub::new(broker.port, "edge-gateway");
     let good = sparkplug::encode(
@@ -274,15 +280,7 @@ fn sparkplug_metrics_land_on_the_device_asset_and_bad_ones_are_dead_lettered() {
 fn hostile_source_times_become_dead_letters_and_the_adapter_lives_on() {
     use mezzanine::ingest::sparkplug;
     let reg = registry();
-    let broker = start_embedded_broker(free_port().expect("port")).expect("broker");
-    let (tx, rx) = ingest_channel(1024);
-    let adapter = spawn_mqtt_adapter(settings(broker.port, "twin-hostile"), reg.clone(), tx)
-        .expect("adapter");
-    assert!(connected(
-        &collect(&rx, Duration::from_secs(20), |e| connected(e, Origin::Mqtt)),
-        Origin::Mqtt
-    ));
-    std::thread::sleep(Duration::from_millis(300));
+    let (broker, adapter, rx) = adapter_on_embedded_broker(&reg, "twin-hostile");
 
     let p = Pub::new(broker.port, "plc-wrong-clock");
     let now = now_us();

@@ -202,7 +202,7 @@ impl Dedupe {
     /// five minutes of source time), so a redelivery after a restart is
     /// still recognised as a duplicate.
     pub(super) fn seed(&mut self, conn: &Connection, last_ts_us: i64) -> Result<(), HistoryError> {
-        let from = last_ts_us - 300_000_000;
+        let from = last_ts_us.saturating_sub(300_000_000);
         let keys: Vec<(i32, i64)> = {
             let mut st = conn
                 .prepare(
