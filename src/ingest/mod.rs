@@ -9,6 +9,7 @@ pub mod decode;
 pub mod latency;
 pub mod mqtt;
 pub mod opcua;
+pub mod overflow;
 pub mod sample;
 pub mod sparkplug;
 pub mod worker;
@@ -20,6 +21,7 @@ use crossbeam_channel::{Receiver, Sender, TrySendError};
 
 use crate::MezzanineSet;
 pub use latency::{Hop, LatencyStats};
+pub use overflow::{Overflow, OverflowStats};
 pub use sample::{HopStamps, Origin, Quality, Sample, SampleValue, SourceTimeWindow, now_us};
 
 /// Everything that can go wrong starting or running an adapter.
@@ -149,11 +151,14 @@ impl IngestEvent {
 }
 
 /// The sending half handed to adapters. With a recorder attached, samples
-/// and dead letters go to the recorder first (carrying the ack) and to the
-/// twin without it, so acknowledgement waits for the disk, not for a frame.
+/// and dead letters go to the recorder first (carrying the ack, lossless,
+/// back-pressure onto the adapter when the disk is slow) and to the twin
+/// without it, never waiting on the frame loop: a copy that does not fit
+/// goes to the [`Overflow`], which coalesces.
 #[derive(Clone, Debug)]
 pub struct IngestSender {
     twin: Option<Sender<IngestEvent>>,
+    overflow: Overflow,
     recorder: Option<Sender<Recorded>>,
     window: SourceTimeWindow,
 }
@@ -163,6 +168,7 @@ impl IngestSender {
     pub fn recorder_only(recorder: Sender<Recorded>) -> Self {
         Self {
             twin: None,
+            overflow: Overflow::default(),
             recorder: Some(recorder),
             window: SourceTimeWindow::default(),
         }
@@ -185,13 +191,17 @@ impl IngestSender {
         self
     }
 
-    /// Blocks while a channel is full: back-pressure onto the adapter
-    /// thread (and so onto the broker), never a silent drop. False once
-    /// nobody listens any more. A sample whose recorder is gone keeps its
-    /// ack unsent, so the broker delivers it again to the next session.
+    /// False once nobody listens any more. Without a recorder the twin is
+    /// the only consumer: this blocks while its channel is full
+    /// (back-pressure onto the adapter and so onto the broker, never a
+    /// silent drop), and the frame loop sends the acks. With a recorder, it
+    /// blocks only on the recorder; a sample whose recorder is gone keeps
+    /// its ack unsent, so the broker delivers it again to the next session.
     pub fn send(&self, ev: IngestEvent) -> bool {
-        let status = matches!(ev, IngestEvent::Link { .. });
-        let (Some(rec), false) = (&self.recorder, status) else {
+        if matches!(ev, IngestEvent::Link { .. }) {
+            return self.try_send(ev);
+        }
+        let Some(rec) = &self.recorder else {
             return self.twin.as_ref().is_none_or(|t| t.send(ev).is_ok());
         };
         // The recorder takes the ack; the twin, if any, gets a copy without it.
@@ -200,20 +210,39 @@ impl IngestSender {
         } else {
             None
         };
-        let recorded = ev.into_recorded().is_some_and(|r| rec.send(r).is_ok());
-        let Some(ev) = for_twin else {
-            return recorded;
+        let recorded = match ev.into_recorded() {
+            Some(r) => rec.send(r).is_ok(),
+            None => true, // nothing to keep (a heartbeat without an ack)
         };
-        match &self.twin {
-            Some(t) => t.send(ev).is_ok(),
-            None => true,
+        match (&self.twin, for_twin) {
+            (Some(t), Some(copy)) => recorded && self.to_twin(t, copy),
+            _ => recorded,
         }
     }
 
-    /// Non-blocking send for status events.
+    /// Never blocks: a copy that does not fit, and every one after it
+    /// until the frame loop has caught up, goes to the overflow.
+    fn to_twin(&self, twin: &Sender<IngestEvent>, ev: IngestEvent) -> bool {
+        let mut o = self.overflow.lock();
+        if o.active {
+            o.push(ev);
+            return true;
+        }
+        match twin.try_send(ev) {
+            Ok(()) => true,
+            Err(TrySendError::Full(ev)) => {
+                o.push(ev);
+                true
+            }
+            Err(TrySendError::Disconnected(_)) => false,
+        }
+    }
+
+    /// Non-blocking send for status events: one that does not fit waits in
+    /// the overflow, it is not lost.
     pub fn try_send(&self, ev: IngestEvent) -> bool {
         match &self.twin {
-            Some(t) => !matches!(t.try_send(ev), Err(TrySendError::Disconnected(_))),
+            Some(t) => self.to_twin(t, ev),
             None => true,
         }
     }
@@ -221,18 +250,20 @@ impl IngestSender {
 
 /// The receiving half, drained by the app.
 #[derive(Resource, Clone)]
-pub struct IngestReceiver(pub Receiver<IngestEvent>);
+pub struct IngestReceiver(pub Receiver<IngestEvent>, pub Overflow);
 
 /// A bounded channel between adapters and the app.
 pub fn ingest_channel(capacity: usize) -> (IngestSender, IngestReceiver) {
     let (tx, rx) = crossbeam_channel::bounded(capacity);
+    let overflow = Overflow::default();
     (
         IngestSender {
             twin: Some(tx),
+            overflow: overflow.clone(),
             recorder: None,
             window: SourceTimeWindow::default(),
         },
-        IngestReceiver(rx),
+        IngestReceiver(rx, overflow),
     )
 }
 
@@ -309,11 +340,13 @@ impl Plugin for IngestPlugin {
             .init_resource::<LinkStatus>()
             .init_resource::<DrainBudget>()
             .init_resource::<LatencyStats>()
+            .init_resource::<OverflowStats>()
             .add_systems(Update, drain_ingest.in_set(MezzanineSet::Ingest))
             .add_systems(Last, latency::record_frame_hop);
     }
 }
 
+#[allow(clippy::too_many_arguments)] // one system, one resource per kind of event
 pub fn drain_ingest(
     rx: Res<IngestReceiver>,
     budget: Res<DrainBudget>,
@@ -322,8 +355,23 @@ pub fn drain_ingest(
     mut beats: Option<ResMut<MesHeartbeats>>,
     mut dead: ResMut<DeadLetters>,
     mut links: ResMut<LinkStatus>,
+    mut coalesced: ResMut<OverflowStats>,
 ) {
-    for ev in rx.0.try_iter().take(budget.0) {
+    // Behind far enough to have filled the channel: take all of it and the
+    // coalesced rest in one piece (bounded by the channel and the overflow's
+    // caps), else a budget's worth.
+    let events: Box<dyn Iterator<Item = IngestEvent>> = match rx.1.take_if_active(&rx.0) {
+        Some(taken) => {
+            dead.total += taken.dead_not_kept;
+            if let Some(b) = beats.as_deref_mut() {
+                b.count += taken.extra_heartbeats;
+            }
+            *coalesced = rx.1.stats();
+            Box::new(taken.events.into_iter())
+        }
+        None => Box::new(rx.0.try_iter().take(budget.0)),
+    };
+    for ev in events {
         match ev {
             // Without a recorder nothing is durable anyway: acks go out here,
             // in the order the messages came (a broker drops a client whose

@@ -153,9 +153,26 @@ pub fn spawn_mqtt_adapter(
     tx: IngestSender,
 ) -> Result<MqttAdapter, IngestError> {
     let transport = settings.tls.as_ref().map(TlsFiles::transport).transpose()?;
-    MqttAdapter::spawn("mqtt-ingest", "MQTT adapter", move |stop| {
-        run(settings, transport, registry, tx, stop)
-    })
+    let status = tx.clone();
+    MqttAdapter::supervised(
+        "mqtt-ingest",
+        "MQTT adapter",
+        move |why| {
+            status.try_send(IngestEvent::Link {
+                origin: Origin::Mqtt,
+                state: LinkState::Disconnected(format!("adapter failed ({why}); restarting")),
+            });
+        },
+        move |stop| {
+            run(
+                settings.clone(),
+                transport.clone(),
+                registry.clone(),
+                tx.clone(),
+                stop,
+            )
+        },
+    )
 }
 
 async fn run(

@@ -81,9 +81,27 @@ pub fn spawn_opcua_adapter(
     tx: IngestSender,
 ) -> Result<OpcUaAdapter, IngestError> {
     let (policy, mode) = security(&settings)?;
-    OpcUaAdapter::spawn("opcua-ingest", "OPC UA adapter", move |stop| {
-        run(settings, policy, mode, registry, tx, stop)
-    })
+    let status = tx.clone();
+    OpcUaAdapter::supervised(
+        "opcua-ingest",
+        "OPC UA adapter",
+        move |why| {
+            status.try_send(IngestEvent::Link {
+                origin: Origin::OpcUa,
+                state: LinkState::Disconnected(format!("adapter failed ({why}); restarting")),
+            });
+        },
+        move |stop| {
+            run(
+                settings.clone(),
+                policy,
+                mode,
+                registry.clone(),
+                tx.clone(),
+                stop,
+            )
+        },
+    )
 }
 
 async fn run(

@@ -127,8 +127,8 @@ pub struct Freshness {
 #[derive(Resource, Debug, Clone, Default, PartialEq)]
 pub struct TwinCounters {
     pub applied: u64,
-    /// Same property, same source time (QoS 1 redelivery, or the same
-    /// value arriving through MQTT and OPC UA).
+    /// Same property, same source time, same value (QoS 1 redelivery, or
+    /// the same reading arriving through MQTT and OPC UA).
     pub duplicates: u64,
     /// Older than the value already held: kept out of the live state.
     pub out_of_order: u64,
@@ -231,7 +231,11 @@ pub fn apply_samples(
         }
         let src = sample.hops.source_us;
         let verdict = match &values.0[pi] {
-            Some(last) if last.source_ts_us == src => Verdict::Duplicate,
+            // The same reading again; a different value with the same
+            // stamp (a coarse PLC clock) is news and applies.
+            Some(last) if last.source_ts_us == src && last.value == sample.value => {
+                Verdict::Duplicate
+            }
             Some(last) if last.source_ts_us > src => Verdict::OutOfOrder,
             _ => Verdict::Apply,
         };

@@ -898,3 +898,63 @@ fn a_file_that_is_not_a_history_is_refused_and_left_untouched() {
         .collect();
     assert_eq!(names, ["history.duckdb"], "nothing set aside or created");
 }
+
+#[test]
+fn two_values_with_one_source_time_are_both_kept_and_redeliveries_are_not() {
+    let reg = registry();
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("h.duckdb");
+    let speed = prop(&reg, "L1-MILL-01", "spindle_speed");
+    let spectrum = prop(&reg, "L1-MILL-01", "vibration_spectrum");
+    let spec = |k: f32| SampleValue::Spectrum {
+        bin_hz: 12.5,
+        bins: vec![k; 16].into(),
+    };
+    let stored = |r: &Rec| -> Vec<(i64, Option<f64>)> {
+        let mut st = r
+            .reader
+            .prepare("SELECT ts_us, value FROM samples ORDER BY seq")
+            .expect("query");
+        st.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+            .expect("rows")
+            .collect::<Result<_, _>>()
+            .expect("rows")
+    };
+    {
+        let r = open(&path, &reg, fast_settings());
+        // A PLC whose clock ticks in whole seconds: two readings, one stamp.
+        r.send(sample(speed, SampleValue::Number(1000.0), T0));
+        r.send(sample(speed, SampleValue::Number(1010.0), T0));
+        r.send(sample(speed, SampleValue::Number(1000.0), T0)); // redelivery
+        r.send(sample(spectrum, spec(1.0), T0));
+        r.send(sample(spectrum, spec(2.0), T0));
+        r.send(sample(spectrum, spec(1.0), T0)); // redelivery
+        r.flush();
+        let rows = stored(&r);
+        assert_eq!(
+            rows,
+            vec![
+                (T0, Some(1000.0)),
+                (T0, Some(1010.0)),
+                (T0, None),
+                (T0, None)
+            ]
+        );
+        assert_eq!(r.writer.stats.duplicates_dropped.load(Ordering::Relaxed), 2);
+        r.writer.join();
+    }
+    // After a restart the keys come back from the file, values included.
+    let r = open(&path, &reg, fast_settings());
+    r.send(sample(speed, SampleValue::Number(1010.0), T0)); // redelivery
+    r.send(sample(spectrum, spec(2.0), T0)); // redelivery
+    r.send(sample(speed, SampleValue::Number(1020.0), T0)); // new
+    r.flush();
+    assert_eq!(stored(&r).len(), 5);
+    assert_eq!(r.writer.stats.duplicates_dropped.load(Ordering::Relaxed), 2);
+    let n_blobs: i64 = r
+        .reader
+        .query_row("SELECT count(*) FROM blobs", [], |row| row.get(0))
+        .expect("blobs");
+    assert_eq!(n_blobs, 2, "a dropped duplicate leaves no blob behind");
+    r.writer.join();
+}

@@ -102,6 +102,23 @@ fn twin_applies_in_source_time_order_and_drops_duplicates() {
     );
     let c = app.world().resource::<TwinCounters>();
     assert_eq!((c.applied, c.duplicates, c.out_of_order), (2, 1, 1));
+    // A different reading with the same stamp (a coarse PLC clock) is news.
+    sample(
+        &tx,
+        &reg,
+        speed_topic,
+        SampleValue::Number(5.0),
+        2_000,
+        Origin::Mqtt,
+    );
+    app.update();
+    let values = app.world().get::<LiveValues>(e).expect("values");
+    assert_eq!(
+        values.0[speed].as_ref().map(|v| v.value.clone()),
+        Some(SampleValue::Number(5.0))
+    );
+    let c = app.world().resource::<TwinCounters>();
+    assert_eq!((c.applied, c.duplicates, c.out_of_order), (3, 1, 1));
     assert!(
         app.world()
             .resource::<LatencyStats>()
@@ -264,4 +281,145 @@ fn silent_assets_turn_stale_and_recover_with_the_next_sample() {
     std::thread::sleep(std::time::Duration::from_millis(600)); // staleness is re-checked twice a second
     app.update();
     assert!(!app.world().get::<Freshness>(e).expect("freshness").stale);
+}
+
+/// The recorder path never waits on the frame loop: with the twin frozen
+/// for 15 s while 5,000 samples/s flow through a real broker, every sample
+/// is recorded, acks keep going out, the broker keeps the twin, and one
+/// frame afterwards the view shows the latest value of every property.
+#[test]
+fn a_frozen_frame_loop_stops_neither_recording_nor_acks() {
+    use mezzanine::demo::broker::{free_port, start_embedded_broker};
+    use mezzanine::history::{HistoryPlugin, WriterSettings};
+    use mezzanine::ingest::decode::encode_json;
+    use mezzanine::ingest::{OverflowStats, now_us};
+    use std::sync::atomic::Ordering;
+
+    const RATE_PER_S: u64 = 5_000;
+    const FREEZE_S: u64 = 15;
+    let reg = crate::live::registry();
+    let dir = tempfile::tempdir().expect("dir");
+    let broker = start_embedded_broker(free_port().expect("port")).expect("broker");
+    let (plugin, threads) = HistoryPlugin::start(
+        &dir.path().join("h.duckdb"),
+        reg.clone(),
+        WriterSettings::default(),
+    )
+    .expect("history");
+    drop(plugin);
+    // A small twin channel, so the freeze overflows it within a second.
+    let (tx, rx) = ingest_channel(2_048);
+    let tx = tx.with_recorder(threads.writer.recorder.clone());
+    let adapter = spawn_mqtt_adapter(
+        MqttSettings {
+            mes: None,
+            tls: None,
+            host: "127.0.0.1".into(),
+            port: broker.port,
+            client_id: "twin-frozen".into(),
+            username: None,
+            password: None,
+            topics: vec!["acme/lyon/#".into()],
+        },
+        reg.clone(),
+        tx,
+    )
+    .expect("adapter");
+    let mut app = headless_twin(&reg, rx);
+    let start = Instant::now();
+    while app.world().resource::<LinkStatus>().mqtt != LinkState::Connected {
+        assert!(start.elapsed() < Duration::from_secs(20), "never connected");
+        app.update();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(300)); // subscription settles
+
+    let mut topics = Vec::new();
+    for a in ["L1-MILL-01", "L1-MILL-02", "L2-LATHE-01"] {
+        for p in ["spindle_speed", "spindle_load", "spindle_temp"] {
+            let asset = reg.by_id(a).expect("asset");
+            let r = reg.property_by_name(asset, p).expect("property");
+            let topic = reg.property(r).and_then(|(_, p)| p.mqtt.clone());
+            topics.push((r, topic.expect("topic")));
+        }
+    }
+    // The frame loop is frozen from here: no app.update() until the end.
+    let publisher = crate::live::Pub::new(broker.port, "plc-fast");
+    let total = RATE_PER_S * FREEZE_S;
+    let stats = threads.writer.stats.clone();
+    let acks_at = |s: &mezzanine::history::WriterStats| s.acks_sent.load(Ordering::Relaxed);
+    let mut acks_seen = Vec::new();
+    let t0 = Instant::now();
+    let base_us = now_us();
+    let mut last = vec![0.0; topics.len()];
+    for i in 0..total {
+        // Paced: message i leaves at i / RATE seconds.
+        let due = Duration::from_micros(i * 1_000_000 / RATE_PER_S);
+        if let Some(wait) = due.checked_sub(t0.elapsed()) {
+            std::thread::sleep(wait);
+        }
+        if i % (RATE_PER_S * 3) == 0 {
+            acks_seen.push(acks_at(&stats));
+        }
+        let k = (i as usize) % topics.len();
+        let value = i as f64;
+        last[k] = value;
+        let ts_us = base_us + (i * 1_000_000 / RATE_PER_S) as i64;
+        publisher.publish(
+            &topics[k].1,
+            encode_json(&SampleValue::Number(value), ts_us, None),
+        );
+    }
+    let publish_s = t0.elapsed().as_secs_f64();
+    // Every sample reaches the disk while the frame loop is still frozen.
+    let start = Instant::now();
+    while stats.samples_written.load(Ordering::Relaxed) < total {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "recorded {} of {total}",
+            stats.samples_written.load(Ordering::Relaxed)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    acks_seen.push(acks_at(&stats));
+    eprintln!(
+        "frozen {:.1} s: published {total} at {RATE_PER_S}/s, recorded {}, acks during the \
+         freeze {acks_seen:?}",
+        t0.elapsed().as_secs_f64(),
+        stats.samples_written.load(Ordering::Relaxed)
+    );
+    assert!(
+        publish_s >= FREEZE_S as f64 - 0.5,
+        "the freeze was {publish_s} s"
+    );
+    assert_eq!(stats.samples_written.load(Ordering::Relaxed), total);
+    assert_eq!(stats.duplicates_dropped.load(Ordering::Relaxed), 0);
+    assert!(
+        acks_seen.windows(2).all(|w| w[1] > w[0]),
+        "acks stalled while the frame loop was frozen: {acks_seen:?}"
+    );
+    assert_eq!(*acks_seen.last().expect("acks"), total);
+
+    // One frame and the view has caught up with every property.
+    app.update();
+    let links = app.world().resource::<LinkStatus>().clone();
+    assert_eq!(
+        (links.mqtt.clone(), links.mqtt_reconnects),
+        (LinkState::Connected, 0),
+        "the broker dropped the twin during the freeze"
+    );
+    let coalesced = *app.world().resource::<OverflowStats>();
+    assert!(
+        coalesced.episodes >= 1 && coalesced.samples_coalesced > total / 2,
+        "{coalesced:?}"
+    );
+    for (k, (r, topic)) in topics.iter().enumerate() {
+        let e = app.world().resource::<AssetEntities>().0[&r.asset];
+        let v = app.world().get::<LiveValues>(e).expect("values").0[r.property as usize]
+            .as_ref()
+            .map(|v| v.value.clone());
+        assert_eq!(v, Some(SampleValue::Number(last[k])), "{topic}");
+    }
+    adapter.stop();
+    threads.shutdown();
 }

@@ -520,14 +520,21 @@ impl Writer {
             return;
         };
         let ts_us = s.hops.source_us;
-        if !self.dedupe.first_time((prop_id, ts_us)) {
+        let blob_id_before = self.next_blob_id;
+        let (value, text, blob) =
+            rows::encode_value(s.value, ts_us, prop_id, &mut self.next_blob_id);
+        let print = rows::fingerprint(
+            value,
+            text.as_deref(),
+            blob.as_ref().map(|b| (b.bin_hz, b.bytes.as_slice())),
+        );
+        if !self.dedupe.first_time((prop_id, ts_us, print)) {
+            self.next_blob_id = blob_id_before;
             self.stats
                 .duplicates_dropped
                 .fetch_add(1, Ordering::Relaxed);
             return;
         }
-        let (value, text, blob) =
-            rows::encode_value(s.value, ts_us, prop_id, &mut self.next_blob_id);
         let blob_id = blob.as_ref().map(|b| b.blob_id);
         if let Some(b) = blob {
             self.batch.blobs.push(b);

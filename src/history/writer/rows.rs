@@ -177,15 +177,49 @@ impl std::hash::Hasher for IntHasher {
     fn write_i64(&mut self, i: i64) {
         self.add(i as u64);
     }
+    fn write_u64(&mut self, i: u64) {
+        self.add(i);
+    }
 }
+
+/// What tells two values of one property at one source time apart: the
+/// number's bits, or a hash of the text or of the spectrum.
+pub(super) fn fingerprint(
+    value: Option<f64>,
+    text: Option<&str>,
+    blob: Option<(f32, &[u8])>,
+) -> u64 {
+    use std::hash::Hasher;
+    if let Some(v) = value {
+        return v.to_bits();
+    }
+    let mut h = IntHasher::default();
+    match (text, blob) {
+        (Some(t), _) => {
+            h.write_u64(1);
+            h.write(t.as_bytes());
+        }
+        (None, Some((bin_hz, bytes))) => {
+            h.write_u64(2);
+            h.write_u64(u64::from(bin_hz.to_bits()));
+            h.write(bytes);
+        }
+        (None, None) => h.write_u64(3),
+    }
+    h.finish()
+}
+
+/// An idempotency key: property id, source time, value fingerprint.
+pub(super) type DedupeKey = (i32, i64, u64);
 
 pub(super) type IntBuild = std::hash::BuildHasherDefault<IntHasher>;
 
-/// The (property id, source time) keys of the newest samples, oldest
-/// forgotten first.
+/// The keys of the newest samples, oldest forgotten first. The value is
+/// part of the key: a redelivery is a duplicate, but two different values
+/// stamped with the same source time (a coarse PLC clock) are both kept.
 pub(super) struct Dedupe {
-    seen: HashSet<(i32, i64), IntBuild>,
-    order: VecDeque<(i32, i64)>,
+    seen: HashSet<DedupeKey, IntBuild>,
+    order: VecDeque<DedupeKey>,
     capacity: usize,
 }
 
@@ -203,15 +237,26 @@ impl Dedupe {
     /// still recognised as a duplicate.
     pub(super) fn seed(&mut self, conn: &Connection, last_ts_us: i64) -> Result<(), HistoryError> {
         let from = last_ts_us.saturating_sub(300_000_000);
-        let keys: Vec<(i32, i64)> = {
+        let keys: Vec<DedupeKey> = {
             let mut st = conn
                 .prepare(
-                    "SELECT prop_id, ts_us FROM samples WHERE ts_us >= ? ORDER BY ts_us DESC LIMIT ?",
+                    "SELECT s.prop_id, s.ts_us, s.value, s.text, b.bin_hz, b.bins_f32le \
+                     FROM samples s LEFT JOIN blobs b ON b.blob_id = s.blob_id \
+                     WHERE s.ts_us >= ? ORDER BY s.ts_us DESC LIMIT ?",
                 )
                 .map_err(q("reading recent keys"))?;
             let rows = st
                 .query_map(params![from, self.capacity as i64], |r| {
-                    Ok((r.get(0)?, r.get(1)?))
+                    let value: Option<f64> = r.get(2)?;
+                    let text: Option<String> = r.get(3)?;
+                    let bin_hz: Option<f32> = r.get(4)?;
+                    let bytes: Option<Vec<u8>> = r.get(5)?;
+                    let blob = bin_hz.zip(bytes.as_deref());
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        fingerprint(value, text.as_deref(), blob),
+                    ))
                 })
                 .map_err(q("reading recent keys"))?;
             rows.collect::<Result<_, _>>()
@@ -224,7 +269,7 @@ impl Dedupe {
     }
 
     /// True the first time a key is offered.
-    pub(super) fn first_time(&mut self, k: (i32, i64)) -> bool {
+    pub(super) fn first_time(&mut self, k: DedupeKey) -> bool {
         if !self.seen.insert(k) {
             return false;
         }
