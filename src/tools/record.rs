@@ -51,17 +51,34 @@ pub fn run(
     let mut last_written = 0;
     let mut idle_since = Instant::now();
     let mut last_report = Instant::now();
+    let mut failing = false;
     loop {
         std::thread::sleep(Duration::from_millis(500));
         let written = stats.samples_written.load(Relaxed);
+        // Say at once when writing stops working, and when it works again.
+        let failing_now = stats.failing_since_us.load(Relaxed) != 0;
+        if failing_now != failing {
+            failing = failing_now;
+            let error = stats.last_error.lock().ok().and_then(|e| e.clone());
+            if failing {
+                eprintln!(
+                    "error: {}",
+                    error.unwrap_or_else(|| "cannot write the history".into())
+                );
+            } else {
+                eprintln!("history: writing again");
+            }
+        }
         if last_report.elapsed().as_secs() >= 60 {
             last_report = Instant::now();
             println!(
-                "{}: {written} samples recorded, backlog {}, last commit {:.1} ms, {} dead letters{}",
+                "{}: {written} samples recorded, backlog {}, last commit {:.1} ms, {} dead letters, \
+                 {} failed commits{}",
                 jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ"),
                 stats.backlog.load(Relaxed),
                 stats.last_commit_us.load(Relaxed) as f64 / 1000.0,
                 stats.dead_letters.load(Relaxed),
+                stats.commit_errors.load(Relaxed),
                 stats
                     .last_error
                     .lock()
@@ -71,7 +88,8 @@ pub fn run(
                     .unwrap_or_default()
             );
         }
-        if written != last_written {
+        // Waiting for disk space is not being idle.
+        if written != last_written || failing_now {
             last_written = written;
             idle_since = Instant::now();
         }
@@ -86,10 +104,12 @@ pub fn run(
     sources.stop();
     writer.join();
     println!(
-        "recorded {} samples ({} duplicates dropped, {} dead letters) in {} commits",
+        "recorded {} samples ({} duplicates dropped, {} dead letters, {} failed commits) in {} \
+         commits",
         stats.samples_written.load(Relaxed),
         stats.duplicates_dropped.load(Relaxed),
         stats.dead_letters.load(Relaxed),
+        stats.commit_errors.load(Relaxed),
         stats.commits.load(Relaxed)
     );
     Ok(ExitCode::SUCCESS)

@@ -307,6 +307,20 @@ fn controls_ui(
                 s.backlog.load(Relaxed),
                 s.last_commit_us.load(Relaxed) as f64 / 1000.0
             ));
+            let since_us = s.failing_since_us.load(Relaxed);
+            if since_us != 0 {
+                let error = s.last_error.lock().ok().and_then(|e| e.clone());
+                ui.colored_label(
+                    egui::Color32::from_rgb(230, 80, 60),
+                    format!(
+                        "⚠ not recording since {}",
+                        jiff::Timestamp::from_microsecond(since_us)
+                            .map(|t| super::clock::label_at(t, tz))
+                            .unwrap_or_default()
+                    ),
+                )
+                .on_hover_text(error.unwrap_or_default());
+            }
         }
     });
     if let Some(m) = &input.data.last_export {

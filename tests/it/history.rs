@@ -958,3 +958,214 @@ fn two_values_with_one_source_time_are_both_kept_and_redeliveries_are_not() {
     assert_eq!(n_blobs, 2, "a dropped duplicate leaves no blob behind");
     r.writer.join();
 }
+
+#[test]
+fn a_row_the_database_refuses_becomes_a_dead_letter_and_the_rest_commits() {
+    let reg = registry();
+    let dir = tempfile::tempdir().expect("dir");
+    let store = Store::open(&dir.path().join("h.duckdb"), &reg).expect("open");
+    // A file whose samples table refuses values of a billion and more (as a
+    // hand-edited or foreign schema might): a row DuckDB itself refuses.
+    store
+        .conn
+        .execute_batch(
+            "DROP TABLE samples;
+             CREATE TABLE samples (ts_us BIGINT NOT NULL, prop_id INTEGER NOT NULL,
+                value DOUBLE CHECK (value IS NULL OR value < 1e9), text VARCHAR, blob_id BIGINT,
+                quality UTINYINT NOT NULL, origin UTINYINT NOT NULL, received_us BIGINT NOT NULL,
+                work_order VARCHAR, seq BIGINT, context_unavailable BOOLEAN);",
+        )
+        .expect("schema with a check");
+    let reader = store.reader().expect("reader");
+    let props = store.props.clone();
+    let writer = HistoryWriter::spawn(store, reg.clone(), fast_settings(), 1024).expect("writer");
+    let r = Rec {
+        writer,
+        acks: Arc::new(AtomicU64::new(0)),
+        reader,
+        props,
+    };
+    let speed = prop(&reg, "L1-MILL-01", "spindle_speed");
+    let state = prop(&reg, "L1-MILL-01", "state");
+    r.send(sample(speed, SampleValue::Number(1000.0), T0));
+    r.send(sample(speed, SampleValue::Number(2e9), T0 + S));
+    r.send(sample(state, SampleValue::Text("running".into()), T0 + S));
+    r.send(sample(speed, SampleValue::Number(1002.0), T0 + 2 * S));
+    r.flush();
+    let values: Vec<Option<f64>> = {
+        let mut st = r
+            .reader
+            .prepare("SELECT value FROM samples ORDER BY seq")
+            .expect("query");
+        st.query_map([], |row| row.get(0))
+            .expect("rows")
+            .collect::<Result<_, _>>()
+            .expect("rows")
+    };
+    assert_eq!(values, vec![Some(1000.0), None, Some(1002.0)]);
+    let (source, reason, head): (String, String, Vec<u8>) = r
+        .reader
+        .query_row(
+            "SELECT source, reason, payload_head FROM dead_letters",
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+        )
+        .expect("one dead letter");
+    assert_eq!(source, "L1-MILL-01.spindle_speed");
+    assert!(
+        reason.contains("refused") && reason.contains("CHECK"),
+        "{reason}"
+    );
+    assert_eq!(String::from_utf8_lossy(&head), "2000000000");
+    let stats = &r.writer.stats;
+    assert_eq!(stats.poison_rows.load(Ordering::Relaxed), 1);
+    assert_eq!(stats.failing_since_us.load(Ordering::Relaxed), 0);
+    assert_eq!(
+        r.acks.load(Ordering::SeqCst),
+        4,
+        "every delivery acknowledged"
+    );
+    // Later samples go straight in.
+    r.send(sample(speed, SampleValue::Number(1003.0), T0 + 3 * S));
+    r.flush();
+    let n: i64 = r
+        .reader
+        .query_row("SELECT count(*) FROM samples", [], |row| row.get(0))
+        .expect("count");
+    assert_eq!(n, 4);
+    r.writer.join();
+}
+
+/// The real recorder on a disk that fills up (here a file-size limit on the
+/// process, raised while it runs): it says so at once, takes nothing more
+/// while it cannot write, withholds the acks so the broker keeps the data,
+/// and records everything, once, when there is room again.
+#[test]
+fn a_full_disk_holds_the_data_at_the_broker_and_recording_resumes() {
+    use std::io::BufRead;
+    let reg = registry();
+    let dir = tempfile::tempdir().expect("dir");
+    let port = free_port().expect("port");
+    let _broker = start_mosquitto(port, dir.path());
+    let db = dir.path().join("history.duckdb");
+    let config = dir.path().join("mezzanine.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[plant]\nscene = \"{}\"\nregistry = \"{}\"\n\n[mqtt]\nurl = \"mqtt://127.0.0.1:{port}\"\n\
+             client_id = \"recorder-full\"\ntopic_roots = [\"acme/lyon/#\"]\n\n[opcua]\nenabled = false\n\n\
+             [history]\npath = \"{}\"\n",
+            repo("scenes/demo-plant.glb").display(),
+            repo("scenes/demo-plant.toml").display(),
+            db.display()
+        ),
+    )
+    .expect("config");
+    // 160 kB per file: the WAL reaches it after about 1,500 samples. The
+    // shell ignores SIGXFSZ for it, so a write past the limit fails (EFBIG)
+    // instead of killing the process, as on a full disk.
+    let mut rec = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "trap '' XFSZ; exec prlimit --fsize=160000:unlimited {} --config {} record \
+             --exit-after-idle-s 4",
+            env!("CARGO_BIN_EXE_mezzanine"),
+            config.display()
+        ))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("recorder starts");
+    let (tx, lines) = std::sync::mpsc::sync_channel::<String>(10_000);
+    for out in [
+        Box::new(rec.stdout.take().expect("stdout")) as Box<dyn std::io::Read + Send>,
+        Box::new(rec.stderr.take().expect("stderr")),
+    ] {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            for l in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                let _ = tx.send(l);
+            }
+        });
+    }
+    drop(tx);
+    let mut seen: Vec<String> = Vec::new();
+    let wait_for = |needle: &str, seen: &mut Vec<String>| {
+        let start = Instant::now();
+        while !seen.iter().any(|l| l.contains(needle)) {
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "no `{needle}` in {seen:?}"
+            );
+            if let Ok(l) = lines.recv_timeout(Duration::from_millis(200)) {
+                seen.push(l);
+            }
+        }
+    };
+    wait_for("recording to", &mut seen);
+    std::thread::sleep(Duration::from_secs(2));
+
+    let n: i64 = 6_000;
+    let base = mezzanine::ingest::now_us() - 3_600 * S;
+    let publisher = Pub::new(port, "plc-full");
+    for i in 0..n {
+        publisher.publish(
+            SPINDLE_TOPIC,
+            encode_json(&SampleValue::Number(i as f64), base + i * 1000, None),
+        );
+        if i % 100 == 0 {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    wait_for("error: cannot write the history", &mut seen);
+    // Full for a while: it keeps running and takes nothing more in.
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        rec.try_wait().expect("wait").is_none(),
+        "the recorder died: {seen:?}"
+    );
+    let raised = Command::new("prlimit")
+        .args([
+            "--pid",
+            &rec.id().to_string(),
+            "--fsize=unlimited:unlimited",
+        ])
+        .status()
+        .expect("prlimit");
+    assert!(raised.success());
+    wait_for("history: writing again", &mut seen);
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = rec.try_wait().expect("wait") {
+            break s;
+        }
+        assert!(start.elapsed() < Duration::from_secs(90), "recorder hangs");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    while let Ok(l) = lines.recv_timeout(Duration::from_millis(500)) {
+        seen.push(l);
+    }
+    assert!(status.success(), "recorder failed: {status}: {seen:?}");
+    let summary = seen
+        .iter()
+        .find(|l| l.starts_with("recorded "))
+        .unwrap_or_else(|| panic!("no summary: {seen:?}"));
+    assert!(!summary.contains(" 0 failed commits"), "{summary}");
+
+    let store = Store::open(&db, &reg).expect("reopen");
+    let id = store
+        .props
+        .id(reg.resolve_topic(SPINDLE_TOPIC).expect("topic"))
+        .expect("id");
+    let (rows, distinct): (i64, i64) = store
+        .conn
+        .query_row(
+            "SELECT count(*), count(DISTINCT ts_us) FROM samples WHERE prop_id = ?",
+            params![id],
+            |x| Ok((x.get(0)?, x.get(1)?)),
+        )
+        .expect("count");
+    println!("disk full and freed: {summary}");
+    assert_eq!(distinct, n, "every published sample is recorded");
+    assert_eq!(rows, n, "and none twice");
+}

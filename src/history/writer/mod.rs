@@ -147,6 +147,12 @@ pub struct WriterStats {
     pub last_commit_us: AtomicU64,
     pub last_commit_rows: AtomicU64,
     pub commit_errors: AtomicU64,
+    /// Since when (µs since the Unix epoch) commits keep failing; 0 while
+    /// writing works. Meanwhile nothing new is taken in and no ack goes out.
+    pub failing_since_us: AtomicI64,
+    /// Rows the database refused on their own (stored as dead letters when
+    /// they were samples, else logged).
+    pub poison_rows: AtomicU64,
     pub checkpoints: AtomicU64,
     pub keyframes: AtomicU64,
     pub rollup_passes: AtomicU64,
@@ -299,7 +305,37 @@ struct Writer {
     /// Held while a batch is written and committed, and by a checkpoint.
     commit_lock: Arc<Mutex<()>>,
     retry_after: Option<Instant>,
+    /// The next wait after a failed commit (doubles up to 5 s).
+    backoff: Duration,
+    /// When the current run of failed commits began.
+    failing_since: Option<Instant>,
+    /// The batch in memory was already searched for rows the database
+    /// refuses on their own.
+    batch_checked: bool,
+    registry: Arc<AssetRegistry>,
     shutting_down: bool,
+}
+
+/// The first wait after a failed commit.
+const FIRST_RETRY: Duration = Duration::from_millis(250);
+/// The longest wait between retries of a failing commit.
+const MAX_RETRY: Duration = Duration::from_secs(5);
+
+/// A failure of the disk or the file (full, too large, read-only, I/O),
+/// not of one row: retried as it is, never split.
+fn is_storage_failure(msg: &str) -> bool {
+    [
+        "Could not write",
+        "No space left",
+        "File too large",
+        "Disk quota",
+        "IO Error",
+        "Read-only file system",
+        "Failed to commit",
+        "invalidated",
+    ]
+    .iter()
+    .any(|m| msg.contains(m))
 }
 
 impl Writer {
@@ -330,6 +366,7 @@ impl Writer {
             stats.widen(b);
         }
         let transitions = Transitions::load(&conn, &registry, &props)?;
+
         let mes = MesContext::load(&conn, &registry)?;
         let mut dedupe = Dedupe::new(settings.dedupe_keys);
         if let Some(last) = last {
@@ -357,6 +394,10 @@ impl Writer {
             committed: Arc::new(AtomicI64::new(next_seq)),
             commit_lock: Arc::new(Mutex::new(())),
             retry_after: None,
+            backoff: FIRST_RETRY,
+            failing_since: None,
+            batch_checked: false,
+            registry,
             shutting_down: false,
         })
     }
@@ -371,7 +412,15 @@ impl Writer {
                 break;
             }
             let wait = self.wait_time();
-            let r = rec_rx.as_ref().unwrap_or(&nothing_r);
+            // While a commit keeps failing, or the batch is full, nothing new
+            // is taken in: memory stays bounded, the channel fills, the
+            // adapters slow down and the broker keeps the unacknowledged rest.
+            let hold =
+                self.retry_after.is_some() || self.batch.rows() >= self.settings.max_batch_rows;
+            let r = match &rec_rx {
+                Some(r) if !hold => r,
+                _ => &nothing_r,
+            };
             let a = app_rx.as_ref().unwrap_or(&nothing_a);
             select! {
                 recv(r) -> m => match m {
@@ -386,7 +435,8 @@ impl Writer {
             }
             // Take whatever else is already queued, up to a full batch.
             if let Some(r) = &rec_rx {
-                while self.batch.rows() < self.settings.max_batch_rows {
+                while self.retry_after.is_none() && self.batch.rows() < self.settings.max_batch_rows
+                {
                     match r.try_recv() {
                         Ok(m) => self.push_recorded(m),
                         Err(_) => break,
@@ -633,15 +683,178 @@ impl Writer {
                 s.last_commit_us
                     .store(t0.elapsed().as_micros() as u64, Ordering::Relaxed);
                 self.retry_after = None;
+                self.backoff = FIRST_RETRY;
+                self.batch_checked = false;
+                if let Some(since) = self.failing_since.take() {
+                    bevy::log::info!(
+                        "history writer: writing again after {:.1} s of failed commits",
+                        since.elapsed().as_secs_f64()
+                    );
+                    s.failing_since_us.store(0, Ordering::Relaxed);
+                    if let Ok(mut l) = s.last_error.lock() {
+                        *l = None;
+                    }
+                }
             }
             Err(e) => {
                 let _ = self.conn.execute_batch("ROLLBACK");
                 self.stats.commit_errors.fetch_add(1, Ordering::Relaxed);
-                self.note_error(format!("commit failed, will retry: {e}"));
-                self.retry_after = Some(Instant::now() + Duration::from_millis(500));
+                let msg = e.to_string();
+                if !is_storage_failure(&msg) && !self.batch_checked {
+                    // Perhaps one row the database will never take: find
+                    // such rows, set them aside, and try again at once.
+                    self.batch_checked = true;
+                    if self.set_aside_refused_rows() > 0 {
+                        self.retry_after = Some(Instant::now());
+                        self.last_commit = Instant::now();
+                        return;
+                    }
+                }
+                if self.failing_since.is_none() {
+                    self.failing_since = Some(Instant::now());
+                    self.stats
+                        .failing_since_us
+                        .store(now_us(), Ordering::Relaxed);
+                    self.note_error(format!(
+                        "cannot write the history: {msg}. Holding {} rows in memory and taking \
+                         no more; their acks are withheld, so the broker keeps what follows. \
+                         Retrying.",
+                        self.batch.rows()
+                    ));
+                } else if let Ok(mut l) = self.stats.last_error.lock() {
+                    *l = Some(format!("cannot write the history: {msg}"));
+                }
+                self.retry_after = Some(Instant::now() + self.backoff);
+                self.backoff = (self.backoff * 2).min(MAX_RETRY);
             }
         }
         self.last_commit = Instant::now();
+    }
+
+    /// Tries each row of the batch on its own (in a transaction rolled back
+    /// at once) and takes out those the database refuses: a refused sample
+    /// becomes a dead letter naming the property and the reason, any other
+    /// refused row is logged. Returns how many were taken out.
+    fn set_aside_refused_rows(&mut self) -> usize {
+        let c = &self.conn;
+        let refused = |f: &dyn Fn() -> duckdb::Result<()>| -> Option<String> {
+            c.execute_batch("BEGIN TRANSACTION").ok()?;
+            let r = f();
+            let _ = c.execute_batch("ROLLBACK");
+            r.err().map(|e| e.to_string())
+        };
+        let received = now_us();
+        let b = &self.batch;
+        let bad_samples: Vec<(usize, String)> = (0..b.samples.len())
+            .filter_map(|i| {
+                refused(&|| rows::append(c, &b.samples[i..=i], &[], &[], &[])).map(|e| (i, e))
+            })
+            .collect();
+        let bad_blobs: Vec<(usize, String)> = (0..b.blobs.len())
+            .filter_map(|i| {
+                refused(&|| rows::append(c, &[], &b.blobs[i..=i], &[], &[])).map(|e| (i, e))
+            })
+            .collect();
+        let bad_transitions: Vec<(usize, String)> = (0..b.transitions.len())
+            .filter_map(|i| {
+                refused(&|| rows::append(c, &[], &[], &b.transitions[i..=i], &[])).map(|e| (i, e))
+            })
+            .collect();
+        let bad_dead: Vec<(usize, String)> = (0..b.dead.len())
+            .filter_map(|i| {
+                refused(&|| rows::append(c, &[], &[], &[], &b.dead[i..=i])).map(|e| (i, e))
+            })
+            .collect();
+        let bad_app: Vec<(usize, String)> = (0..b.app.len())
+            .filter_map(|i| refused(&|| write_app(c, &b.app[i], received)).map(|e| (i, e)))
+            .collect();
+        let n = bad_samples.len()
+            + bad_blobs.len()
+            + bad_transitions.len()
+            + bad_dead.len()
+            + bad_app.len();
+        if n == 0 {
+            return 0;
+        }
+        self.stats
+            .poison_rows
+            .fetch_add(n as u64, Ordering::Relaxed);
+        for (i, e) in &bad_blobs {
+            bevy::log::error!(
+                "history writer: a spectrum row was refused and dropped: {e} ({:?})",
+                self.batch.blobs[*i].blob_id
+            );
+        }
+        for (i, e) in &bad_transitions {
+            bevy::log::error!(
+                "history writer: a state transition was refused and dropped: {e} ({:?})",
+                self.batch.transitions[*i]
+            );
+        }
+        for (i, e) in &bad_dead {
+            bevy::log::error!(
+                "history writer: a dead letter was refused and dropped: {e} (from `{}`)",
+                self.batch.dead[*i].source
+            );
+        }
+        for (i, e) in &bad_app {
+            bevy::log::error!(
+                "history writer: an app record was refused and dropped: {e} ({:?})",
+                self.batch.app[*i]
+            );
+        }
+        let mut new_dead = Vec::new();
+        for (i, e) in &bad_samples {
+            let r = &self.batch.samples[*i];
+            let name = self
+                .props
+                .property(r.prop_id)
+                .and_then(|p| self.registry.property(p))
+                .map_or_else(
+                    || format!("property id {}", r.prop_id),
+                    |(a, p)| format!("{}.{}", a.id, p.name),
+                );
+            let shown = match (&r.value, &r.text) {
+                (Some(v), _) => v.to_string(),
+                (None, Some(t)) => t.chars().take(64).collect(),
+                (None, None) => String::new(),
+            };
+            bevy::log::error!(
+                "history writer: a sample of {name} at {} µs was refused: {e}",
+                r.ts_us
+            );
+            new_dead.push(DeadLetter {
+                origin: crate::history::origin_from_code(r.origin),
+                source: name,
+                reason: format!(
+                    "the history refused this sample (source time {} µs): {e}",
+                    r.ts_us
+                ),
+                payload_len: shown.len(),
+                payload_head: shown.into_bytes(),
+                received_us: r.received_us,
+            });
+        }
+        // Late-sample indexes follow their samples.
+        let late_kept: Vec<usize> = {
+            let b = &self.batch;
+            let bad: std::collections::HashSet<usize> =
+                bad_samples.iter().map(|(i, _)| *i).collect();
+            b.late
+                .iter()
+                .filter(|i| !bad.contains(i))
+                .map(|i| i - bad.iter().filter(|j| **j < *i).count())
+                .collect()
+        };
+        let b = &mut self.batch;
+        drop_at(&mut b.samples, &bad_samples);
+        drop_at(&mut b.blobs, &bad_blobs);
+        drop_at(&mut b.transitions, &bad_transitions);
+        drop_at(&mut b.dead, &bad_dead);
+        drop_at(&mut b.app, &bad_app);
+        b.late = late_kept;
+        b.dead.extend(new_dead);
+        n
     }
 
     fn max_ts_after_batch(&self) -> i64 {
@@ -661,31 +874,7 @@ impl Writer {
         rows::append(c, &b.samples, &b.blobs, &b.transitions, &b.dead)?;
         let received = now_us();
         for m in &b.app {
-            if mes_context::write(c, m, received)? {
-                continue;
-            }
-            match m {
-                WriterMsg::Discrepancy {
-                    ts_us,
-                    discrepancy_id,
-                    asset_id,
-                    rule,
-                    status,
-                    detail,
-                } => {
-                    c.execute(
-                        "INSERT INTO discrepancies VALUES (?, ?, ?, ?, ?, ?)",
-                        params![ts_us, discrepancy_id, asset_id, rule, status, detail],
-                    )?;
-                }
-                WriterMsg::Bookmark { ts_us, name } => {
-                    c.execute(
-                        "INSERT INTO bookmarks VALUES (?, ?, ?)",
-                        params![ts_us, name, received],
-                    )?;
-                }
-                _ => {}
-            }
+            write_app(c, m, received)?;
         }
         Keyframes::patch_late(c, &b.samples, &b.late)?;
         if keyframe {
@@ -693,4 +882,44 @@ impl Writer {
         }
         c.execute_batch("COMMIT")
     }
+}
+
+/// One record from the app side: MES context, a discrepancy, a bookmark.
+fn write_app(c: &Connection, m: &WriterMsg, received: i64) -> duckdb::Result<()> {
+    if mes_context::write(c, m, received)? {
+        return Ok(());
+    }
+    match m {
+        WriterMsg::Discrepancy {
+            ts_us,
+            discrepancy_id,
+            asset_id,
+            rule,
+            status,
+            detail,
+        } => {
+            c.execute(
+                "INSERT INTO discrepancies VALUES (?, ?, ?, ?, ?, ?)",
+                params![ts_us, discrepancy_id, asset_id, rule, status, detail],
+            )?;
+        }
+        WriterMsg::Bookmark { ts_us, name } => {
+            c.execute(
+                "INSERT INTO bookmarks VALUES (?, ?, ?)",
+                params![ts_us, name, received],
+            )?;
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Removes the entries at the indexes named in `bad`.
+fn drop_at<T>(v: &mut Vec<T>, bad: &[(usize, String)]) {
+    let mut k = 0;
+    v.retain(|_| {
+        let keep = !bad.iter().any(|(i, _)| *i == k);
+        k += 1;
+        keep
+    });
 }
