@@ -72,11 +72,14 @@ pub enum AppError {
     Thread(std::io::Error),
 }
 
-/// With a window (render and UI) or without (tests).
+/// With a window (render and UI), without (tests), or as the headless
+/// recorder (`mezzanine record`: no window, logs on stderr, its own MQTT
+/// client id).
 #[derive(Debug, Clone)]
 pub enum Front {
     Desktop(DesktopOptions),
     Headless,
+    Recorder,
 }
 
 /// What the desktop front starts with.
@@ -228,7 +231,11 @@ pub fn build(launch: Launch) -> Result<Assembled, AppError> {
     } else {
         None
     };
-    let live = match start_live_sources(cfg, MqttRole::App, Arc::new(registry.clone()), tx) {
+    let role = match launch.front {
+        Front::Recorder => MqttRole::Record,
+        Front::Desktop(_) | Front::Headless => MqttRole::App,
+    };
+    let live = match start_live_sources(cfg, role, Arc::new(registry.clone()), tx) {
         Ok(live) => live,
         Err(e) => {
             if let Some((_, threads)) = recorder {
@@ -243,6 +250,13 @@ pub fn build(launch: Launch) -> Result<Assembled, AppError> {
     match &launch.front {
         Front::Desktop(opts) => add_desktop(&mut app, cfg, registry, rx, opts),
         Front::Headless => add_headless(&mut app, &registry, rx),
+        Front::Recorder => {
+            app.add_plugins(LogPlugin {
+                filter: LOG_FILTER.into(),
+                ..default()
+            });
+            add_headless(&mut app, &registry, rx);
+        }
     }
 
     let mut mes_seen = Vec::new();

@@ -1,8 +1,12 @@
-//! `mezzanine record`: the adapters and the history writer without a twin
-//! or a window (a recorder for a server). Prints the file's state on open,
-//! a status line every minute and a summary at the end. SIGINT or SIGTERM
-//! (Ctrl-C, `systemctl stop`) stop it in order: the adapters first, then
-//! the writer commits what it holds, rolls up and checkpoints.
+//! `mezzanine record`: the app without a window (a recorder for a server).
+//! The same assembly as the desktop app on its headless front — adapters,
+//! history writer, the MES sync that gives each sample its work-order
+//! context (and marks samples context-unavailable while the MES is away),
+//! reconciliation — stepped here at 20 Hz. Prints the file's state on open,
+//! a status line every minute, failures of the writer at once, and a
+//! summary at the end. SIGINT or SIGTERM (Ctrl-C, `systemctl stop`) stop it
+//! in order: the adapters first, then the writer commits what it holds,
+//! rolls up and checkpoints.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -14,11 +18,11 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 
 use super::tool_config;
-use crate::app::start_live_sources;
-use crate::config::MqttRole;
-use crate::history::{HistoryWriter, Store, WriterSettings};
-use crate::ingest::IngestSender;
-use crate::registry::{AssetRegistry, load_registry};
+use crate::app::{self, Front, Launch};
+use crate::history::History;
+
+/// How often the headless app steps (MES sync, reconciliation, twin).
+const STEP: Duration = Duration::from_millis(50);
 
 pub fn run(
     config: Option<PathBuf>,
@@ -28,32 +32,37 @@ pub fn run(
 ) -> anyhow::Result<ExitCode> {
     let cfg = tool_config(config, history, registry)?;
     cfg.validate()?;
+    if !cfg.history.enabled {
+        anyhow::bail!("`record` records into the history: [history] enabled is false");
+    }
     let stop = Arc::new(AtomicBool::new(false));
     {
         let stop = stop.clone();
         ctrlc::set_handler(move || stop.store(true, Relaxed))
             .context("installing the SIGINT/SIGTERM handler")?;
     }
-    let registry = Arc::new(AssetRegistry::new(load_registry(&cfg.plant.registry)?));
     let path = cfg.history.db_path();
-    let store = Store::open(&path, &registry).context("opening the history file")?;
-    println!("{}", store.report.summary());
-    let writer = HistoryWriter::spawn(
-        store,
-        registry.clone(),
-        WriterSettings::from_config(&cfg.history),
-        65_536,
-    )?;
-    let stats = writer.stats.clone();
-    let tx = IngestSender::recorder_only(writer.recorder.clone());
-    let sources = start_live_sources(&cfg, MqttRole::Record, registry, tx)?;
+    let mut assembled = app::build(Launch {
+        cfg,
+        front: Front::Recorder,
+        replay: None,
+        demo_mes_outage: None,
+    })?;
+    let Some(history) = assembled.app.world().get_resource::<History>().cloned() else {
+        assembled.shutdown();
+        anyhow::bail!("the history did not start");
+    };
+    println!("{}", history.report.summary());
+    let stats = history.stats.clone();
     println!("recording to {}", path.display());
     let mut last_written = 0;
     let mut idle_since = Instant::now();
     let mut last_report = Instant::now();
     let mut failing = false;
     loop {
-        std::thread::sleep(Duration::from_millis(500));
+        let step_start = Instant::now();
+        assembled.app.update();
+        std::thread::sleep(STEP.saturating_sub(step_start.elapsed()));
         let written = stats.samples_written.load(Relaxed);
         // Say at once when writing stops working, and when it works again.
         let failing_now = stats.failing_since_us.load(Relaxed) != 0;
@@ -101,8 +110,7 @@ pub fn run(
             break;
         }
     }
-    sources.stop();
-    writer.join();
+    assembled.shutdown();
     println!(
         "recorded {} samples ({} duplicates dropped, {} dead letters, {} failed commits) in {} \
          commits",

@@ -841,7 +841,9 @@ fn record_stops_in_order_on_sigterm_with_everything_committed() {
             break;
         }
     }
-    std::thread::sleep(Duration::from_secs(3));
+    // Long enough for the demo MES to hand out its first work orders (about
+    // 9 s after start in the headless app test).
+    std::thread::sleep(Duration::from_secs(12));
     let term = Command::new("kill")
         .args(["-TERM", &rec.id().to_string()])
         .status()
@@ -865,6 +867,20 @@ fn record_stops_in_order_on_sigterm_with_everything_committed() {
         .query_row("SELECT count(*) FROM samples", [], |r| r.get(0))
         .expect("count");
     assert_eq!(stored, n, "every sample it reported is in the file");
+    // The recorder runs the app's MES sync: its samples carry the work
+    // orders the MES gave in this run, from a file that had none.
+    let (context_rows, with_order): (i64, i64) = conn
+        .query_row(
+            "SELECT (SELECT count(*) FROM work_orders WHERE work_order IS NOT NULL),
+                    (SELECT count(*) FROM samples WHERE work_order IS NOT NULL)",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .expect("context");
+    assert!(
+        context_rows > 0 && with_order > 0,
+        "{context_rows} work-order changes, {with_order} samples with a work order"
+    );
     let wal = wal_path(&db);
     assert!(
         std::fs::metadata(&wal).map_or(true, |m| m.len() == 0),
@@ -872,7 +888,10 @@ fn record_stops_in_order_on_sigterm_with_everything_committed() {
         wal.display(),
         std::fs::metadata(&wal).map_or(0, |m| m.len())
     );
-    println!("SIGTERM after 3 s: {n} samples committed, WAL folded into the file");
+    println!(
+        "SIGTERM after 12 s: {n} samples committed ({with_order} with a work order), WAL folded \
+         into the file"
+    );
 }
 
 #[test]
