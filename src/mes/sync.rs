@@ -89,6 +89,12 @@ pub struct AssetContext {
     pub work_order: Option<String>,
     pub operation: Option<u32>,
     pub mode: Option<EquipmentMode>,
+    /// Source time of the newest event that set the work order or the
+    /// operation: an older one arriving later (a catch-up answer after live
+    /// events) does not undo it.
+    pub order_since_us: i64,
+    /// Source time of the newest mode change applied.
+    pub mode_since_us: i64,
 }
 
 /// A change the twin reacts to (and records). Order status and equipment
@@ -105,11 +111,29 @@ pub enum Change {
 }
 
 /// Work orders and the per-asset MES context.
+///
+/// Newer wins: each order and each asset remembers the source time of the
+/// last event that changed it, and an older event arriving later changes
+/// neither (it is still recorded). Counts only grow.
+///
+/// Bounded: completed orders are kept [`COMPLETED_KEPT_US`] of source time
+/// after their last change, and at most [`COMPLETED_KEPT`] of them (the
+/// history holds every event); released, running and held orders are all
+/// kept.
 #[derive(Debug, Clone, Default)]
 pub struct WorkOrderBook {
     pub orders: HashMap<String, WorkOrder>,
     pub assets: HashMap<String, AssetContext>,
+    /// Events (or parts of them) older than what the book already holds.
+    pub stale_ignored: u64,
+    /// Newest source time applied, the clock of the pruning.
+    newest_us: i64,
 }
+
+/// How long a completed order stays in the book after its last change.
+pub const COMPLETED_KEPT_US: i64 = 24 * 3_600 * 1_000_000;
+/// Most completed orders kept in the book.
+pub const COMPLETED_KEPT: usize = 5_000;
 
 impl WorkOrderBook {
     fn order(&mut self, number: &str, ts_us: i64) -> &mut WorkOrder {
@@ -129,14 +153,20 @@ impl WorkOrderBook {
             })
     }
 
+    /// False (and counted) when the asset's order was set by a newer event.
     fn set_asset_order(
         &mut self,
         asset: &str,
         wo: Option<&str>,
         ts_us: i64,
         out: &mut Vec<Change>,
-    ) {
+    ) -> bool {
         let ctx = self.assets.entry(asset.to_string()).or_default();
+        if ts_us < ctx.order_since_us {
+            self.stale_ignored += 1;
+            return false;
+        }
+        ctx.order_since_us = ts_us;
         if ctx.work_order.as_deref() != wo {
             ctx.work_order = wo.map(str::to_string);
             if wo.is_none() {
@@ -148,18 +178,52 @@ impl WorkOrderBook {
                 ts_us,
             });
         }
+        true
     }
 
-    fn set_status(&mut self, wo: &str, status: OrderStatus, ts_us: i64) {
+    /// False (and counted) when the order changed at a later source time.
+    fn set_status(&mut self, wo: &str, status: OrderStatus, ts_us: i64) -> bool {
         let o = self.order(wo, ts_us);
+        if ts_us < o.updated_us {
+            self.stale_ignored += 1;
+            return false;
+        }
         o.updated_us = ts_us;
         o.status = status;
+        true
+    }
+
+    fn set_counts(&mut self, wo: &str, good: u64, scrap: u64, ts_us: i64) {
+        let o = self.order(wo, ts_us);
+        o.good_count = o.good_count.max(good);
+        o.scrap_count = o.scrap_count.max(scrap);
+        o.updated_us = o.updated_us.max(ts_us);
+    }
+
+    /// Forgets completed orders past their time or their number.
+    fn prune(&mut self) {
+        let horizon = self.newest_us.saturating_sub(COMPLETED_KEPT_US);
+        self.orders
+            .retain(|_, o| o.status != OrderStatus::Completed || o.updated_us >= horizon);
+        let mut completed: Vec<(i64, String)> = self
+            .orders
+            .values()
+            .filter(|o| o.status == OrderStatus::Completed)
+            .map(|o| (o.updated_us, o.number.clone()))
+            .collect();
+        if completed.len() > COMPLETED_KEPT {
+            completed.sort_unstable();
+            for (_, n) in &completed[..completed.len() - COMPLETED_KEPT] {
+                self.orders.remove(n);
+            }
+        }
     }
 
     /// Applies one event; returns what changed (nothing for a repeat).
     pub fn apply(&mut self, e: &Envelope) -> Vec<Change> {
         let ts = e.source_time_us;
         let mut out = Vec::new();
+        self.newest_us = self.newest_us.max(ts);
         match &e.event {
             MesEvent::WorkOrderReleased {
                 work_order,
@@ -187,8 +251,9 @@ impl WorkOrderBook {
                 asset_id,
             } => {
                 self.set_status(work_order, OrderStatus::Running, ts);
-                self.set_asset_order(asset_id, Some(work_order), ts, &mut out);
-                self.assets.entry(asset_id.clone()).or_default().operation = Some(*operation);
+                if self.set_asset_order(asset_id, Some(work_order), ts, &mut out) {
+                    self.assets.entry(asset_id.clone()).or_default().operation = Some(*operation);
+                }
             }
             MesEvent::OperationCompleted {
                 work_order,
@@ -197,10 +262,7 @@ impl WorkOrderBook {
                 scrap_count,
                 ..
             } => {
-                let o = self.order(work_order, ts);
-                o.good_count = *good_count;
-                o.scrap_count = *scrap_count;
-                o.updated_us = ts;
+                self.set_counts(work_order, *good_count, *scrap_count, ts);
                 if self
                     .assets
                     .get(asset_id)
@@ -213,18 +275,20 @@ impl WorkOrderBook {
             MesEvent::WorkOrderHeld {
                 work_order, reason, ..
             } => {
-                self.set_status(work_order, OrderStatus::Held, ts);
-                self.order(work_order, ts).hold_reason = Some(reason.clone());
+                if self.set_status(work_order, OrderStatus::Held, ts) {
+                    self.order(work_order, ts).hold_reason = Some(reason.clone());
+                }
             }
             MesEvent::WorkOrderCompleted {
                 work_order,
                 good_count,
                 scrap_count,
             } => {
-                self.set_status(work_order, OrderStatus::Completed, ts);
-                let o = self.order(work_order, ts);
-                o.good_count = *good_count;
-                o.scrap_count = *scrap_count;
+                let newest = self.set_status(work_order, OrderStatus::Completed, ts);
+                self.set_counts(work_order, *good_count, *scrap_count, ts);
+                if !newest {
+                    return out;
+                }
                 let running: Vec<String> = self
                     .assets
                     .iter()
@@ -236,9 +300,18 @@ impl WorkOrderBook {
                 }
             }
             MesEvent::EquipmentModeChanged { asset_id, mode } => {
-                self.assets.entry(asset_id.clone()).or_default().mode = Some(*mode);
+                let ctx = self.assets.entry(asset_id.clone()).or_default();
+                if ts < ctx.mode_since_us {
+                    self.stale_ignored += 1;
+                } else {
+                    ctx.mode_since_us = ts;
+                    ctx.mode = Some(*mode);
+                }
             }
             MesEvent::MaterialIssued { .. } | MesEvent::QualityDisposition { .. } => {}
+        }
+        if matches!(e.event, MesEvent::WorkOrderCompleted { .. }) {
+            self.prune();
         }
         out
     }
@@ -277,11 +350,14 @@ impl WorkOrderBook {
         assets.dedup();
         for a in assets {
             let wo = on_asset.get(a.as_str()).map(|o| o.work_order.clone());
-            self.set_asset_order(&a, wo.as_deref(), ts_us, &mut out);
-            if let Some(o) = on_asset.get(a.as_str()) {
+            if self.set_asset_order(&a, wo.as_deref(), ts_us, &mut out)
+                && let Some(o) = on_asset.get(a.as_str())
+            {
                 self.assets.entry(a.clone()).or_default().operation = o.operation;
             }
         }
+        self.newest_us = self.newest_us.max(ts_us);
+        self.prune();
         out
     }
 

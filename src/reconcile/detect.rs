@@ -6,7 +6,7 @@
 //! neither view: a divergence becomes a record that a person acknowledges
 //! and resolves.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
 
 use serde_json::json;
 
@@ -21,8 +21,10 @@ pub struct PhysicalView {
     pub spindle_rpm: Option<f64>,
     pub spindle_load_pct: Option<f64>,
     pub vibration_mm_s: Option<f64>,
-    /// The machine's cumulative part counter.
+    /// The machine's cumulative part counter…
     pub part_count: Option<f64>,
+    /// …and its source time (None: as of the call that passes the view).
+    pub part_count_ts_us: Option<i64>,
     /// The twin's machine state label (for the record).
     pub state: String,
 }
@@ -123,8 +125,12 @@ impl Discrepancy {
 struct AssetTrack {
     /// Since when each persisting condition has held, per rule.
     since_us: HashMap<&'static str, i64>,
-    /// The counter when the current MES order started on this machine.
+    /// The counter when the current MES order started on this machine
+    /// (read at the start event's source time).
     order_start_count: Option<(String, f64)>,
+    /// The part counter's changes (source time, value), oldest first, so
+    /// an MES event is compared with the counter at its own source time.
+    counter: VecDeque<(i64, f64)>,
     /// Open discrepancy per rule (so a persisting condition raises once).
     raised: HashMap<&'static str, String>,
 }
@@ -147,6 +153,56 @@ struct PendingQuality {
 }
 
 /// The detectors and the discrepancies they raised.
+/// Counter changes kept per machine (older ones are forgotten first)…
+const COUNTER_CHANGES_KEPT: usize = 4_096;
+/// …and for how long (source time).
+const COUNTER_KEPT_US: i64 = 4 * 3_600 * 1_000_000;
+/// Orders remembered as inspected, and order → machine pairs.
+const ORDERS_KEPT: usize = 10_000;
+/// Resolved discrepancies kept in memory for the UI (all are in the history).
+pub const RESOLVED_KEPT: usize = 500;
+/// Unresolved discrepancies kept in memory; beyond this the oldest are
+/// forgotten here (they stay in the history and return on restart).
+pub const UNRESOLVED_KEPT: usize = 10_000;
+
+/// A set of order numbers that forgets the oldest past its capacity.
+#[derive(Debug, Clone, Default)]
+struct RecentOrders<V> {
+    map: HashMap<String, V>,
+    order: VecDeque<String>,
+}
+
+impl<V> RecentOrders<V> {
+    fn insert(&mut self, k: String, v: V) {
+        if self.map.insert(k.clone(), v).is_none() {
+            self.order.push_back(k);
+            while self.order.len() > ORDERS_KEPT {
+                if let Some(old) = self.order.pop_front() {
+                    self.map.remove(&old);
+                }
+            }
+        }
+    }
+    fn get(&self, k: &str) -> Option<&V> {
+        self.map.get(k)
+    }
+    fn contains(&self, k: &str) -> bool {
+        self.map.contains_key(k)
+    }
+    fn len(&self) -> usize {
+        self.map.len()
+    }
+}
+
+/// Memory held by the engine, for tests and the status panel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EngineSize {
+    pub discrepancies: usize,
+    pub inspected_orders: usize,
+    pub order_assets: usize,
+    pub counter_changes: usize,
+}
+
 #[derive(Debug, Clone)]
 pub struct Reconciler {
     rules: ReconcileRules,
@@ -154,9 +210,11 @@ pub struct Reconciler {
     counts: Vec<PendingCount>,
     quality: Vec<PendingQuality>,
     /// Orders with at least one quality disposition.
-    inspected: std::collections::HashSet<String>,
+    inspected: RecentOrders<()>,
     /// The machine each order started on.
-    order_assets: HashMap<String, String>,
+    order_assets: RecentOrders<String>,
+    /// Bounded by [`RESOLVED_KEPT`] resolved and [`UNRESOLVED_KEPT`]
+    /// unresolved ones.
     pub discrepancies: Vec<Discrepancy>,
     next_id: u64,
     id_tag: String,
@@ -170,8 +228,8 @@ impl Reconciler {
             assets: HashMap::new(),
             counts: Vec::new(),
             quality: Vec::new(),
-            inspected: Default::default(),
-            order_assets: HashMap::new(),
+            inspected: RecentOrders::default(),
+            order_assets: RecentOrders::default(),
             discrepancies: Vec::new(),
             next_id: 1,
             id_tag: id_tag.into(),
@@ -180,6 +238,99 @@ impl Reconciler {
 
     pub fn rules(&self) -> &ReconcileRules {
         &self.rules
+    }
+
+    pub fn size(&self) -> EngineSize {
+        EngineSize {
+            discrepancies: self.discrepancies.len(),
+            inspected_orders: self.inspected.len(),
+            order_assets: self.order_assets.len(),
+            counter_changes: self.assets.values().map(|t| t.counter.len()).sum(),
+        }
+    }
+
+    /// Notes a machine's part counter at its source time (changes only).
+    fn note_counter(&mut self, asset_id: &str, ts_us: i64, value: f64) {
+        let t = self.assets.entry(asset_id.to_string()).or_default();
+        match t.counter.back() {
+            Some((_, v)) if *v == value => return,
+            Some((last, _)) if *last > ts_us => {
+                // Late: keep the log in time order.
+                let at = t.counter.partition_point(|(ts, _)| *ts <= ts_us);
+                t.counter.insert(at, (ts_us, value));
+            }
+            _ => t.counter.push_back((ts_us, value)),
+        }
+        let horizon = ts_us.saturating_sub(COUNTER_KEPT_US);
+        while t.counter.len() > COUNTER_CHANGES_KEPT
+            || t.counter.front().is_some_and(|(ts, _)| *ts < horizon)
+        {
+            t.counter.pop_front();
+        }
+    }
+
+    /// The counter at `ts_us` (the last change at or before it), if the log
+    /// reaches back that far.
+    fn counter_at(&self, asset_id: &str, ts_us: i64) -> Option<f64> {
+        let c = &self.assets.get(asset_id)?.counter;
+        let at = c.partition_point(|(ts, _)| *ts <= ts_us);
+        at.checked_sub(1).map(|i| c[i].1)
+    }
+
+    /// Takes the machines' counters in without comparing anything (while
+    /// the MES's view is stale).
+    pub fn note_counters(&mut self, now_us: i64, machines: &[(PhysicalView, MesView)]) {
+        for (p, _) in machines {
+            if let Some(c) = p.part_count {
+                self.note_counter(&p.asset_id, p.part_count_ts_us.unwrap_or(now_us), c);
+            }
+        }
+    }
+
+    /// The MES is away or catching up: its view is frozen, so nothing is
+    /// compared with it, and a condition must hold its full time again
+    /// once the MES is back. Raised discrepancies stay as they are; checks
+    /// already due wait for the MES's missed events.
+    pub fn pause(&mut self) {
+        for t in self.assets.values_mut() {
+            t.since_us.clear();
+        }
+    }
+
+    /// Forgets the oldest resolved discrepancies past [`RESOLVED_KEPT`] and
+    /// the oldest unresolved past [`UNRESOLVED_KEPT`].
+    fn prune_discrepancies(&mut self) {
+        let resolved = self
+            .discrepancies
+            .iter()
+            .filter(|d| d.status() == Status::Resolved)
+            .count();
+        let unresolved = self.discrepancies.len() - resolved;
+        let (mut drop_resolved, mut drop_unresolved) = (
+            resolved.saturating_sub(RESOLVED_KEPT),
+            unresolved.saturating_sub(UNRESOLVED_KEPT),
+        );
+        if drop_resolved + drop_unresolved == 0 {
+            return;
+        }
+        let mut forgotten: HashSet<String> = HashSet::new();
+        self.discrepancies.retain(|d| {
+            let slot = if d.status() == Status::Resolved {
+                &mut drop_resolved
+            } else {
+                &mut drop_unresolved
+            };
+            if *slot > 0 {
+                *slot -= 1;
+                forgotten.insert(d.id.clone());
+                false
+            } else {
+                true
+            }
+        });
+        for t in self.assets.values_mut() {
+            t.raised.retain(|_, id| !forgotten.contains(id));
+        }
     }
 
     fn rule(&self, name: &str) -> Option<Rule> {
@@ -236,6 +387,11 @@ impl Reconciler {
     /// `physical` is the machine the event names, as the twin sees it now.
     pub fn on_mes_event(&mut self, e: &Envelope, physical: Option<&PhysicalView>) {
         let ts = e.source_time_us;
+        if let Some(p) = physical
+            && let Some(c) = p.part_count
+        {
+            self.note_counter(&p.asset_id, p.part_count_ts_us.unwrap_or(ts), c);
+        }
         match &e.event {
             MesEvent::WorkOrderStarted {
                 work_order,
@@ -248,12 +404,15 @@ impl Reconciler {
             } => {
                 self.order_assets
                     .insert(work_order.clone(), asset_id.clone());
+                // The counter when the order started, not when the event
+                // happened to be applied (a catch-up applies it late).
+                let at_start = self.counter_at(asset_id, ts);
                 let t = self.assets.entry(asset_id.clone()).or_default();
                 let same = t
                     .order_start_count
                     .as_ref()
                     .is_some_and(|(w, _)| w == work_order);
-                if !same && let Some(c) = physical.and_then(|p| p.part_count) {
+                if !same && let Some(c) = at_start {
                     t.order_start_count = Some((work_order.clone(), c));
                 }
             }
@@ -297,7 +456,7 @@ impl Reconciler {
                 });
             }
             MesEvent::QualityDisposition { work_order, .. } => {
-                self.inspected.insert(work_order.clone());
+                self.inspected.insert(work_order.clone(), ());
                 self.quality.retain(|q| &q.work_order != work_order);
             }
             _ => {}
@@ -307,6 +466,8 @@ impl Reconciler {
     /// Compares both views of every machine at `now_us`; returns the indices
     /// of discrepancies raised by this call.
     pub fn observe(&mut self, now_us: i64, machines: &[(PhysicalView, MesView)]) -> Vec<usize> {
+        self.prune_discrepancies();
+        self.note_counters(now_us, machines);
         let mut raised = Vec::new();
         let stopped_rule = self.rule("mes_running_machine_stopped");
         let cutting_rule = self.rule("mes_idle_machine_cutting");
@@ -397,14 +558,12 @@ impl Reconciler {
                 .partition(|c| c.due_us <= now_us);
             self.counts = later;
             for c in due {
-                let Some(now_count) = machines
-                    .iter()
-                    .find(|(p, _)| p.asset_id == c.asset_id)
-                    .and_then(|(p, _)| p.part_count)
-                else {
+                // The counter at the completion's source time: the check
+                // waited `settle_s` for the samples up to it to arrive.
+                let Some(end_count) = self.counter_at(&c.asset_id, c.since_us) else {
                     continue;
                 };
-                let twin_count = now_count - c.start_count;
+                let twin_count = end_count - c.start_count;
                 let tol = tolerance_parts.max(c.mes_count.abs() * tolerance_pct / 100.0);
                 if (twin_count - c.mes_count).abs() > tol {
                     let i = self.raise(

@@ -22,7 +22,7 @@ pub use rules::{Authority, Domain, ReconcileRules, RuleKind};
 use crate::MezzanineSet;
 use crate::history::{History, WriterMsg};
 use crate::ingest::now_us;
-use crate::mes::{MesApplied, MesState};
+use crate::mes::{MesApplied, MesLink, MesState};
 use crate::registry::AssetRegistry;
 use crate::twin::{AssetState, BoundAsset, Freshness, LiveValues};
 
@@ -115,20 +115,18 @@ fn physical_view(
     state: &AssetState,
 ) -> Option<PhysicalView> {
     let a = registry.get(bound.0)?;
-    let num = |name: &str| {
+    let value = |name: &str| {
         let r = registry.property_by_name(bound.0, name)?;
-        values
-            .0
-            .get(r.property as usize)?
-            .as_ref()
-            .and_then(|v| v.value.as_f64())
+        values.0.get(r.property as usize)?.as_ref()
     };
+    let num = |name: &str| value(name).and_then(|v| v.value.as_f64());
     Some(PhysicalView {
         asset_id: a.id.clone(),
         spindle_rpm: num(&names.spindle_speed),
         spindle_load_pct: num(&names.spindle_load),
         vibration_mm_s: num(&names.vibration),
         part_count: num(&names.part_count),
+        part_count_ts_us: value(&names.part_count).map(|v| v.source_ts_us),
         state: state.state.label().to_string(),
     })
 }
@@ -152,12 +150,14 @@ fn feed_mes_events(
     }
 }
 
+#[allow(clippy::too_many_arguments)] // one system: both views, the link, the record
 fn run_detectors(
     time: Res<Time>,
     mut timer: ResMut<ReconcileTimer>,
     mut rec: ResMut<Reconciliation>,
     registry: Res<AssetRegistry>,
     mes: Option<Res<MesState>>,
+    link: Option<Res<MesLink>>,
     assets: Query<(&BoundAsset, &LiveValues, &AssetState, &Freshness)>,
     history: Option<Res<History>>,
 ) {
@@ -182,6 +182,13 @@ fn run_detectors(
         })
         .collect();
     let now = now_us();
+    if link.is_some_and(|l| l.is_down()) {
+        // The MES's view is frozen while it is away and until its missed
+        // events are in: compare nothing with it.
+        rec.engine.note_counters(now, &machines);
+        rec.engine.pause();
+        return;
+    }
     for i in rec.engine.observe(now, &machines) {
         let d = &rec.engine.discrepancies[i];
         warn!("discrepancy {}: {}", d.id, d.summary());

@@ -244,6 +244,7 @@ fn phys(asset: &str, rpm: f64, vib: f64, load: f64, parts: f64) -> PhysicalView 
         spindle_load_pct: Some(load),
         vibration_mm_s: Some(vib),
         part_count: Some(parts),
+        part_count_ts_us: None,
         state: if rpm > 100.0 { "running" } else { "down" }.into(),
     }
 }
@@ -423,7 +424,11 @@ fn each_detector_fires_on_its_crafted_case_with_both_views() {
     assert_eq!(d.authority.label(), "MES");
 
     // Part counts diverge: the MES reports 30, the counter advanced 20.
-    let lathe = || phys("L2-LATHE-01", 3000.0, 1.0, 40.0, 120.0);
+    // The counter reached 120 a second before the MES's completion.
+    let lathe = || PhysicalView {
+        part_count_ts_us: Some(T0 + 599 * S),
+        ..phys("L2-LATHE-01", 3000.0, 1.0, 40.0, 120.0)
+    };
     let mut r = part_count_case(&c, 28);
     r.observe(T0 + 602 * S, &[(lathe(), mes(None))]);
     assert!(r.discrepancies.is_empty(), "not before the counter settled");
@@ -1332,4 +1337,298 @@ fn an_outage_still_open_at_exit_is_closed_on_reopen_and_its_samples_stay_flagged
         with_wo, 2,
         "before the first outage, and back-filled in the second"
     );
+}
+
+/// A catch-up answer that arrives after newer live events does not undo
+/// them: per order and per machine, the newest source time wins.
+#[test]
+fn an_older_event_arriving_late_does_not_undo_a_newer_one() {
+    use mezzanine::mes::sync::{MesSync, OrderStatus};
+    let c = Contract::load().expect("contract");
+    let mut sync = MesSync::new(0, 1_000);
+    let apply = |sync: &mut MesSync, e: Envelope| {
+        assert!(sync.offer(e));
+        sync.step(true)
+    };
+    // Live: WO-2 runs on the mill from T0 + 100 s, its first operation.
+    apply(
+        &mut sync,
+        ev(
+            &c,
+            "live-1",
+            "operation.started",
+            T0 + 100 * S,
+            json!({"work_order": "WO-2", "operation": 1, "asset_id": "L1-MILL-01"}),
+        ),
+    );
+    // Catch-up, later: what happened before — WO-1 on the mill, completed,
+    // and a hold of WO-2 that was lifted before T0 + 100 s.
+    for (id, ty, t, payload) in [
+        (
+            "old-1",
+            "work_order.started",
+            T0 + 10 * S,
+            json!({"work_order": "WO-1", "asset_id": "L1-MILL-01"}),
+        ),
+        (
+            "old-2",
+            "operation.started",
+            T0 + 20 * S,
+            json!({"work_order": "WO-1", "operation": 3, "asset_id": "L1-MILL-01"}),
+        ),
+        (
+            "old-3",
+            "work_order.held",
+            T0 + 50 * S,
+            json!({"work_order": "WO-2", "reason": "material", "asset_id": "L1-MILL-01"}),
+        ),
+        (
+            "old-4",
+            "equipment.mode_changed",
+            T0 + 60 * S,
+            json!({"asset_id": "L1-MILL-01", "mode": "maintenance"}),
+        ),
+    ] {
+        apply(&mut sync, ev(&c, id, ty, t, payload));
+    }
+    let book = &sync.book;
+    let mill = &book.assets["L1-MILL-01"];
+    assert_eq!(mill.work_order.as_deref(), Some("WO-2"), "{mill:?}");
+    assert_eq!(mill.operation, Some(1));
+    assert_eq!(book.orders["WO-2"].status, OrderStatus::Running);
+    assert_eq!(book.orders["WO-1"].status, OrderStatus::Running);
+    // The mode had no newer value: it applies.
+    assert!(mill.mode.is_some());
+    assert_eq!(
+        book.stale_ignored, 3,
+        "two machine assignments and one hold"
+    );
+    // A newer event still applies as before.
+    let ch = apply(
+        &mut sync,
+        ev(
+            &c,
+            "live-2",
+            "work_order.completed",
+            T0 + 200 * S,
+            json!({"work_order": "WO-2", "good_count": 5, "scrap_count": 0}),
+        ),
+    );
+    assert_eq!(ch.len(), 1);
+    assert_eq!(sync.book.assets["L1-MILL-01"].work_order, None);
+}
+
+/// The part-count check reads the machine counter at the MES events'
+/// source times: events applied late (after an outage) are compared with
+/// what the counter said then, not with what it says when they arrive.
+#[test]
+fn the_part_count_check_reads_the_counter_at_the_events_source_times() {
+    let c = Contract::load().expect("contract");
+    let mut r = Reconciler::new(rules(60.0), "t");
+    // (Spindle at rest in every view: only the part count is under test.)
+    let lathe = |count: f64, ts_us: i64| PhysicalView {
+        part_count_ts_us: Some(ts_us),
+        ..phys("L2-LATHE-01", 0.0, 0.1, 0.0, count)
+    };
+    // The twin saw the counter all along: 100 at T0, 120 at T0 + 100 s,
+    // then the next order took it to 160 by T0 + 300 s.
+    for (count, t) in [
+        (100.0, 0),
+        (110.0, 50),
+        (120.0, 100),
+        (140.0, 200),
+        (160.0, 300),
+    ] {
+        r.observe(T0 + t * S + 1, &[(lathe(count, T0 + t * S), mes(None))]);
+    }
+    // Only now (T0 + 300 s) do the MES's events for WO-9 arrive: it started
+    // at T0 and completed 20 parts at T0 + 100 s.
+    r.on_mes_event(
+        &ev(
+            &c,
+            "a",
+            "work_order.started",
+            T0,
+            json!({"work_order": "WO-9", "asset_id": "L2-LATHE-01"}),
+        ),
+        Some(&lathe(160.0, T0 + 300 * S)),
+    );
+    r.on_mes_event(
+        &ev(
+            &c,
+            "b",
+            "operation.completed",
+            T0 + 100 * S,
+            json!({"work_order": "WO-9", "operation": 1, "asset_id": "L2-LATHE-01",
+                   "good_count": 19, "scrap_count": 1}),
+        ),
+        Some(&lathe(160.0, T0 + 300 * S)),
+    );
+    r.observe(T0 + 310 * S, &[(lathe(160.0, T0 + 300 * S), mes(None))]);
+    assert!(
+        r.discrepancies.is_empty(),
+        "{:?}",
+        r.discrepancies
+            .iter()
+            .map(|d| d.summary())
+            .collect::<Vec<_>>()
+    );
+    // The same late events with a count that did not happen still fire.
+    r.on_mes_event(
+        &ev(
+            &c,
+            "c",
+            "work_order.started",
+            T0 + 100 * S,
+            json!({"work_order": "WO-10", "asset_id": "L2-LATHE-01"}),
+        ),
+        None,
+    );
+    r.on_mes_event(
+        &ev(
+            &c,
+            "d",
+            "operation.completed",
+            T0 + 200 * S,
+            json!({"work_order": "WO-10", "operation": 1, "asset_id": "L2-LATHE-01",
+                   "good_count": 40, "scrap_count": 0}),
+        ),
+        None,
+    );
+    r.observe(T0 + 320 * S, &[(lathe(160.0, T0 + 300 * S), mes(None))]);
+    assert_eq!(r.discrepancies.len(), 1);
+    assert!(
+        r.discrepancies[0].twin_view.contains("advanced 20"),
+        "{}",
+        r.discrepancies[0].twin_view
+    );
+}
+
+/// While the MES is away (or catching up) its view is frozen: nothing is
+/// compared with it, and once it is back a condition must hold its whole
+/// time again before it is raised.
+#[test]
+fn reconciliation_pauses_while_the_mes_is_away() {
+    let mut r = Reconciler::new(rules(60.0), "t");
+    let stopped = || [(phys("L1-MILL-02", 0.0, 0.2, 0.0, 10.0), mes(Some("WO-7")))];
+    // 50 s of "MES running, machine stopped", then the MES goes away.
+    for k in 0..=5 {
+        r.observe(T0 + k * 10 * S, &stopped());
+    }
+    for k in 6..=30 {
+        r.note_counters(T0 + k * 10 * S, &stopped());
+        r.pause();
+    }
+    assert!(
+        r.discrepancies.is_empty(),
+        "raised against a frozen MES view"
+    );
+    // Back at T0 + 310 s: 59 s more are not enough, 60 s are.
+    for k in 31..=36 {
+        r.observe(T0 + k * 10 * S, &stopped());
+    }
+    assert!(r.discrepancies.is_empty());
+    r.observe(T0 + 370 * S, &stopped());
+    assert_eq!(r.discrepancies.len(), 1);
+    assert_eq!(r.discrepancies[0].since_us, T0 + 310 * S);
+}
+
+/// What the engine and the order book hold stays bounded over a long run.
+#[test]
+fn the_engine_and_the_order_book_forget_what_is_done() {
+    use mezzanine::mes::sync::{COMPLETED_KEPT, MesSync, OrderStatus};
+    use mezzanine::reconcile::detect::{RESOLVED_KEPT, Status};
+    let c = Contract::load().expect("contract");
+    // 1,000 completed orders without a quality record, each resolved.
+    let mut r = Reconciler::new(rules(1.0), "t");
+    for k in 0..1_000 {
+        r.on_mes_event(
+            &ev(
+                &c,
+                &format!("c{k}"),
+                "work_order.completed",
+                T0 + k * S,
+                json!({"work_order": format!("WO-{k}"), "good_count": 1, "scrap_count": 0}),
+            ),
+            None,
+        );
+        r.observe(T0 + k * S + 2 * S, &[]);
+        let ids: Vec<String> = r
+            .discrepancies
+            .iter()
+            .filter(|d| d.status() != Status::Resolved)
+            .map(|d| d.id.clone())
+            .collect();
+        for id in ids {
+            r.resolve(&id, "qa", "checked", T0 + k * S + 3 * S)
+                .expect("resolve");
+        }
+    }
+    r.observe(T0 + 2_000 * S, &[]);
+    assert_eq!(r.discrepancies.len(), RESOLVED_KEPT);
+    // The newest are kept.
+    assert!(
+        r.discrepancies
+            .iter()
+            .any(|d| d.work_order.as_deref() == Some("WO-999"))
+    );
+    // 20,000 inspected orders: the set is capped.
+    for k in 0..20_000 {
+        r.on_mes_event(
+            &ev(
+                &c,
+                &format!("q{k}"),
+                "quality.disposition",
+                T0 + k * S,
+                json!({"work_order": format!("WO-Q{k}"), "serial": "S", "asset_id": "FIN-CMM-01",
+                       "disposition": "pass", "defect_codes": []}),
+            ),
+            None,
+        );
+    }
+    assert_eq!(r.size().inspected_orders, 10_000);
+
+    // The book: 7,000 orders completed over two days, and one still running.
+    let mut sync = MesSync::new(0, 100_000);
+    let h = 3_600 * S;
+    sync.offer(ev(
+        &c,
+        "run",
+        "work_order.started",
+        T0,
+        json!({"work_order": "WO-LONG", "asset_id": "L1-MILL-01"}),
+    ));
+    for k in 0..7_000i64 {
+        let t = T0 + k * 48 * h / 7_000;
+        sync.offer(ev(
+            &c,
+            &format!("s{k}"),
+            "work_order.started",
+            t,
+            json!({"work_order": format!("WO-{k}"), "asset_id": "L2-LATHE-01"}),
+        ));
+        sync.offer(ev(
+            &c,
+            &format!("e{k}"),
+            "work_order.completed",
+            t + S,
+            json!({"work_order": format!("WO-{k}"), "good_count": 1, "scrap_count": 0}),
+        ));
+        sync.step(true);
+    }
+    let completed = sync
+        .book
+        .orders
+        .values()
+        .filter(|o| o.status == OrderStatus::Completed)
+        .count();
+    assert!(
+        completed <= COMPLETED_KEPT,
+        "{completed} completed orders kept"
+    );
+    // The last day's are there; the first day's are gone.
+    assert!(completed >= 3_000, "{completed}");
+    assert!(sync.book.orders.contains_key("WO-6999"));
+    assert!(!sync.book.orders.contains_key("WO-0"));
+    assert_eq!(sync.book.orders["WO-LONG"].status, OrderStatus::Running);
 }
