@@ -143,6 +143,13 @@ pub fn parse_mqtt_url(url: &str) -> Result<BrokerUrl, IngestError> {
     })
 }
 
+/// The largest payload decoded; a larger one is a dead letter.
+pub const MAX_PAYLOAD_BYTES: usize = 1 << 20;
+/// The largest packet the client takes from the broker at all (beyond it
+/// the connection fails and the broker redelivers: set the broker's own
+/// `message_size_limit` below this).
+pub const MAX_PACKET_BYTES: usize = 64 << 20;
+
 /// A running adapter.
 pub type MqttAdapter = super::worker::WorkerThread;
 
@@ -190,7 +197,10 @@ async fn run(
     opts.set_keep_alive(Duration::from_secs(10));
     opts.set_clean_session(false);
     opts.set_manual_acks(true);
-    opts.set_max_packet_size(1 << 20, 1 << 20);
+    // Receive far larger packets than any payload is allowed to be, so an
+    // oversized one becomes a dead letter (and is acknowledged) instead of
+    // a protocol error that would make the broker send it again forever.
+    opts.set_max_packet_size(MAX_PACKET_BYTES, 1 << 20);
     if let Some(t) = transport {
         opts.set_transport(t);
     }
@@ -305,7 +315,21 @@ pub fn to_events(
     window: &SourceTimeWindow,
 ) -> Vec<IngestEvent> {
     let mut ack = ack_for(client, &p);
-    let mut out: Vec<IngestEvent> = if let Some(topic) = sparkplug::parse_topic(&p.topic) {
+    let mut out: Vec<IngestEvent> = if p.payload.len() > MAX_PAYLOAD_BYTES {
+        vec![IngestEvent::DeadLetter(
+            dead_letter(
+                &p.topic,
+                format!(
+                    "payload of {} bytes is over the {} byte limit",
+                    p.payload.len(),
+                    MAX_PAYLOAD_BYTES
+                ),
+                &p.payload,
+                received_us,
+            ),
+            None,
+        )]
+    } else if let Some(topic) = sparkplug::parse_topic(&p.topic) {
         decode_sparkplug(registry, aliases, &p.topic, &topic, &p.payload, received_us)
             .into_iter()
             .map(|r| match r {
@@ -322,10 +346,13 @@ pub fn to_events(
             )],
         }
     };
-    // A sample from a clock nobody should believe is kept as a dead letter.
+    // A sample from a clock nobody should believe, or with a number that is
+    // not one, is kept as a dead letter.
     for ev in &mut out {
         if let IngestEvent::Sample(s, _) = ev
-            && let Err(reason) = window.check(s.hops.source_us, received_us)
+            && let Err(reason) = window
+                .check(s.hops.source_us, received_us)
+                .and_then(|()| s.value.check_finite())
         {
             *ev = IngestEvent::DeadLetter(
                 dead_letter(&p.topic, reason, &p.payload, received_us),

@@ -236,6 +236,7 @@ async fn subscribe(
         let node = item.item_to_monitor().node_id.to_string();
         let sample = data_change_to_sample(&reg, &node, &dv, received_us).and_then(|s| {
             window.check(s.hops.source_us, received_us)?;
+            s.value.check_finite()?;
             Ok(s)
         });
         let ev = match sample {

@@ -83,6 +83,32 @@ pub enum SampleValue {
 }
 
 impl SampleValue {
+    /// Ok unless a number (or a spectrum's bin width or a bin) is NaN or
+    /// infinite, which no process value is: such a sample becomes a dead
+    /// letter with this reason instead of poisoning averages and plots.
+    pub fn check_finite(&self) -> Result<(), String> {
+        match self {
+            SampleValue::Number(v) if !v.is_finite() => {
+                Err(format!("value {v} is not a finite number"))
+            }
+            SampleValue::Spectrum { bin_hz, bins } => {
+                if !bin_hz.is_finite() || *bin_hz <= 0.0 {
+                    return Err(format!(
+                        "spectrum bin width {bin_hz} Hz is not a positive number"
+                    ));
+                }
+                match bins.iter().position(|b| !b.is_finite()) {
+                    Some(i) => Err(format!(
+                        "spectrum bin {i} is {}, not a finite number",
+                        bins[i]
+                    )),
+                    None => Ok(()),
+                }
+            }
+            _ => Ok(()),
+        }
+    }
+
     pub fn as_f64(&self) -> Option<f64> {
         match self {
             SampleValue::Number(v) => Some(*v),

@@ -116,6 +116,11 @@ pub(crate) struct Pub {
 
 impl Pub {
     pub(crate) fn new(port: u16, id: &str) -> Self {
+        Self::with_max_packet(port, id, 10 * 1024)
+    }
+
+    /// A publisher allowed packets up to `bytes`.
+    pub(crate) fn with_max_packet(port: u16, id: &str, bytes: usize) -> Self {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
@@ -124,6 +129,7 @@ impl Pub {
         let mut opts = MqttOptions::new(id, "127.0.0.1", port);
         opts.set_keep_alive(Duration::from_secs(5));
         opts.set_clean_session(false);
+        opts.set_max_packet_size(bytes, bytes);
         let (client, mut el) = AsyncClient::new(opts, 10_000);
         rt.spawn(async move {
             loop {
@@ -722,4 +728,203 @@ fn opcua_subscription_recovers_after_server_restart_and_meets_mqtt_on_one_proper
     assert!(recovered.is_some(), "no data after the server restart");
     adapter.stop();
     server.stop();
+}
+
+/// Appends a protobuf varint.
+fn varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+/// The nasty set, published to the running app's broker (a real mosquitto,
+/// which passes 10 MB messages on): the app does not panic, each one is a
+/// dead letter with its reason (in the app and in the history), and the
+/// app stays live — a good sample after them all is applied.
+#[test]
+fn hostile_payloads_become_dead_letters_and_the_app_stays_live() {
+    use mezzanine::app::{self, Front, Launch};
+    use mezzanine::config::AppConfig;
+    use mezzanine::history::History;
+    use mezzanine::ingest::{DeadLetters, LinkStatus, sparkplug};
+    use mezzanine::twin::{AssetEntities, LiveValues};
+
+    let dir = tempfile::tempdir().expect("dir");
+    let port = free_port().expect("port");
+    let _broker = start_mosquitto(port, dir.path());
+    let mut cfg = AppConfig::load(None).expect("defaults");
+    cfg.mqtt.url = Some(format!("mqtt://127.0.0.1:{port}"));
+    cfg.mqtt.client_id = Some("twin-hostile-app".into());
+    cfg.opcua.enabled = false;
+    cfg.history.path = Some(dir.path().join("h.duckdb"));
+    cfg.validate().expect("valid");
+    let mut a = app::build(Launch {
+        cfg,
+        front: Front::Headless,
+        replay: None,
+        demo_mes_outage: None,
+    })
+    .expect("app");
+    let start = Instant::now();
+    while a.app.world().resource::<LinkStatus>().mqtt != LinkState::Connected {
+        assert!(start.elapsed() < Duration::from_secs(20), "never connected");
+        a.app.update();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(500)); // subscription settles
+
+    let now = now_us();
+    let spectrum_topic = "acme/lyon/machining/line1/mill01/vibration_spectrum";
+    let robot = "spBv1.0/acme/DDATA/line1/robot01";
+    // A Sparkplug metric of a type nobody here knows (a bytes value, tag 16).
+    let unknown_type = {
+        let mut metric = Vec::new();
+        metric.push(0x0a); // name
+        varint(&mut metric, 5);
+        metric.extend_from_slice(b"power");
+        metric.push(0x20); // datatype
+        varint(&mut metric, 17);
+        varint(&mut metric, (16 << 3) | 2); // bytes_value
+        varint(&mut metric, 3);
+        metric.extend_from_slice(b"\x00\xff\x10");
+        let mut p = vec![0x08]; // timestamp
+        varint(&mut p, (now / 1000) as u64);
+        p.push(0x12); // metrics
+        varint(&mut p, metric.len() as u64);
+        p.extend_from_slice(&metric);
+        p
+    };
+    let deep = format!("{}1{}", "[".repeat(10_000), "]".repeat(10_000));
+    let nasty: Vec<(&str, Vec<u8>, &str)> = vec![
+        (
+            SPINDLE_TOPIC,
+            format!(r#"{{"value": 1, "ts_us": {}}}"#, i64::MIN).into_bytes(),
+            "before 2000",
+        ),
+        (
+            SPINDLE_TOPIC,
+            format!(r#"{{"value": 1, "ts_us": {}}}"#, i64::MAX).into_bytes(),
+            "ahead of its receipt",
+        ),
+        (
+            SPINDLE_TOPIC,
+            format!(r#"{{"value": 1, "ts": {}}}"#, i64::MAX).into_bytes(),
+            "`ts`",
+        ),
+        (SPINDLE_TOPIC, br#"{"value": NaN}"#.to_vec(), "not JSON"),
+        (SPINDLE_TOPIC, br#"{"value": 1e999}"#.to_vec(), "not JSON"),
+        (
+            SPINDLE_TOPIC,
+            vec![b'7'; 10 << 20],
+            "over the 1048576 byte limit",
+        ),
+        (SPINDLE_TOPIC, deep.into_bytes(), "recursion limit"),
+        (
+            SPINDLE_TOPIC,
+            b"{\"value\": \"\xff\xfe\"}".to_vec(),
+            "not JSON",
+        ),
+        (
+            spectrum_topic,
+            mezzanine::ingest::decode::encode_spectrum(10.0, &[1.0, f32::NAN, 2.0], now),
+            "spectrum bin 1 is NaN",
+        ),
+        (
+            robot,
+            sparkplug::encode(
+                &[("power", &SampleValue::Number(f64::INFINITY))],
+                (now / 1000) as u64,
+                1,
+            ),
+            "value inf is not a finite number",
+        ),
+        (
+            robot,
+            sparkplug::encode(
+                &[("power", &SampleValue::Number(f64::NAN))],
+                (now / 1000) as u64,
+                2,
+            ),
+            "value NaN is not a finite number",
+        ),
+        (robot, unknown_type, "no value of a supported type"),
+        (robot, vec![0xff; 64], "not a Sparkplug B payload"),
+    ];
+    let publisher = Pub::with_max_packet(port, "fuzzer", 32 << 20);
+    for (topic, payload, _) in &nasty {
+        publisher.publish(topic, payload.clone());
+    }
+    // And then a good one: the adapter and the app are still there.
+    publisher.publish(
+        SPINDLE_TOPIC,
+        encode_json(&SampleValue::Number(4242.0), now, None),
+    );
+    let reg = registry();
+    let spindle = reg.resolve_topic(SPINDLE_TOPIC).expect("topic");
+    let shown = |app: &bevy::prelude::App| {
+        let e = app.world().resource::<AssetEntities>().0[&spindle.asset];
+        app.world()
+            .get::<LiveValues>(e)
+            .expect("values")
+            .0
+            .get(spindle.property as usize)
+            .and_then(|v| v.as_ref())
+            .map(|v| v.value.clone())
+    };
+    let start = Instant::now();
+    while shown(&a.app) != Some(SampleValue::Number(4242.0))
+        || a.app.world().resource::<DeadLetters>().total < nasty.len() as u64
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "after 30 s: {} dead letters, spindle shows {:?}; {:?}",
+            a.app.world().resource::<DeadLetters>().total,
+            shown(&a.app),
+            a.app
+                .world()
+                .resource::<DeadLetters>()
+                .recent
+                .iter()
+                .map(|d| &d.reason)
+                .collect::<Vec<_>>()
+        );
+        a.app.update();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let dead = a.app.world().resource::<DeadLetters>();
+    assert_eq!(dead.total, nasty.len() as u64);
+    let reasons: Vec<(String, String)> = dead
+        .recent
+        .iter()
+        .map(|d| (d.source.clone(), d.reason.clone()))
+        .collect();
+    for ((topic, _, why), (source, reason)) in nasty.iter().zip(&reasons) {
+        assert_eq!(source, topic);
+        assert!(reason.contains(why), "`{reason}` should say `{why}`");
+    }
+    let links = a.app.world().resource::<LinkStatus>().clone();
+    assert_eq!(
+        (links.mqtt, links.mqtt_reconnects),
+        (LinkState::Connected, 0)
+    );
+    assert_eq!(a.live.mqtt.restarts(), 0, "the adapter never failed");
+    // The history holds them too.
+    let history = a.app.world().resource::<History>().clone();
+    a.shutdown();
+    assert_eq!(
+        history
+            .stats
+            .dead_letters
+            .load(std::sync::atomic::Ordering::Relaxed),
+        nasty.len() as u64
+    );
+    println!(
+        "{} hostile payloads: each a dead letter, the app live",
+        nasty.len()
+    );
+    for (_, r) in reasons {
+        println!("  {r}");
+    }
 }
