@@ -157,13 +157,20 @@ pub enum Command {
         #[arg(long)]
         registry: Option<PathBuf>,
     },
-    /// Measure a pipeline and print a table (`bench ingest`, `bench history`).
+    /// Measure a pipeline and print a table (`bench ingest`, `bench history`,
+    /// `bench soak`).
     Bench {
-        /// Which pipeline: `ingest` or `history`.
+        /// Which pipeline: `ingest`, `history` or `soak`.
         what: String,
-        /// A run under 30 s at smaller rates.
+        /// A run under 30 s at smaller rates (soak: one minute).
         #[arg(long)]
         quick: bool,
+        /// How long the soak runs (default 30).
+        #[arg(long)]
+        minutes: Option<u64>,
+        /// The soak's load, samples per second (default 20,000).
+        #[arg(long)]
+        rate: Option<u64>,
     },
     /// Regenerate the demo plant's layout and registry.
     GenerateDemoPlant {

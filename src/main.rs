@@ -21,7 +21,12 @@ fn main() -> ExitCode {
         .map_err(anyhow::Error::from),
         Some(Command::Check { scene, registry }) => tools::check::run(&scene, &registry),
         Some(Command::GenerateDemoPlant { out }) => tools::generate::run(&out),
-        Some(Command::Bench { what, quick }) => tools::bench::run(&what, quick),
+        Some(Command::Bench {
+            what,
+            quick,
+            minutes,
+            rate,
+        }) => tools::bench::run(&what, quick, minutes, rate),
         Some(Command::Record {
             history,
             registry,

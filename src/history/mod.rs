@@ -24,7 +24,7 @@ use crossbeam_channel::{Receiver, Sender};
 use crate::ingest::{Origin, Quality};
 use crate::registry::AssetIdx;
 pub use store::{OpenReport, PropIds, SCHEMA_VERSION, Store};
-pub use writer::{HistoryWriter, WriterMsg, WriterSettings, WriterStats};
+pub use writer::{HistoryWriter, LatencySummary, WriterMsg, WriterSettings, WriterStats};
 
 /// Everything that can go wrong with the history file.
 #[derive(Debug, thiserror::Error)]

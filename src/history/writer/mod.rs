@@ -160,9 +160,46 @@ pub struct WriterStats {
     pub first_ts_us: AtomicI64,
     pub last_ts_us: AtomicI64,
     pub last_error: Mutex<Option<String>>,
+    /// Receipt → commit of each sample, µs (the wait an ack has behind the
+    /// disk); `take_commit_latency` empties it.
+    commit_latency: Mutex<Option<hdrhistogram::Histogram<u64>>>,
+}
+
+/// p50, p99 and max of a latency histogram, µs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LatencySummary {
+    pub count: u64,
+    pub p50_us: u64,
+    pub p99_us: u64,
+    pub max_us: u64,
 }
 
 impl WriterStats {
+    /// Receipt → commit latency of the samples committed since the last
+    /// call (None when none were).
+    pub fn take_commit_latency(&self) -> Option<LatencySummary> {
+        let mut slot = self.commit_latency.lock().unwrap_or_else(|p| p.into_inner());
+        let h = slot.take()?;
+        (!h.is_empty()).then(|| LatencySummary {
+            count: h.len(),
+            p50_us: h.value_at_quantile(0.50),
+            p99_us: h.value_at_quantile(0.99),
+            max_us: h.max(),
+        })
+    }
+
+    fn note_commit(&self, received_us: impl Iterator<Item = i64>, committed_us: i64) {
+        let mut slot = self.commit_latency.lock().unwrap_or_else(|p| p.into_inner());
+        if slot.is_none() {
+            *slot = hdrhistogram::Histogram::new_with_bounds(1, 3_600_000_000, 2).ok();
+        }
+        if let Some(h) = slot.as_mut() {
+            for r in received_us {
+                h.saturating_record(committed_us.saturating_sub(r).max(1) as u64);
+            }
+        }
+    }
+
     pub fn range_us(&self) -> Option<(i64, i64)> {
         let a = self.first_ts_us.load(Ordering::Relaxed);
         let b = self.last_ts_us.load(Ordering::Relaxed);
@@ -654,6 +691,8 @@ impl Writer {
             Ok(()) => {
                 let b = std::mem::take(&mut self.batch);
                 let n_samples = b.samples.len() as u64;
+                self.stats
+                    .note_commit(b.samples.iter().map(|r| r.received_us), now_us());
                 if let Some(max) = b.samples.iter().map(|r| r.ts_us).max() {
                     self.max_ts_us = self.max_ts_us.max(max);
                 }
