@@ -172,6 +172,30 @@ pub enum Command {
         #[arg(long)]
         rate: Option<u64>,
     },
+    /// Run a fault drill against real processes and print its table
+    /// (`drill kill`: the recorder killed under load, the broker restarted).
+    Drill {
+        /// Which drill: `kill`.
+        what: String,
+        /// Ten interruptions instead of 200.
+        #[arg(long)]
+        quick: bool,
+        /// How many interruptions (a fifth of them broker restarts).
+        #[arg(long)]
+        kills: Option<u32>,
+        /// Asset registry (TOML) naming the drill's topics (default: the demo plant's).
+        #[arg(long)]
+        registry: Option<PathBuf>,
+    },
+    /// OPC UA server certificates: list the ones the client refused, or
+    /// trust one (`opcua trust --thumbprint <hex>`).
+    Opcua {
+        /// `trust`.
+        what: String,
+        /// The refused certificate to trust (8 or more hex digits).
+        #[arg(long)]
+        thumbprint: Option<String>,
+    },
     /// Regenerate the demo plant's layout and registry.
     GenerateDemoPlant {
         /// Output folder.

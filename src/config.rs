@@ -276,6 +276,23 @@ pub struct OpcUaConfig {
     pub sampling_interval_ms: f64,
     /// Turn the OPC UA adapter off entirely.
     pub enabled: bool,
+    /// Allow SecurityPolicy None to an endpoint that is not on this machine
+    /// (anyone on the network can read and forge the values).
+    pub allow_insecure: bool,
+}
+
+/// True for `localhost`, `127.x.x.x` and `::1` in an `opc.tcp://` URL.
+pub fn is_loopback_endpoint(endpoint: &str) -> bool {
+    let rest = endpoint.strip_prefix("opc.tcp://").unwrap_or(endpoint);
+    let authority = rest.split('/').next().unwrap_or_default();
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+    };
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 impl Default for OpcUaConfig {
@@ -288,6 +305,7 @@ impl Default for OpcUaConfig {
             password: None,
             sampling_interval_ms: 100.0,
             enabled: true,
+            allow_insecure: false,
         }
     }
 }
@@ -585,6 +603,21 @@ impl AppConfig {
                 message: format!("`{u}`: only http:// URLs are supported"),
             });
         }
+        if let Some(e) = &self.opcua.endpoint
+            && self.opcua.enabled
+            && self.opcua.security_policy == "None"
+            && !self.opcua.allow_insecure
+            && !is_loopback_endpoint(e)
+        {
+            return Err(ConfigError::Invalid {
+                field: "opcua.security_policy",
+                message: format!(
+                    "`None` to {e}, which is not on this machine: anyone on the network could \
+                     read and forge its values. Use Basic256Sha256 or Aes256Sha256RsaPss with \
+                     SignAndEncrypt, or set [opcua] allow_insecure = true to accept the risk"
+                ),
+            });
+        }
         if self.history.keyframe_interval_s == 0 {
             return Err(ConfigError::Invalid {
                 field: "history.keyframe_interval_s",
@@ -610,6 +643,46 @@ fn parse_bool(name: &'static str, v: &str) -> Result<bool, ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn security_policy_none_is_refused_off_this_machine_unless_allowed() {
+        for (e, local) in [
+            ("opc.tcp://127.0.0.1:4840/", true),
+            ("opc.tcp://localhost:4840", true),
+            ("opc.tcp://[::1]:4840/x", true),
+            ("opc.tcp://plc-7.plant.local:4840/", false),
+            ("opc.tcp://10.0.3.17:4840", false),
+        ] {
+            assert_eq!(is_loopback_endpoint(e), local, "{e}");
+        }
+        // The shipped layout and registry, so that only the OPC UA part fails.
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut cfg = AppConfig::default();
+        cfg.plant.scene = root.join("scenes/demo-plant.glb");
+        cfg.plant.registry = root.join("scenes/demo-plant.toml");
+        cfg.opcua.endpoint = Some("opc.tcp://10.0.3.17:4840/".into());
+        let e = cfg
+            .validate()
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            e.contains("opcua.security_policy")
+                && e.contains("10.0.3.17")
+                && e.contains("allow_insecure"),
+            "{e}"
+        );
+        cfg.opcua.allow_insecure = true;
+        assert!(cfg.validate().is_ok());
+        cfg.opcua.allow_insecure = false;
+        cfg.opcua.security_policy = "Basic256Sha256".into();
+        cfg.opcua.security_mode = "SignAndEncrypt".into();
+        assert!(cfg.validate().is_ok());
+        cfg.opcua.endpoint = Some("opc.tcp://127.0.0.1:4840/".into());
+        cfg.opcua.security_policy = "None".into();
+        cfg.opcua.security_mode = "None".into();
+        assert!(cfg.validate().is_ok());
+    }
 
     #[test]
     fn file_then_environment_override_defaults() {

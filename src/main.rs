@@ -27,6 +27,21 @@ fn main() -> ExitCode {
             minutes,
             rate,
         }) => tools::bench::run(&what, quick, minutes, rate),
+        Some(Command::Opcua { what, thumbprint }) => match what.as_str() {
+            "trust" => tools::opcua_trust::run(config, thumbprint),
+            other => Err(anyhow::anyhow!(
+                "unknown `opcua {other}` (try `opcua trust`)"
+            )),
+        },
+        Some(Command::Drill {
+            what,
+            quick,
+            kills,
+            registry,
+        }) => match what.as_str() {
+            "kill" => tools::drill::run(quick, kills, registry),
+            other => Err(anyhow::anyhow!("unknown drill `{other}` (try `kill`)")),
+        },
         Some(Command::Record {
             history,
             registry,

@@ -4,6 +4,9 @@
 //!
 //! Security: the demo listens on loopback with SecurityPolicy None and
 //! anonymous users; real deployments point the twin at their own server.
+//! [`start_secured_opcua_server`] serves the same nodes only over
+//! Basic256Sha256 and Aes256Sha256RsaPss with SignAndEncrypt and one user
+//! name and password (what the client's security is tested against).
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -106,6 +109,27 @@ pub fn start_opcua_server(
     port: u16,
     pki_dir: PathBuf,
 ) -> Result<DemoOpcUaServer, DemoError> {
+    start_with(registry, port, pki_dir, None)
+}
+
+/// The same server with only secured endpoints (Basic256Sha256 and
+/// Aes256Sha256RsaPss, SignAndEncrypt) and the one user `user`/`password`.
+pub fn start_secured_opcua_server(
+    registry: &AssetRegistry,
+    port: u16,
+    pki_dir: PathBuf,
+    user: &str,
+    password: &str,
+) -> Result<DemoOpcUaServer, DemoError> {
+    start_with(registry, port, pki_dir, Some((user, password)))
+}
+
+fn start_with(
+    registry: &AssetRegistry,
+    port: u16,
+    pki_dir: PathBuf,
+    secured: Option<(&str, &str)>,
+) -> Result<DemoOpcUaServer, DemoError> {
     let nodes = registry_nodes(registry)?;
     let initial: Vec<(NodeId, Variant)> = nodes
         .iter()
@@ -129,7 +153,26 @@ pub fn start_opcua_server(
         })?;
     // The server spawns its samplers while building: inside the runtime.
     let guard = rt.enter();
-    let (server, handle) = ServerBuilder::new_anonymous("Mezzanine demo PLC")
+    let builder = match secured {
+        None => ServerBuilder::new_anonymous("Mezzanine demo PLC"),
+        Some((user, password)) => {
+            use opcua::server::{ServerEndpoint, ServerUserToken};
+            let tokens = ["operator".to_string()];
+            ServerBuilder::new()
+                .application_name("Mezzanine demo PLC (secured)")
+                .add_user_token("operator", ServerUserToken::user_pass(user, password))
+                .add_endpoint(
+                    "basic256sha256",
+                    ServerEndpoint::new_basic256sha256_sign_encrypt("/", &tokens),
+                )
+                .add_endpoint(
+                    "aes256sha256rsapss",
+                    ServerEndpoint::new_aes256_sha256_rsapss_sign_encrypt("/", &tokens),
+                )
+                .discovery_urls(vec!["/".to_owned()])
+        }
+    };
+    let (server, handle) = builder
         .application_uri("urn:mezzanine:demo-plc")
         .product_uri("urn:mezzanine")
         .host("127.0.0.1")

@@ -124,7 +124,9 @@ async fn run(
         .product_uri("urn:mezzanine")
         .pki_dir(settings.pki_dir.clone())
         .create_sample_keypair(true)
-        .trust_server_certs(true)
+        // An unknown server certificate is refused and kept in
+        // `<pki>/rejected` for a person to trust (`mezzanine opcua trust`).
+        .trust_server_certs(false)
         // No retries inside the session: after a server restart its
         // re-created subscription was seen to stay silent, so the adapter
         // builds a fresh session and subscription itself (below).
@@ -148,6 +150,35 @@ async fn run(
         .collect();
     let mut backoff = Duration::from_millis(200);
     while !stop.load(Ordering::Relaxed) {
+        let attempt = std::time::SystemTime::now();
+        // Why an attempt failed, with what to do when the server's
+        // certificate is the reason.
+        let refused = |why: String| {
+            // A certificate refusal names the file even when it was left
+            // in `rejected` by an earlier attempt.
+            let cert_refusal = why.contains("Certificate");
+            let since = if cert_refusal {
+                std::time::UNIX_EPOCH
+            } else {
+                attempt
+            };
+            let why = match newest_rejected(&settings.pki_dir, since) {
+                Some(c) => format!(
+                    "the server's certificate is not trusted ({}, thumbprint {}): check it is \
+                     your server's, then run `mezzanine opcua trust --thumbprint {}` (it moves \
+                     the file from {} to its trusted folder) [{why}]",
+                    c.file_name,
+                    c.thumbprint,
+                    c.thumbprint,
+                    c.path
+                        .parent()
+                        .map(|p| p.display().to_string())
+                        .unwrap_or_default()
+                ),
+                None => why,
+            };
+            LinkState::Disconnected(why)
+        };
         link(LinkState::Connecting);
         let identity = match (&settings.username, &settings.password) {
             (Some(u), Some(p)) => IdentityToken::UserName(u.clone(), p.clone().into()),
@@ -165,10 +196,7 @@ async fn run(
         let (session, event_loop) = match connected {
             Ok(s) => s,
             Err(e) => {
-                link(LinkState::Disconnected(format!(
-                    "connect to {}: {e}",
-                    settings.endpoint
-                )));
+                link(refused(format!("connect to {}: {e}", settings.endpoint)));
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(5));
                 continue;
@@ -177,7 +205,15 @@ async fn run(
         let mut loop_handle = event_loop.spawn();
         let up = tokio::time::timeout(Duration::from_secs(10), session.wait_for_connection()).await;
         if !matches!(up, Ok(true)) {
-            link(LinkState::Disconnected("session did not come up".into()));
+            let why = if loop_handle.is_finished() {
+                match (&mut loop_handle).await {
+                    Ok(s) => format!("session did not come up: {s}"),
+                    Err(e) => format!("session did not come up: {e}"),
+                }
+            } else {
+                "session did not come up within 10 s".to_string()
+            };
+            link(refused(why));
             loop_handle.abort();
             tokio::time::sleep(backoff).await;
             continue;
@@ -369,4 +405,52 @@ pub fn data_change_to_sample(
             decoded_us,
         },
     })
+}
+
+/// A server certificate the client refused, waiting in `<pki>/rejected`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RejectedCert {
+    pub path: std::path::PathBuf,
+    pub file_name: String,
+    /// SHA-1 thumbprint, hex (from the file name async-opcua gives it).
+    pub thumbprint: String,
+    pub modified: std::time::SystemTime,
+}
+
+/// The certificates in `<pki_dir>/rejected`, newest first.
+pub fn rejected_certs(pki_dir: &std::path::Path) -> Vec<RejectedCert> {
+    let Ok(entries) = std::fs::read_dir(pki_dir.join("rejected")) else {
+        return Vec::new();
+    };
+    let mut out: Vec<RejectedCert> = entries
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            let file_name = e.file_name().to_string_lossy().to_string();
+            let stem = file_name.strip_suffix(".der")?;
+            // "<common name> [<thumbprint>].der" or "<thumbprint>.der"
+            let thumbprint = match stem.rsplit_once('[') {
+                Some((_, t)) => t.trim_end_matches(']').to_string(),
+                None => stem.to_string(),
+            };
+            Some(RejectedCert {
+                path: e.path(),
+                file_name,
+                thumbprint,
+                modified: e.metadata().ok()?.modified().ok()?,
+            })
+        })
+        .collect();
+    out.sort_by_key(|c| std::cmp::Reverse(c.modified));
+    out
+}
+
+/// The certificate rejected since `since`, if one was.
+fn newest_rejected(
+    pki_dir: &std::path::Path,
+    since: std::time::SystemTime,
+) -> Option<RejectedCert> {
+    let since = since.checked_sub(Duration::from_secs(1)).unwrap_or(since);
+    rejected_certs(pki_dir)
+        .into_iter()
+        .find(|c| c.modified >= since)
 }

@@ -5,9 +5,11 @@
 pub mod bench;
 pub mod check;
 pub mod demo_plant;
+pub mod drill;
 pub mod export;
 pub mod generate;
 pub mod import_schedule;
+pub mod opcua_trust;
 pub mod record;
 
 use std::path::PathBuf;

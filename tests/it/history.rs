@@ -1188,3 +1188,33 @@ fn a_full_disk_holds_the_data_at_the_broker_and_recording_resumes() {
     assert_eq!(distinct, n, "every published sample is recorded");
     assert_eq!(rows, n, "and none twice");
 }
+
+/// `mezzanine drill kill` through the real binary, three interruptions:
+/// it prints its table and finds nothing lost and nothing twice.
+#[test]
+fn the_kill_drill_runs_and_finds_nothing_lost() {
+    let out = Command::new(env!("CARGO_BIN_EXE_mezzanine"))
+        .args(["drill", "kill", "--kills", "3"])
+        .output()
+        .expect("drill runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let row = stdout
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .split('|')
+        .map(|c| c.trim().to_string())
+        .collect::<Vec<_>>();
+    // kills | broker | published | acked | recorded | acked & lost | duplicates
+    assert_eq!(row.len(), 7, "{stdout}");
+    assert_eq!((row[0].as_str(), row[1].as_str()), ("3", "0"), "{stdout}");
+    let n = |i: usize| row[i].parse::<u64>().unwrap_or(u64::MAX);
+    assert!(n(3) > 0 && n(4) >= n(3), "{stdout}");
+    assert_eq!((n(5), n(6)), (0, 0), "{stdout}");
+    println!("{stdout}");
+}

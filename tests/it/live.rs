@@ -928,3 +928,115 @@ fn hostile_payloads_become_dead_letters_and_the_app_stays_live() {
         println!("  {r}");
     }
 }
+
+/// Against a server that offers only SignAndEncrypt with a user name: an
+/// unknown server certificate is refused, named by its thumbprint with what
+/// to do; once a person trusts it, Basic256Sha256 and Aes256Sha256RsaPss
+/// both connect and deliver; a wrong password is refused.
+#[test]
+fn a_secured_opcua_server_is_trusted_by_a_person_not_by_default() {
+    use mezzanine::demo::opcua_server::start_secured_opcua_server;
+    let reg = registry();
+    let dir = tempfile::tempdir().expect("dir");
+    let port = free_port().expect("port");
+    let server = start_secured_opcua_server(
+        &reg,
+        port,
+        dir.path().join("server"),
+        "operator",
+        "s3cret-Pa55",
+    )
+    .expect("secured server");
+    let client_pki = dir.path().join("client");
+    let adapter_with = |policy: &str, password: &str, rx_cap: usize| {
+        let (tx, rx) = ingest_channel(rx_cap);
+        let adapter = spawn_opcua_adapter(
+            OpcUaSettings {
+                endpoint: server.endpoint(),
+                security_policy: policy.into(),
+                security_mode: "SignAndEncrypt".into(),
+                username: Some("operator".into()),
+                password: Some(password.into()),
+                pki_dir: client_pki.clone(),
+                sampling_interval_ms: 50.0,
+            },
+            reg.clone(),
+            tx,
+        )
+        .expect("adapter");
+        (adapter, rx)
+    };
+    let down_reason = |e: &[IngestEvent]| {
+        e.iter().rev().find_map(|x| match x {
+            IngestEvent::Link {
+                origin: Origin::OpcUa,
+                state: LinkState::Disconnected(why),
+            } => Some(why.clone()),
+            _ => None,
+        })
+    };
+
+    // Unknown server certificate: refused, and the refusal says what to do.
+    let (adapter, rx) = adapter_with("Basic256Sha256", "s3cret-Pa55", 10_000);
+    let ev = collect(&rx, Duration::from_secs(30), |e| {
+        down_reason(e).is_some_and(|w| w.contains("not trusted"))
+    });
+    let why = down_reason(&ev).unwrap_or_default();
+    assert!(
+        why.contains("not trusted") && why.contains("mezzanine opcua trust --thumbprint"),
+        "{why}"
+    );
+    assert!(
+        !connected(&ev, Origin::OpcUa),
+        "connected to an unknown server"
+    );
+    adapter.stop();
+    let rejected = mezzanine::ingest::opcua::rejected_certs(&client_pki);
+    assert_eq!(rejected.len(), 1, "{rejected:?}");
+    assert!(why.contains(&rejected[0].thumbprint), "{why}");
+
+    // A person trusts it (the thumbprint's first 8 digits are enough).
+    let moved = mezzanine::tools::opcua_trust::trust(&client_pki, &rejected[0].thumbprint[..8])
+        .expect("trusted");
+    assert_eq!(moved.len(), 1);
+    let bad = mezzanine::tools::opcua_trust::trust(&client_pki, "deadbeef");
+    assert!(bad.is_err(), "nothing left to trust");
+
+    let node = NodeId::new(2, "Line1.Mill01.Spindle.Speed");
+    for (k, policy) in ["Basic256Sha256", "Aes256Sha256RsaPss"].iter().enumerate() {
+        let (adapter, rx) = adapter_with(policy, "s3cret-Pa55", 10_000);
+        let ev = collect(&rx, Duration::from_secs(30), |e| {
+            connected(e, Origin::OpcUa)
+        });
+        assert!(
+            connected(&ev, Origin::OpcUa),
+            "{policy}: {:?}",
+            down_reason(&ev)
+        );
+        let want = 7000.0 + k as f64;
+        let got = collect(&rx, Duration::from_secs(20), |e| {
+            server.set_values(vec![(node.clone(), Variant::Double(want), now_us())]);
+            e.iter().any(
+                |x| matches!(x, IngestEvent::Sample(s, _) if s.value == SampleValue::Number(want)),
+            )
+        });
+        assert!(
+            got.iter().any(
+                |x| matches!(x, IngestEvent::Sample(s, _) if s.value == SampleValue::Number(want))
+            ),
+            "{policy}: no value over the encrypted session"
+        );
+        adapter.stop();
+    }
+
+    // A wrong password is refused.
+    let (adapter, rx) = adapter_with("Basic256Sha256", "guess", 10_000);
+    let ev = collect(&rx, Duration::from_secs(20), |e| down_reason(e).is_some());
+    assert!(
+        !connected(&ev, Origin::OpcUa),
+        "connected with a wrong password"
+    );
+    println!("wrong password: {}", down_reason(&ev).unwrap_or_default());
+    adapter.stop();
+    server.stop();
+}

@@ -178,7 +178,10 @@ impl WriterStats {
     /// Receipt → commit latency of the samples committed since the last
     /// call (None when none were).
     pub fn take_commit_latency(&self) -> Option<LatencySummary> {
-        let mut slot = self.commit_latency.lock().unwrap_or_else(|p| p.into_inner());
+        let mut slot = self
+            .commit_latency
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         let h = slot.take()?;
         (!h.is_empty()).then(|| LatencySummary {
             count: h.len(),
@@ -189,7 +192,10 @@ impl WriterStats {
     }
 
     fn note_commit(&self, received_us: impl Iterator<Item = i64>, committed_us: i64) {
-        let mut slot = self.commit_latency.lock().unwrap_or_else(|p| p.into_inner());
+        let mut slot = self
+            .commit_latency
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         if slot.is_none() {
             *slot = hdrhistogram::Histogram::new_with_bounds(1, 3_600_000_000, 2).ok();
         }

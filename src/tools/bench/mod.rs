@@ -249,9 +249,9 @@ impl Rig {
 
     /// Samples the recorder has committed (0 on the twin path).
     pub fn recorded(&self) -> u64 {
-        self.history
-            .as_ref()
-            .map_or(0, |h| h.writer.stats.samples_written.load(Ordering::Relaxed))
+        self.history.as_ref().map_or(0, |h| {
+            h.writer.stats.samples_written.load(Ordering::Relaxed)
+        })
     }
 
     /// Stops the adapter, then the recorder (last commit, checkpoint).
@@ -292,10 +292,9 @@ fn load_step(rig: &mut Rig, path: BenchPath, rate: u64, step_s: u64) -> StepResu
         let _ = h.writer.stats.take_commit_latency();
     }
     let before = app.world().resource::<TwinCounters>().clone();
-    let recorded0 = rig
-        .history
-        .as_ref()
-        .map_or(0, |h| h.writer.stats.samples_written.load(Ordering::Relaxed));
+    let recorded0 = rig.history.as_ref().map_or(0, |h| {
+        h.writer.stats.samples_written.load(Ordering::Relaxed)
+    });
     let cpu0 = cpu_seconds();
     let published = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
@@ -372,7 +371,8 @@ fn load_step(rig: &mut Rig, path: BenchPath, rate: u64, step_s: u64) -> StepResu
         ),
         None => (None, None),
     };
-    let delivered = recorded.unwrap_or(applied + duplicates + (c.out_of_order - before.out_of_order));
+    let delivered =
+        recorded.unwrap_or(applied + duplicates + (c.out_of_order - before.out_of_order));
     StepResult {
         path,
         target_per_s: rate,
@@ -480,7 +480,9 @@ fn print_table(results: &[StepResult], tags: usize) {
     println!("{}", "-".repeat(150));
     for r in results {
         let pair = |p: Option<(u64, u64)>| {
-            p.map_or("-".to_string(), |(p50, p99)| format!("{}/{}", ms(p50), ms(p99)))
+            p.map_or("-".to_string(), |(p50, p99)| {
+                format!("{}/{}", ms(p50), ms(p99))
+            })
         };
         let hop = |k: &str| pair(r.hops.get(k).copied());
         println!(

@@ -68,7 +68,13 @@ pub fn run_soak(minutes: u64, rate_per_s: u64) -> Result<Vec<SoakRow>, BenchErro
     );
     println!(
         "{:>6} | {:>10} | {:>10} | {:>7} | {:>8} | {:>14} | {:>15}",
-        "min", "published", "recorded", "backlog", "RSS MiB", "src→twin p99 ms", "rcv→commit p99 ms"
+        "min",
+        "published",
+        "recorded",
+        "backlog",
+        "RSS MiB",
+        "src→twin p99 ms",
+        "rcv→commit p99 ms"
     );
     println!("{}", "-".repeat(88));
     let t0 = Instant::now();
@@ -131,7 +137,10 @@ pub fn run_soak(minutes: u64, rate_per_s: u64) -> Result<Vec<SoakRow>, BenchErro
     let recorded = rig.recorded();
     stop.store(true, Ordering::Relaxed);
     rig.stop();
-    let (first, last) = (rows.first().map(|r| r.rss_mib), rows.last().map(|r| r.rss_mib));
+    let (first, last) = (
+        rows.first().map(|r| r.rss_mib),
+        rows.last().map(|r| r.rss_mib),
+    );
     let growth = match (first, last) {
         (Some(a), Some(b)) if a > 0.0 => format!("{:+.1} %", (b - a) / a * 100.0),
         _ => "-".into(),
