@@ -141,6 +141,27 @@ impl Pub {
         Self { rt, client }
     }
 
+    /// A publisher that logs in.
+    pub(crate) fn new_with_credentials(port: u16, id: &str, user: &str, pass: &str) -> Self {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let mut opts = MqttOptions::new(id, "127.0.0.1", port);
+        opts.set_keep_alive(Duration::from_secs(5));
+        opts.set_credentials(user, pass);
+        let (client, mut el) = AsyncClient::new(opts, 10_000);
+        rt.spawn(async move {
+            loop {
+                if el.poll().await.is_err() {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        });
+        Self { rt, client }
+    }
+
     pub(crate) fn publish(&self, topic: &str, payload: Vec<u8>) {
         let c = self.client.clone();
         let topic = topic.to_string();
@@ -514,7 +535,22 @@ pub(crate) fn start_mosquitto(port: u16, dir: &std::path::Path) -> Mosquitto {
     start_mosquitto_with(port, dir, "")
 }
 
+/// mosquitto whose first lines are `first` (global options and listeners
+/// of their own), then the usual anonymous listener on `port`.
+fn start_mosquitto_with_first(port: u16, dir: &std::path::Path, first: &str) -> Mosquitto {
+    start_mosquitto_conf(port, dir, first, "")
+}
+
 fn start_mosquitto_with(port: u16, dir: &std::path::Path, extra_listeners: &str) -> Mosquitto {
+    start_mosquitto_conf(port, dir, "", extra_listeners)
+}
+
+fn start_mosquitto_conf(
+    port: u16,
+    dir: &std::path::Path,
+    first: &str,
+    extra_listeners: &str,
+) -> Mosquitto {
     // Started as root, mosquitto drops to its own user: let it write here.
     #[cfg(unix)]
     {
@@ -525,7 +561,7 @@ fn start_mosquitto_with(port: u16, dir: &std::path::Path, extra_listeners: &str)
     std::fs::write(
         &conf,
         format!(
-            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\nautosave_interval 1\nmax_queued_messages 100000\nlog_dest file {}/mosquitto.log\nlog_type all\n{extra_listeners}",
+            "{first}listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\nautosave_interval 1\nmax_queued_messages 100000\nlog_dest file {}/mosquitto.log\nlog_type all\n{extra_listeners}",
             dir.display(),
             dir.display()
         ),
@@ -1039,4 +1075,181 @@ fn a_secured_opcua_server_is_trusted_by_a_person_not_by_default() {
     println!("wrong password: {}", down_reason(&ev).unwrap_or_default());
     adapter.stop();
     server.stop();
+}
+
+/// mosquitto with a password file and an ACL that lets the twin's user only
+/// read: the running app works (a PLC's samples arrive), its MES and
+/// reconciliation included, and a privileged subscriber on `#` sees nothing
+/// but what the PLC published — the twin publishes nowhere. A wrong
+/// password is refused.
+#[test]
+fn a_read_only_broker_account_is_all_the_twin_needs() {
+    use mezzanine::app::{self, Front, Launch};
+    use mezzanine::config::AppConfig;
+    use mezzanine::ingest::LinkStatus;
+    use mezzanine::twin::{AssetEntities, LiveValues};
+    use std::sync::Mutex;
+
+    let dir = tempfile::tempdir().expect("dir");
+    let d = dir.path();
+    let passwd = d.join("passwd");
+    for (user, pass) in [
+        ("twin", "twin-pw"),
+        ("plc", "plc-pw"),
+        ("auditor", "audit-pw"),
+    ] {
+        let mut c = Command::new("mosquitto_passwd");
+        if user == "twin" {
+            c.arg("-c");
+        }
+        let ok = c
+            .args(["-b", &passwd.display().to_string(), user, pass])
+            .status()
+            .expect("mosquitto_passwd")
+            .success();
+        assert!(ok, "mosquitto_passwd {user}");
+    }
+    std::fs::write(
+        d.join("acl"),
+        "user twin\ntopic read acme/#\ntopic read spBv1.0/#\n\n\
+         user plc\ntopic readwrite #\n\nuser auditor\ntopic read #\n",
+    )
+    .expect("acl");
+    #[cfg(unix)]
+    for f in ["passwd", "acl"] {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(d.join(f), std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    }
+    // The listener of start_mosquitto_with allows anonymous; this one not.
+    let port = free_port().expect("port");
+    let plain = free_port().expect("port");
+    let extra = format!(
+        "per_listener_settings true\nlistener {port} 127.0.0.1\nallow_anonymous false\n\
+         password_file {0}/passwd\nacl_file {0}/acl\n",
+        d.display()
+    );
+    let _broker = start_mosquitto_with_first(plain, d, &extra);
+
+    // The privileged subscriber logs every message on the broker.
+    let seen: Arc<Mutex<Vec<(String, Vec<u8>)>>> = Arc::default();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    {
+        let mut opts = MqttOptions::new("auditor", "127.0.0.1", port);
+        opts.set_credentials("auditor", "audit-pw");
+        let (client, mut el) = AsyncClient::new(opts, 100);
+        let seen = seen.clone();
+        rt.spawn(async move {
+            let _ = client.subscribe("#", QoS::AtLeastOnce).await;
+            loop {
+                match el.poll().await {
+                    Ok(rumqttc::Event::Incoming(rumqttc::Packet::Publish(p))) => {
+                        if let Ok(mut s) = seen.lock() {
+                            s.push((p.topic.clone(), p.payload.to_vec()));
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                }
+            }
+        });
+    }
+
+    let build = |password: &str, id: &str| {
+        let mut cfg = AppConfig::load(None).expect("defaults");
+        cfg.mqtt.url = Some(format!("mqtt://127.0.0.1:{port}"));
+        cfg.mqtt.client_id = Some(id.into());
+        cfg.mqtt.username = Some("twin".into());
+        cfg.mqtt.password = Some(password.into());
+        cfg.opcua.enabled = false;
+        cfg.history.path = Some(d.join(format!("{id}.duckdb")));
+        cfg.validate().expect("valid");
+        app::build(Launch {
+            cfg,
+            front: Front::Headless,
+            replay: None,
+            demo_mes_outage: None,
+        })
+        .expect("app")
+    };
+    // A wrong password: refused, never connected.
+    let mut wrong = build("guess", "twin-wrong");
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(3) {
+        wrong.app.update();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let l = wrong.app.world().resource::<LinkStatus>().clone();
+    assert!(
+        matches!(&l.mqtt, LinkState::Disconnected(why) if why.to_lowercase().contains("auth") || why.to_lowercase().contains("refused")),
+        "{:?}",
+        l.mqtt
+    );
+    wrong.shutdown();
+
+    let mut a = build("twin-pw", "twin-acl");
+    let start = Instant::now();
+    while a.app.world().resource::<LinkStatus>().mqtt != LinkState::Connected {
+        assert!(start.elapsed() < Duration::from_secs(20), "never connected");
+        a.app.update();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let plc = Pub::new_with_credentials(port, "plc-acl", "plc", "plc-pw");
+    let reg = registry();
+    let spindle = reg.resolve_topic(SPINDLE_TOPIC).expect("topic");
+    let now = now_us();
+    let mut published = Vec::new();
+    for k in 0..20 {
+        let payload = encode_json(&SampleValue::Number(100.0 + k as f64), now + k * 1000, None);
+        plc.publish(SPINDLE_TOPIC, payload.clone());
+        published.push((SPINDLE_TOPIC.to_string(), payload));
+    }
+    // The app runs a few seconds: ingest, MES sync, reconciliation.
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(4) {
+        a.app.update();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let e = a.app.world().resource::<AssetEntities>().0[&spindle.asset];
+    let v = a
+        .app
+        .world()
+        .get::<LiveValues>(e)
+        .and_then(|v| v.0.get(spindle.property as usize).cloned().flatten())
+        .map(|v| v.value);
+    assert_eq!(
+        v,
+        Some(SampleValue::Number(119.0)),
+        "the PLC's samples arrive"
+    );
+    a.shutdown();
+    let seen = seen.lock().expect("log").clone();
+    let foreign: Vec<&(String, Vec<u8>)> = seen.iter().filter(|m| !published.contains(m)).collect();
+    assert!(
+        foreign.is_empty(),
+        "published by someone other than the PLC: {:?}",
+        foreign.iter().map(|(t, _)| t).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        seen.len(),
+        published.len(),
+        "the auditor saw every PLC message"
+    );
+    // The ACL would drop a publish before the auditor saw it: the broker's
+    // own log says whether the twin tried at all.
+    let log = std::fs::read_to_string(d.join("mosquitto.log")).expect("broker log");
+    assert!(
+        log.contains("Received PUBLISH from plc-acl"),
+        "the broker logs publishes"
+    );
+    let tried: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("PUBLISH from twin-acl") || l.contains("Denied PUBLISH"))
+        .collect();
+    assert!(tried.is_empty(), "the twin published: {tried:?}");
+    drop(rt);
 }
