@@ -1131,7 +1131,8 @@ fn a_read_only_broker_account_is_all_the_twin_needs() {
     let _broker = start_mosquitto_with_first(plain, d, &extra);
 
     // The privileged subscriber logs every message on the broker.
-    let seen: Arc<Mutex<Vec<(String, Vec<u8>)>>> = Arc::default();
+    type Log = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
+    let seen: Log = Arc::default();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
