@@ -30,6 +30,28 @@ pub enum ConfigError {
     },
 }
 
+/// A credential from the configuration: never printed (its `Debug` says
+/// `***`), only handed to the request that needs it.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Self(s.into())
+    }
+    /// The secret itself, for the one place that sends it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AppConfig {
@@ -157,6 +179,9 @@ pub struct MesConfig {
     /// How often polled domains are fetched.
     pub poll_interval_ms: u64,
     pub domains: MesDomains,
+    /// Sent as `Authorization: Bearer …` to the API (or from the
+    /// environment variable `MEZZANINE_MES_API_TOKEN`).
+    pub api_token: Option<Secret>,
 }
 
 impl Default for MesConfig {
@@ -169,6 +194,7 @@ impl Default for MesConfig {
             api_url: None,
             poll_interval_ms: 10_000,
             domains: MesDomains::default(),
+            api_token: None,
         }
     }
 }
@@ -511,6 +537,9 @@ impl AppConfig {
     }
 
     pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        if let Some(v) = get("MEZZANINE_MES_API_TOKEN").filter(|v| !v.trim().is_empty()) {
+            self.mes.api_token = Some(Secret(v.trim().to_string()));
+        }
         if let Some(v) = get("MEZZANINE_SCENE") {
             self.plant.scene = v.into();
         }

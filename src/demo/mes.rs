@@ -618,6 +618,9 @@ pub struct MesShared {
     online: AtomicBool,
     /// Every request the REST API got, as `METHOD path`.
     pub(super) requests: Mutex<Vec<String>>,
+    /// When set, the API answers 401 to a request without this bearer
+    /// token (as a secured MES would).
+    pub required_token: std::sync::OnceLock<String>,
 }
 
 impl MesShared {
@@ -689,6 +692,7 @@ pub fn spawn_mes_simulator(sim: MesSim, s: MesSimSettings) -> Result<MesSimulato
         sim: Mutex::new(sim),
         online: AtomicBool::new(true),
         requests: Mutex::new(Vec::new()),
+        required_token: std::sync::OnceLock::new(),
     });
     let api_url = format!("http://127.0.0.1:{}", s.api_port);
     let sh = shared.clone();

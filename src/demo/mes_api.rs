@@ -34,8 +34,22 @@ pub(super) async fn serve_api(listener: tokio::net::TcpListener, shared: Arc<Mes
 }
 
 async fn log_request(State(sh): State<Arc<MesShared>>, req: Request, next: Next) -> Response {
+    let authorized = sh.required_token.get().is_none_or(|t| {
+        req.headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v == format!("Bearer {t}"))
+    });
     if let Ok(mut r) = sh.requests.lock() {
-        r.push(format!("{} {}", req.method(), req.uri().path()));
+        r.push(format!(
+            "{} {}{}",
+            req.method(),
+            req.uri().path(),
+            if authorized { "" } else { " (401)" }
+        ));
+    }
+    if !authorized {
+        return (StatusCode::UNAUTHORIZED, "a bearer token is required").into_response();
     }
     next.run(req).await
 }

@@ -24,6 +24,8 @@ use crate::ingest::worker::WorkerThread;
 pub struct PollSettings {
     /// e.g. `http://127.0.0.1:8080`
     pub api_url: String,
+    /// Sent as a bearer token with every request (never logged).
+    pub token: Option<crate::config::Secret>,
     pub interval_ms: u64,
     pub work_orders: bool,
     pub equipment: bool,
@@ -110,7 +112,15 @@ impl MesPoller {
 const TIMEOUT: Duration = Duration::from_secs(3);
 
 /// GET `url`; the body of a 2xx answer.
-pub async fn http_get(url: &str) -> Result<Vec<u8>, MesError> {
+/// The largest answer taken from the API; a larger one is refused.
+pub const MAX_ANSWER_BYTES: usize = 16 << 20;
+
+/// GET `url` (with `token` as a bearer token), the body of a 2xx answer
+/// up to [`MAX_ANSWER_BYTES`].
+pub async fn http_get(
+    url: &str,
+    token: Option<&crate::config::Secret>,
+) -> Result<Vec<u8>, MesError> {
     let err = |message: String| MesError::Api {
         url: url.to_string(),
         message,
@@ -131,9 +141,16 @@ pub async fn http_get(url: &str) -> Result<Vec<u8>, MesError> {
             .map_err(|e| err(e.to_string()))?;
     let conn = tokio::spawn(conn);
     let path = uri.path_and_query().map_or("/", |p| p.as_str());
-    let req = hyper::Request::get(path)
+    let mut req = hyper::Request::get(path)
         .header(hyper::header::HOST, format!("{host}:{port}"))
-        .header(hyper::header::ACCEPT, "application/json")
+        .header(hyper::header::ACCEPT, "application/json");
+    if let Some(t) = token {
+        req = req.header(
+            hyper::header::AUTHORIZATION,
+            format!("Bearer {}", t.expose()),
+        );
+    }
+    let req = req
         .body(Empty::<Bytes>::new())
         .map_err(|e| err(e.to_string()))?;
     let result = async {
@@ -142,10 +159,17 @@ pub async fn http_get(url: &str) -> Result<Vec<u8>, MesError> {
             .map_err(|_| err("no answer within 3 s".into()))?
             .map_err(|e| err(e.to_string()))?;
         let status = res.status();
-        let body = tokio::time::timeout(TIMEOUT, res.into_body().collect())
+        let limited = http_body_util::Limited::new(res.into_body(), MAX_ANSWER_BYTES);
+        let body = tokio::time::timeout(TIMEOUT, limited.collect())
             .await
             .map_err(|_| err("body not received within 3 s".into()))?
-            .map_err(|e| err(e.to_string()))?
+            .map_err(|e| {
+                if e.is::<http_body_util::LengthLimitError>() {
+                    err(format!("answer over {MAX_ANSWER_BYTES} bytes, refused"))
+                } else {
+                    err(e.to_string())
+                }
+            })?
             .to_bytes();
         if !status.is_success() {
             return Err(err(format!(
@@ -240,7 +264,8 @@ fn json<T: serde::de::DeserializeOwned>(url: &str, body: &[u8]) -> Result<T, Mes
 pub async fn poll_once(s: &PollSettings) -> Result<Snapshot, MesError> {
     let base = s.api_url.trim_end_matches('/');
     let health_url = format!("{base}/api/v1/health");
-    let health: Value = json(&health_url, &http_get(&health_url).await?)?;
+    let token = s.token.as_ref();
+    let health: Value = json(&health_url, &http_get(&health_url, token).await?)?;
     let mut as_of_us = health
         .get("as_of")
         .and_then(Value::as_str)
@@ -255,7 +280,7 @@ pub async fn poll_once(s: &PollSettings) -> Result<Snapshot, MesError> {
     };
     if s.work_orders {
         let url = format!("{base}/api/v1/work-orders");
-        let raw: RawOrders = json(&url, &http_get(&url).await?)?;
+        let raw: RawOrders = json(&url, &http_get(&url, token).await?)?;
         if let Ok(t) = raw.as_of.parse::<jiff::Timestamp>() {
             as_of_us = t.as_microsecond();
         }
@@ -268,7 +293,7 @@ pub async fn poll_once(s: &PollSettings) -> Result<Snapshot, MesError> {
     }
     if s.equipment {
         let url = format!("{base}/api/v1/equipment");
-        let raw: RawEquipment = json(&url, &http_get(&url).await?)?;
+        let raw: RawEquipment = json(&url, &http_get(&url, token).await?)?;
         snap.equipment = Some(
             raw.equipment
                 .into_iter()
@@ -282,7 +307,7 @@ pub async fn poll_once(s: &PollSettings) -> Result<Snapshot, MesError> {
     }
     if s.schedule {
         let url = format!("{base}/api/v1/schedule");
-        let raw: RawOrders = json(&url, &http_get(&url).await?)?;
+        let raw: RawOrders = json(&url, &http_get(&url, token).await?)?;
         snap.schedule = Some(
             raw.work_orders
                 .into_iter()
@@ -295,12 +320,16 @@ pub async fn poll_once(s: &PollSettings) -> Result<Snapshot, MesError> {
 }
 
 /// The event log since `since_us`.
-pub async fn events_since(api_url: &str, since_us: i64) -> Result<Vec<Value>, MesError> {
+pub async fn events_since(
+    api_url: &str,
+    token: Option<&crate::config::Secret>,
+    since_us: i64,
+) -> Result<Vec<Value>, MesError> {
     let url = format!(
         "{}/api/v1/events?since_us={since_us}",
         api_url.trim_end_matches('/')
     );
-    let v: Value = json(&url, &http_get(&url).await?)?;
+    let v: Value = json(&url, &http_get(&url, token).await?)?;
     Ok(v.get("events")
         .and_then(Value::as_array)
         .cloned()
@@ -319,7 +348,7 @@ pub fn spawn_poller(settings: PollSettings) -> Result<MesPoller, MesError> {
         while !stop.load(Ordering::Relaxed) {
             while let Ok(c) = cmd_rx.try_recv() {
                 let PollCommand::CatchUp { since_us } = c;
-                let msg = match events_since(&s.api_url, since_us).await {
+                let msg = match events_since(&s.api_url, s.token.as_ref(), since_us).await {
                     Ok(events) => PollMsg::CatchUp { since_us, events },
                     Err(e) => PollMsg::CatchUpFailed {
                         since_us,

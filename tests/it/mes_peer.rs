@@ -46,7 +46,7 @@ fn running_sim(api_port: u16, broker_port: u16) -> mezzanine::demo::mes::MesSimu
 fn wait_for_api(url: &str, rt: &tokio::runtime::Runtime) {
     let start = Instant::now();
     while rt
-        .block_on(http_get(&format!("{url}/api/v1/health")))
+        .block_on(http_get(&format!("{url}/api/v1/health"), None))
         .is_err()
     {
         assert!(
@@ -70,6 +70,7 @@ fn polling_the_rest_api_reconciles_the_snapshot_and_only_ever_gets() {
         work_orders: true,
         equipment: true,
         schedule: true,
+        token: None,
     };
     let snap = rt.block_on(poll_once(&settings)).expect("poll");
     let orders = snap.work_orders.as_ref().expect("work orders polled");
@@ -110,7 +111,7 @@ fn polling_the_rest_api_reconciles_the_snapshot_and_only_ever_gets() {
 
     // The catch-up resource answers and validates as events.
     let events = rt
-        .block_on(mezzanine::mes::poll::events_since(&mes.api_url, 0))
+        .block_on(mezzanine::mes::poll::events_since(&mes.api_url, None, 0))
         .expect("events");
     let contract = Contract::load().expect("contract");
     assert!(events.len() >= 10, "{} events in the log", events.len());
@@ -132,6 +133,27 @@ fn polling_the_rest_api_reconciles_the_snapshot_and_only_ever_gets() {
         requests.iter().all(|r| r.starts_with("GET ")),
         "only GET: {requests:?}"
     );
+
+    // A secured API: without the bearer token refused (and said so), with
+    // it answered.
+    let token = "tk-7f3a9c-unguessable";
+    mes.shared
+        .required_token
+        .set(token.to_string())
+        .expect("token set once");
+    let err = rt.block_on(poll_once(&settings)).expect_err("no token");
+    assert!(err.to_string().contains("401"), "{err}");
+    assert!(!err.to_string().contains(token), "{err}");
+    let with_token = PollSettings {
+        token: Some(mezzanine::config::Secret::new(token)),
+        ..settings.clone()
+    };
+    assert!(
+        !format!("{with_token:?}").contains(token),
+        "Debug shows the token"
+    );
+    rt.block_on(poll_once(&with_token))
+        .expect("poll with the token");
     mes.stop();
 }
 
@@ -818,6 +840,7 @@ fn an_mes_outage_marks_context_unavailable_then_catches_up_and_back_fills() {
         work_orders: false,
         equipment: false,
         schedule: true,
+        token: None,
     })
     .expect("poller");
     let mut app = headless_twin(&reg, rx);
@@ -1141,6 +1164,7 @@ fn in_polling_mode_the_twin_takes_work_orders_from_the_api_and_ignores_their_eve
         work_orders: true,
         equipment: true,
         schedule: true,
+        token: None,
     })
     .expect("poller");
     let (_tx, rx) = ingest_channel(16);
@@ -1631,4 +1655,81 @@ fn the_engine_and_the_order_book_forget_what_is_done() {
     assert!(sync.book.orders.contains_key("WO-6999"));
     assert!(!sync.book.orders.contains_key("WO-0"));
     assert_eq!(sync.book.orders["WO-LONG"].status, OrderStatus::Running);
+}
+
+/// The real recorder polls a secured MES API with a bearer token from the
+/// environment: the API sees only authorized GETs, and no line the process
+/// prints or logs holds the token.
+#[test]
+fn the_mes_token_is_sent_and_never_logged() {
+    use mezzanine::demo::broker::{free_port, start_embedded_broker};
+    use std::io::Read;
+    use std::process::{Command, Stdio};
+    let broker = start_embedded_broker(free_port().expect("port")).expect("broker");
+    let mes = running_sim(free_port().expect("port"), broker.port);
+    let token = "tk-91b2e4-do-not-print";
+    mes.shared
+        .required_token
+        .set(token.to_string())
+        .expect("token set once");
+    let rt = rt();
+    let dir = tempfile::tempdir().expect("dir");
+    let config = dir.path().join("mezzanine.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[plant]\nscene = \"{}\"\nregistry = \"{}\"\n\n[mes]\napi_url = \"{}\"\n\
+             poll_interval_ms = 500\n\n[history]\npath = \"{}\"\n",
+            crate::repo("scenes/demo-plant.glb").display(),
+            crate::repo("scenes/demo-plant.toml").display(),
+            mes.api_url,
+            dir.path().join("h.duckdb").display()
+        ),
+    )
+    .expect("config");
+    let mut rec = Command::new(env!("CARGO_BIN_EXE_mezzanine"))
+        .arg("--config")
+        .arg(&config)
+        .arg("record")
+        .env("MEZZANINE_MES_API_TOKEN", token)
+        .env("RUST_LOG", "debug")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("recorder");
+    let (mut out, mut err) = (
+        rec.stdout.take().expect("stdout"),
+        rec.stderr.take().expect("stderr"),
+    );
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = out.read_to_string(&mut s);
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    std::thread::sleep(Duration::from_secs(6));
+    let _ = Command::new("kill")
+        .args(["-TERM", &rec.id().to_string()])
+        .status();
+    let status = rec.wait().expect("exits");
+    let printed = reader.join().expect("output");
+    assert!(status.success(), "{status:?}\n{printed}");
+    assert!(printed.contains("recording to"), "{printed}");
+    assert!(
+        !printed.contains(token),
+        "the token was printed:\n{printed}"
+    );
+    let requests = mes.shared.requests();
+    assert!(
+        requests.iter().any(|r| r == "GET /api/v1/health"),
+        "{requests:?}"
+    );
+    assert!(
+        requests
+            .iter()
+            .all(|r| r.starts_with("GET ") && !r.contains("(401)")),
+        "{requests:?}"
+    );
+    drop(rt);
+    mes.stop();
 }
