@@ -19,6 +19,7 @@ mod live;
 mod mes;
 mod mes_peer;
 mod registry;
+mod robust;
 mod screenshot;
 mod twin_live;
 

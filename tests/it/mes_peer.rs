@@ -1733,3 +1733,43 @@ fn the_mes_token_is_sent_and_never_logged() {
     drop(rt);
     mes.stop();
 }
+
+/// An API that answers with more than the client takes is refused with a
+/// message naming the limit, and the poller is not flooded.
+#[test]
+fn an_oversized_mes_answer_is_refused() {
+    use mezzanine::mes::poll::MAX_ANSWER_BYTES;
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let server = std::thread::spawn(move || {
+        if let Ok((mut s, _)) = listener.accept() {
+            let mut req = [0u8; 4096];
+            let _ = s.read(&mut req);
+            let n = MAX_ANSWER_BYTES + 1024;
+            let _ = write!(
+                s,
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {n}\r\n\r\n"
+            );
+            let chunk = vec![b' '; 64 * 1024];
+            let mut sent = 0;
+            while sent < n {
+                let k = chunk.len().min(n - sent);
+                if s.write_all(&chunk[..k]).is_err() {
+                    break;
+                }
+                sent += k;
+            }
+        }
+    });
+    let url = format!("http://127.0.0.1:{port}/api/v1/health");
+    let err = rt()
+        .block_on(http_get(&url, None))
+        .expect_err("an answer over the limit");
+    assert!(
+        err.to_string()
+            .contains(&format!("over {MAX_ANSWER_BYTES} bytes")),
+        "{err}"
+    );
+    let _ = server.join();
+}
