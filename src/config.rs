@@ -182,6 +182,8 @@ pub struct MesConfig {
     /// Sent as `Authorization: Bearer …` to the API (or from the
     /// environment variable `MEZZANINE_MES_API_TOKEN`).
     pub api_token: Option<Secret>,
+    /// The CA (PEM) that signed the API's certificate (`https://` URLs).
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Default for MesConfig {
@@ -195,6 +197,7 @@ impl Default for MesConfig {
             poll_interval_ms: 10_000,
             domains: MesDomains::default(),
             api_token: None,
+            ca_file: None,
         }
     }
 }
@@ -524,6 +527,7 @@ impl AppConfig {
             &mut cfg.mqtt.ca_file,
             &mut cfg.mqtt.client_cert_file,
             &mut cfg.mqtt.client_key_file,
+            &mut cfg.mes.ca_file,
             &mut cfg.history.path,
         ]
         .into_iter()
@@ -624,13 +628,21 @@ impl AppConfig {
                 message: format!("{} is below 500", self.mes.poll_interval_ms),
             });
         }
-        if let Some(u) = &self.mes.api_url
-            && !u.starts_with("http://")
-        {
-            return Err(ConfigError::Invalid {
-                field: "mes.api_url",
-                message: format!("`{u}`: only http:// URLs are supported"),
-            });
+        if let Some(u) = &self.mes.api_url {
+            if !(u.starts_with("http://") || u.starts_with("https://")) {
+                return Err(ConfigError::Invalid {
+                    field: "mes.api_url",
+                    message: format!("`{u}`: use an http:// or https:// URL"),
+                });
+            }
+            if u.starts_with("https://") && self.mes.ca_file.is_none() {
+                return Err(ConfigError::Invalid {
+                    field: "mes.ca_file",
+                    message: format!(
+                        "`{u}` is HTTPS: name the CA (PEM) that signed the MES's certificate"
+                    ),
+                });
+            }
         }
         if let Some(e) = &self.opcua.endpoint
             && self.opcua.enabled

@@ -145,6 +145,7 @@ pub fn start_live_sources(
             spawn_poller(PollSettings {
                 api_url,
                 token: cfg.mes.api_token.clone(),
+                ca_file: cfg.mes.ca_file.clone(),
                 interval_ms: cfg.mes.poll_interval_ms,
                 work_orders: cfg.mes.domains.work_orders == SyncMode::Polling,
                 equipment: cfg.mes.domains.equipment == SyncMode::Polling,

@@ -26,6 +26,8 @@ pub struct PollSettings {
     pub api_url: String,
     /// Sent as a bearer token with every request (never logged).
     pub token: Option<crate::config::Secret>,
+    /// The CA (PEM) that signed the API's certificate, for `https://`.
+    pub ca_file: Option<std::path::PathBuf>,
     pub interval_ms: u64,
     pub work_orders: bool,
     pub equipment: bool,
@@ -111,23 +113,74 @@ impl MesPoller {
 
 const TIMEOUT: Duration = Duration::from_secs(3);
 
+/// How requests reach the API: the bearer token and, for `https://`, the
+/// TLS configuration trusting the configured CA.
+#[derive(Clone, Default)]
+pub struct ApiClient {
+    pub token: Option<crate::config::Secret>,
+    tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+}
+
+impl std::fmt::Debug for ApiClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiClient")
+            .field("token", &self.token)
+            .field("tls", &self.tls.is_some())
+            .finish()
+    }
+}
+
+impl ApiClient {
+    /// A client for `s`: its token, and TLS trusting `s.ca_file` (PEM)
+    /// when one is named. A CA file that cannot be read is named.
+    pub fn new(s: &PollSettings) -> Result<Self, MesError> {
+        let tls = match &s.ca_file {
+            None => None,
+            Some(path) => {
+                let bad = |message: String| MesError::Api {
+                    url: s.api_url.clone(),
+                    message: format!("CA file {}: {message}", path.display()),
+                };
+                let pem = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
+                let mut roots = rustls::RootCertStore::empty();
+                for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+                    let cert = cert.map_err(|e| bad(e.to_string()))?;
+                    roots.add(cert).map_err(|e| bad(e.to_string()))?;
+                }
+                if roots.is_empty() {
+                    return Err(bad("no certificate in it".into()));
+                }
+                // One process-wide crypto provider (ring); a second install is a no-op.
+                let _ = rustls::crypto::ring::default_provider().install_default();
+                Some(std::sync::Arc::new(
+                    rustls::ClientConfig::builder()
+                        .with_root_certificates(roots)
+                        .with_no_client_auth(),
+                ))
+            }
+        };
+        Ok(Self {
+            token: s.token.clone(),
+            tls,
+        })
+    }
+}
+
 /// GET `url`; the body of a 2xx answer.
 /// The largest answer taken from the API; a larger one is refused.
 pub const MAX_ANSWER_BYTES: usize = 16 << 20;
 
 /// GET `url` (with `token` as a bearer token), the body of a 2xx answer
 /// up to [`MAX_ANSWER_BYTES`].
-pub async fn http_get(
-    url: &str,
-    token: Option<&crate::config::Secret>,
-) -> Result<Vec<u8>, MesError> {
+pub async fn http_get(url: &str, client: &ApiClient) -> Result<Vec<u8>, MesError> {
     let err = |message: String| MesError::Api {
         url: url.to_string(),
         message,
     };
     let uri: hyper::Uri = url.parse().map_err(|e| err(format!("bad URL: {e}")))?;
     let host = uri.host().ok_or_else(|| err("no host".into()))?.to_string();
-    let port = uri.port_u16().unwrap_or(80);
+    let https = uri.scheme_str() == Some("https");
+    let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
     let stream = tokio::time::timeout(
         TIMEOUT,
         tokio::net::TcpStream::connect((host.as_str(), port)),
@@ -135,10 +188,48 @@ pub async fn http_get(
     .await
     .map_err(|_| err("no answer within 3 s (connect)".into()))?
     .map_err(|e| err(e.to_string()))?;
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .map_err(|e| err(e.to_string()))?;
+    if !https {
+        let io = hyper_util::rt::TokioIo::new(stream);
+        return exchange(url, io, &uri, &host, port, client).await;
+    }
+    let Some(tls) = &client.tls else {
+        return Err(err(
+            "https:// needs [mes] ca_file, the CA (PEM) that signed the MES's certificate".into(),
+        ));
+    };
+    let name = rustls::pki_types::ServerName::try_from(host.clone())
+        .map_err(|e| err(format!("`{host}` is not a name TLS can check: {e}")))?;
+    let stream = tokio::time::timeout(
+        TIMEOUT,
+        tokio_rustls::TlsConnector::from(tls.clone()).connect(name, stream),
+    )
+    .await
+    .map_err(|_| err("no TLS handshake within 3 s".into()))?
+    .map_err(|e| err(format!("TLS: {e}")))?;
+    let io = hyper_util::rt::TokioIo::new(stream);
+    exchange(url, io, &uri, &host, port, client).await
+}
+
+/// One GET over an open connection (plain or TLS).
+async fn exchange<IO>(
+    url: &str,
+    io: IO,
+    uri: &hyper::Uri,
+    host: &str,
+    port: u16,
+    client: &ApiClient,
+) -> Result<Vec<u8>, MesError>
+where
+    IO: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let err = |message: String| MesError::Api {
+        url: url.to_string(),
+        message,
+    };
+    let token = client.token.as_ref();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
+        .await
+        .map_err(|e| err(e.to_string()))?;
     let conn = tokio::spawn(conn);
     let path = uri.path_and_query().map_or("/", |p| p.as_str());
     let mut req = hyper::Request::get(path)
@@ -264,7 +355,7 @@ fn json<T: serde::de::DeserializeOwned>(url: &str, body: &[u8]) -> Result<T, Mes
 pub async fn poll_once(s: &PollSettings) -> Result<Snapshot, MesError> {
     let base = s.api_url.trim_end_matches('/');
     let health_url = format!("{base}/api/v1/health");
-    let token = s.token.as_ref();
+    let token = &ApiClient::new(s)?;
     let health: Value = json(&health_url, &http_get(&health_url, token).await?)?;
     let mut as_of_us = health
         .get("as_of")
@@ -322,14 +413,14 @@ pub async fn poll_once(s: &PollSettings) -> Result<Snapshot, MesError> {
 /// The event log since `since_us`.
 pub async fn events_since(
     api_url: &str,
-    token: Option<&crate::config::Secret>,
+    client: &ApiClient,
     since_us: i64,
 ) -> Result<Vec<Value>, MesError> {
     let url = format!(
         "{}/api/v1/events?since_us={since_us}",
         api_url.trim_end_matches('/')
     );
-    let v: Value = json(&url, &http_get(&url, token).await?)?;
+    let v: Value = json(&url, &http_get(&url, client).await?)?;
     Ok(v.get("events")
         .and_then(Value::as_array)
         .cloned()
@@ -348,7 +439,11 @@ pub fn spawn_poller(settings: PollSettings) -> Result<MesPoller, MesError> {
         while !stop.load(Ordering::Relaxed) {
             while let Ok(c) = cmd_rx.try_recv() {
                 let PollCommand::CatchUp { since_us } = c;
-                let msg = match events_since(&s.api_url, s.token.as_ref(), since_us).await {
+                let events = match ApiClient::new(&s) {
+                    Ok(c) => events_since(&s.api_url, &c, since_us).await,
+                    Err(e) => Err(e),
+                };
+                let msg = match events {
                     Ok(events) => PollMsg::CatchUp { since_us, events },
                     Err(e) => PollMsg::CatchUpFailed {
                         since_us,

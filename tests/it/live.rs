@@ -364,7 +364,7 @@ fn hostile_source_times_become_dead_letters_and_the_adapter_lives_on() {
     adapter.stop();
 }
 
-fn openssl(dir: &std::path::Path, args: &[&str]) {
+pub(crate) fn openssl(dir: &std::path::Path, args: &[&str]) {
     let out = Command::new("openssl")
         .args(args)
         .current_dir(dir)

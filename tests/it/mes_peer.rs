@@ -11,7 +11,7 @@ use bevy::prelude::*;
 use mezzanine::demo::mes::{MesSim, MesSimSettings, spawn_mes_simulator};
 use mezzanine::ingest::{HopStamps, Origin, Quality, Sample, SampleValue, now_us};
 use mezzanine::mes::b2mml;
-use mezzanine::mes::poll::{PollSettings, http_get, poll_once};
+use mezzanine::mes::poll::{ApiClient, PollSettings, http_get, poll_once};
 use mezzanine::mes::{Contract, Envelope, WorkOrderBook};
 use mezzanine::reconcile::{
     MesView, PhysicalView, ReconcileError, ReconcileRules, Reconciler, Status,
@@ -46,7 +46,10 @@ fn running_sim(api_port: u16, broker_port: u16) -> mezzanine::demo::mes::MesSimu
 fn wait_for_api(url: &str, rt: &tokio::runtime::Runtime) {
     let start = Instant::now();
     while rt
-        .block_on(http_get(&format!("{url}/api/v1/health"), None))
+        .block_on(http_get(
+            &format!("{url}/api/v1/health"),
+            &ApiClient::default(),
+        ))
         .is_err()
     {
         assert!(
@@ -71,6 +74,7 @@ fn polling_the_rest_api_reconciles_the_snapshot_and_only_ever_gets() {
         equipment: true,
         schedule: true,
         token: None,
+        ca_file: None,
     };
     let snap = rt.block_on(poll_once(&settings)).expect("poll");
     let orders = snap.work_orders.as_ref().expect("work orders polled");
@@ -111,7 +115,11 @@ fn polling_the_rest_api_reconciles_the_snapshot_and_only_ever_gets() {
 
     // The catch-up resource answers and validates as events.
     let events = rt
-        .block_on(mezzanine::mes::poll::events_since(&mes.api_url, None, 0))
+        .block_on(mezzanine::mes::poll::events_since(
+            &mes.api_url,
+            &ApiClient::default(),
+            0,
+        ))
         .expect("events");
     let contract = Contract::load().expect("contract");
     assert!(events.len() >= 10, "{} events in the log", events.len());
@@ -841,6 +849,7 @@ fn an_mes_outage_marks_context_unavailable_then_catches_up_and_back_fills() {
         equipment: false,
         schedule: true,
         token: None,
+        ca_file: None,
     })
     .expect("poller");
     let mut app = headless_twin(&reg, rx);
@@ -1165,6 +1174,7 @@ fn in_polling_mode_the_twin_takes_work_orders_from_the_api_and_ignores_their_eve
         equipment: true,
         schedule: true,
         token: None,
+        ca_file: None,
     })
     .expect("poller");
     let (_tx, rx) = ingest_channel(16);
@@ -1764,7 +1774,7 @@ fn an_oversized_mes_answer_is_refused() {
     });
     let url = format!("http://127.0.0.1:{port}/api/v1/health");
     let err = rt()
-        .block_on(http_get(&url, None))
+        .block_on(http_get(&url, &ApiClient::default()))
         .expect_err("an answer over the limit");
     assert!(
         err.to_string()
@@ -1772,4 +1782,140 @@ fn an_oversized_mes_answer_is_refused() {
         "{err}"
     );
     let _ = server.join();
+}
+
+/// `https://` with the plant's CA: the poller checks the MES's certificate
+/// and sends its token inside TLS; a server signed by another CA, or no CA
+/// configured, is refused with the reason.
+#[test]
+fn the_mes_api_is_reached_over_https_with_the_plants_ca() {
+    use mezzanine::config::Secret;
+    use std::sync::Mutex;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().expect("dir");
+    let d = dir.path();
+    let openssl = crate::live::openssl;
+    for (name, cn) in [("ca", "Plant CA"), ("other-ca", "Somebody else")] {
+        openssl(
+            d,
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                &format!("{name}.key"),
+                "-out",
+                &format!("{name}.pem"),
+                "-days",
+                "2",
+                "-subj",
+                &format!("/CN={cn}"),
+            ],
+        );
+    }
+    openssl(
+        d,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ],
+    );
+    std::fs::write(d.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").expect("ext");
+    openssl(
+        d,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "san.ext",
+        ],
+    );
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let certs: Vec<_> =
+        rustls_pemfile::certs(&mut std::fs::read(d.join("server.pem")).expect("pem").as_slice())
+            .collect::<Result<_, _>>()
+            .expect("certs");
+    let key = rustls_pemfile::private_key(
+        &mut std::fs::read(d.join("server.key")).expect("key").as_slice(),
+    )
+    .expect("key")
+    .expect("a key");
+    let config = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .expect("server config");
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let rt = rt();
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let heard: Arc<Mutex<Vec<String>>> = Arc::default();
+    let log = heard.clone();
+    rt.spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else { return };
+            let Ok(mut tls) = acceptor.accept(tcp).await else { continue };
+            let mut buf = vec![0u8; 8192];
+            let n = tls.read(&mut buf).await.unwrap_or(0);
+            log.lock().expect("log").push(String::from_utf8_lossy(&buf[..n]).to_string());
+            let body = format!(r#"{{"status":"online","as_of":"{}"}}"#, jiff::Timestamp::now());
+            let _ = tls
+                .write_all(
+                    format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+                        body.len()
+                    )
+                    .as_bytes(),
+                )
+                .await;
+            let _ = tls.shutdown().await;
+        }
+    });
+    let settings = |ca: Option<&str>| PollSettings {
+        api_url: format!("https://127.0.0.1:{port}"),
+        interval_ms: 1_000,
+        work_orders: false,
+        equipment: false,
+        schedule: false,
+        token: Some(Secret::new("tk-over-tls")),
+        ca_file: ca.map(|c| d.join(c)),
+    };
+    let snap = rt
+        .block_on(poll_once(&settings(Some("ca.pem"))))
+        .expect("over TLS");
+    assert!(snap.as_of_us > 0);
+    let requests = heard.lock().expect("log").clone();
+    assert!(
+        requests.iter().any(|r| r.starts_with("GET /api/v1/health")
+            && r.contains("authorization: Bearer tk-over-tls")),
+        "{requests:?}"
+    );
+    let err = rt
+        .block_on(poll_once(&settings(Some("other-ca.pem"))))
+        .expect_err("another CA");
+    assert!(err.to_string().contains("TLS"), "{err}");
+    let err = rt.block_on(poll_once(&settings(None))).expect_err("no CA");
+    assert!(err.to_string().contains("ca_file"), "{err}");
 }
