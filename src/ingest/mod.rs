@@ -238,6 +238,18 @@ impl IngestSender {
         }
     }
 
+    /// What a supervised adapter reports when its body failed: the link
+    /// down, with the reason, until the restart connects again.
+    pub fn link_down_on_failure(&self, origin: Origin) -> impl Fn(&str) + Send + 'static {
+        let status = self.clone();
+        move |why| {
+            status.try_send(IngestEvent::Link {
+                origin,
+                state: LinkState::Disconnected(format!("adapter failed ({why}); restarting")),
+            });
+        }
+    }
+
     /// Non-blocking send for status events: one that does not fit waits in
     /// the overflow, it is not lost.
     pub fn try_send(&self, ev: IngestEvent) -> bool {

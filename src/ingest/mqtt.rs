@@ -160,16 +160,10 @@ pub fn spawn_mqtt_adapter(
     tx: IngestSender,
 ) -> Result<MqttAdapter, IngestError> {
     let transport = settings.tls.as_ref().map(TlsFiles::transport).transpose()?;
-    let status = tx.clone();
     MqttAdapter::supervised(
         "mqtt-ingest",
         "MQTT adapter",
-        move |why| {
-            status.try_send(IngestEvent::Link {
-                origin: Origin::Mqtt,
-                state: LinkState::Disconnected(format!("adapter failed ({why}); restarting")),
-            });
-        },
+        tx.link_down_on_failure(Origin::Mqtt),
         move |stop| {
             run(
                 settings.clone(),

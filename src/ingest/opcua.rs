@@ -81,16 +81,10 @@ pub fn spawn_opcua_adapter(
     tx: IngestSender,
 ) -> Result<OpcUaAdapter, IngestError> {
     let (policy, mode) = security(&settings)?;
-    let status = tx.clone();
     OpcUaAdapter::supervised(
         "opcua-ingest",
         "OPC UA adapter",
-        move |why| {
-            status.try_send(IngestEvent::Link {
-                origin: Origin::OpcUa,
-                state: LinkState::Disconnected(format!("adapter failed ({why}); restarting")),
-            });
-        },
+        tx.link_down_on_failure(Origin::OpcUa),
         move |stop| {
             run(
                 settings.clone(),

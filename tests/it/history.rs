@@ -429,6 +429,30 @@ fn parquet_export_is_partitioned_by_day_and_asset_and_reads_back() {
     assert!(again.to_string().contains("already exists"), "{again}");
 }
 
+/// A config for `record` on the broker at `port` (no OPC UA), its history
+/// in `dir`: (history file, config file).
+fn recorder_on_broker(
+    dir: &std::path::Path,
+    port: u16,
+    client_id: &str,
+) -> (std::path::PathBuf, std::path::PathBuf) {
+    let db = dir.join("history.duckdb");
+    let config = dir.join("mezzanine.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[plant]\nscene = \"{}\"\nregistry = \"{}\"\n\n[mqtt]\nurl = \"mqtt://127.0.0.1:{port}\"\n\
+             client_id = \"{client_id}\"\ntopic_roots = [\"acme/lyon/#\"]\n\n[opcua]\nenabled = false\n\n\
+             [history]\npath = \"{}\"\n",
+            repo("scenes/demo-plant.glb").display(),
+            repo("scenes/demo-plant.toml").display(),
+            db.display()
+        ),
+    )
+    .expect("config");
+    (db, config)
+}
+
 fn record_cmd(config: &std::path::Path, idle_exit_s: Option<u64>) -> std::process::Child {
     let mut c = Command::new(env!("CARGO_BIN_EXE_mezzanine"));
     c.arg("--config").arg(config).arg("record");
@@ -464,20 +488,7 @@ fn kill_9_mid_stream_loses_no_acknowledged_sample() {
     let dir = tempfile::tempdir().expect("dir");
     let port = free_port().expect("port");
     let _broker = start_mosquitto(port, dir.path());
-    let db = dir.path().join("history.duckdb");
-    let config = dir.path().join("mezzanine.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[plant]\nscene = \"{}\"\nregistry = \"{}\"\n\n[mqtt]\nurl = \"mqtt://127.0.0.1:{port}\"\n\
-             client_id = \"recorder-kill9\"\ntopic_roots = [\"acme/lyon/#\"]\n\n[opcua]\nenabled = false\n\n\
-             [history]\npath = \"{}\"\n",
-            repo("scenes/demo-plant.glb").display(),
-            repo("scenes/demo-plant.toml").display(),
-            db.display()
-        ),
-    )
-    .expect("config");
+    let (db, config) = recorder_on_broker(dir.path(), port, "recorder-kill9");
 
     let mut rec = record_cmd(&config, None);
     wait_for_line(&mut rec, "recording to");
@@ -1066,20 +1077,7 @@ fn a_full_disk_holds_the_data_at_the_broker_and_recording_resumes() {
     let dir = tempfile::tempdir().expect("dir");
     let port = free_port().expect("port");
     let _broker = start_mosquitto(port, dir.path());
-    let db = dir.path().join("history.duckdb");
-    let config = dir.path().join("mezzanine.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[plant]\nscene = \"{}\"\nregistry = \"{}\"\n\n[mqtt]\nurl = \"mqtt://127.0.0.1:{port}\"\n\
-             client_id = \"recorder-full\"\ntopic_roots = [\"acme/lyon/#\"]\n\n[opcua]\nenabled = false\n\n\
-             [history]\npath = \"{}\"\n",
-            repo("scenes/demo-plant.glb").display(),
-            repo("scenes/demo-plant.toml").display(),
-            db.display()
-        ),
-    )
-    .expect("config");
+    let (db, config) = recorder_on_broker(dir.path(), port, "recorder-full");
     // 160 kB per file: the WAL reaches it after about 1,500 samples. The
     // shell ignores SIGXFSZ for it, so a write past the limit fails (EFBIG)
     // instead of killing the process, as on a full disk.

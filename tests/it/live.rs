@@ -364,7 +364,7 @@ fn hostile_source_times_become_dead_letters_and_the_adapter_lives_on() {
     adapter.stop();
 }
 
-pub(crate) fn openssl(dir: &std::path::Path, args: &[&str]) {
+fn openssl(dir: &std::path::Path, args: &[&str]) {
     let out = Command::new("openssl")
         .args(args)
         .current_dir(dir)
@@ -377,11 +377,9 @@ pub(crate) fn openssl(dir: &std::path::Path, args: &[&str]) {
     );
 }
 
-#[test]
-fn tls_broker_is_reached_with_the_right_ca_and_refused_with_a_wrong_one() {
-    use mezzanine::ingest::mqtt::TlsFiles;
-    let dir = tempfile::tempdir().expect("dir");
-    let d = dir.path();
+/// In `dir`: `ca.pem`, `other-ca.pem` (a CA nobody used), and
+/// `server.pem`/`server.key` for 127.0.0.1 signed by `ca.pem`.
+pub(crate) fn test_ca(d: &std::path::Path) {
     for (name, cn) in [("ca", "Mezzanine test CA"), ("other-ca", "Somebody else")] {
         openssl(
             d,
@@ -438,6 +436,14 @@ fn tls_broker_is_reached_with_the_right_ca_and_refused_with_a_wrong_one() {
             "san.ext",
         ],
     );
+}
+
+#[test]
+fn tls_broker_is_reached_with_the_right_ca_and_refused_with_a_wrong_one() {
+    use mezzanine::ingest::mqtt::TlsFiles;
+    let dir = tempfile::tempdir().expect("dir");
+    let d = dir.path();
+    test_ca(d);
     #[cfg(unix)]
     for f in ["ca.pem", "server.pem", "server.key"] {
         use std::os::unix::fs::PermissionsExt;
