@@ -118,6 +118,9 @@ impl OpenReport {
     }
 }
 
+/// The most memory DuckDB's buffer pool takes for one history file, MiB.
+pub const MEMORY_LIMIT_MIB: u64 = 1024;
+
 /// Registry property ↔ the stable integer id the history uses. Ids are kept
 /// per (asset id, property name), so they survive registry edits.
 #[derive(Debug, Clone, Default)]
@@ -224,6 +227,11 @@ impl Store {
                 })?
             }
         };
+        // DuckDB's buffer pool would otherwise grow towards 80 % of the
+        // machine's memory on a recorder that runs for weeks; past this it
+        // evicts clean pages (and spills large queries to disk).
+        conn.execute_batch(&format!("SET memory_limit = '{MEMORY_LIMIT_MIB}MiB'"))
+            .map_err(sql("setting the memory limit"))?;
         report.migrated_from = migrate(&conn)?;
         let props = Arc::new(sync_properties(&conn, registry)?);
         Ok(Self {
