@@ -55,8 +55,11 @@ fn broker_config(port: u16) -> Config {
         router: RouterConfig {
             max_connections: 1_000,
             max_outgoing_packet_count: 1_000,
-            max_segment_size: 64 << 20,
-            max_segment_count: 16,
+            // The router keeps a log per topic of this many segments of this
+            // size; local subscribers read it within milliseconds, so a
+            // small log bounds the broker's memory on a long run.
+            max_segment_size: 1 << 20,
+            max_segment_count: 4,
             ..Default::default()
         },
         v4: Some(HashMap::from([("uns".to_string(), server)])),

@@ -413,10 +413,18 @@ pub fn spawn_load(
                 opts.set_keep_alive(Duration::from_secs(30));
                 opts.set_inflight(u16::MAX);
                 let (client, mut el) = AsyncClient::new(opts, 50_000);
+                // Counts the broker's acks: under overload the client's own
+                // queue holds publishes that have not left yet.
+                let acked = Arc::new(AtomicU64::new(0));
+                let acks = acked.clone();
                 let pump = tokio::spawn(async move {
                     loop {
-                        if el.poll().await.is_err() {
-                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        match el.poll().await {
+                            Ok(rumqttc::Event::Incoming(rumqttc::Packet::PubAck(_))) => {
+                                acks.fetch_add(1, Ordering::Relaxed);
+                            }
+                            Ok(_) => {}
+                            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
                         }
                     }
                 });
@@ -445,8 +453,14 @@ pub fn spawn_load(
                         published.store(sent, Ordering::Relaxed);
                     }
                 }
-                // Let the last publishes leave before the client goes.
-                tokio::time::sleep(Duration::from_millis(500)).await;
+                // Let the last publishes leave (the broker acknowledged them)
+                // before the client goes.
+                let wait = Instant::now();
+                while acked.load(Ordering::Relaxed) < sent
+                    && wait.elapsed() < Duration::from_secs(120)
+                {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
                 pump.abort();
             });
         })
