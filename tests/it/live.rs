@@ -121,36 +121,27 @@ impl Pub {
 
     /// A publisher allowed packets up to `bytes`.
     pub(crate) fn with_max_packet(port: u16, id: &str, bytes: usize) -> Self {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .expect("runtime");
         let mut opts = MqttOptions::new(id, "127.0.0.1", port);
-        opts.set_keep_alive(Duration::from_secs(5));
         opts.set_clean_session(false);
         opts.set_max_packet_size(bytes, bytes);
-        let (client, mut el) = AsyncClient::new(opts, 10_000);
-        rt.spawn(async move {
-            loop {
-                if el.poll().await.is_err() {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            }
-        });
-        Self { rt, client }
+        Self::with_options(opts)
     }
 
     /// A publisher that logs in.
     pub(crate) fn new_with_credentials(port: u16, id: &str, user: &str, pass: &str) -> Self {
+        let mut opts = MqttOptions::new(id, "127.0.0.1", port);
+        opts.set_credentials(user, pass);
+        Self::with_options(opts)
+    }
+
+    /// A client on its own runtime, its event loop pumped in the background.
+    fn with_options(mut opts: MqttOptions) -> Self {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
             .build()
             .expect("runtime");
-        let mut opts = MqttOptions::new(id, "127.0.0.1", port);
         opts.set_keep_alive(Duration::from_secs(5));
-        opts.set_credentials(user, pass);
         let (client, mut el) = AsyncClient::new(opts, 10_000);
         rt.spawn(async move {
             loop {
