@@ -178,6 +178,9 @@ pub struct MesConfig {
     pub api_url: Option<String>,
     /// How often polled domains are fetched.
     pub poll_interval_ms: u64,
+    /// Events asked for per page when catching up after an outage (the
+    /// API's `limit`; the MES may answer fewer).
+    pub catch_up_page_events: usize,
     pub domains: MesDomains,
     /// Sent as `Authorization: Bearer …` to the API (or from the
     /// environment variable `MEZZANINE_MES_API_TOKEN`).
@@ -195,6 +198,7 @@ impl Default for MesConfig {
             heartbeat_timeout_ms: 10_000,
             api_url: None,
             poll_interval_ms: 10_000,
+            catch_up_page_events: 500,
             domains: MesDomains::default(),
             api_token: None,
             ca_file: None,
@@ -626,6 +630,12 @@ impl AppConfig {
             return Err(ConfigError::Invalid {
                 field: "mes.poll_interval_ms",
                 message: format!("{} is below 500", self.mes.poll_interval_ms),
+            });
+        }
+        if !(1..=10_000).contains(&self.mes.catch_up_page_events) {
+            return Err(ConfigError::Invalid {
+                field: "mes.catch_up_page_events",
+                message: format!("{} is not in 1..=10000", self.mes.catch_up_page_events),
             });
         }
         if let Some(u) = &self.mes.api_url {

@@ -147,6 +147,7 @@ pub fn start_live_sources(
                 token: cfg.mes.api_token.clone(),
                 ca_file: cfg.mes.ca_file.clone(),
                 interval_ms: cfg.mes.poll_interval_ms,
+                catch_up_page_events: cfg.mes.catch_up_page_events,
                 work_orders: cfg.mes.domains.work_orders == SyncMode::Polling,
                 equipment: cfg.mes.domains.equipment == SyncMode::Polling,
                 schedule: cfg.mes.domains.schedule == SyncMode::Polling,

@@ -128,6 +128,8 @@ pub struct MesMessage {
 
 #[derive(Debug, Clone)]
 struct LoggedEvent {
+    /// Its place in the log (the API's cursor).
+    seq: u64,
     source_time_us: i64,
     payload: Vec<u8>,
 }
@@ -247,6 +249,7 @@ impl MesSim {
             payload: e.to_string().into_bytes(),
         };
         self.log.push_back(LoggedEvent {
+            seq: self.next_event,
             source_time_us: now_us,
             payload: msg.payload.clone(),
         });
@@ -602,13 +605,30 @@ impl MesSim {
             .collect()
     }
 
-    /// Recorded events with a source time at or after `since_us`, as sent.
-    pub fn events_since(&self, since_us: i64) -> Vec<Value> {
-        self.log
+    /// Recorded events with a source time at or after `since_us`, as sent,
+    /// in the order sent: at most `limit` after the event numbered
+    /// `after_seq`, and the number of the last one when more follow (the
+    /// API's cursor).
+    pub fn events_page(
+        &self,
+        since_us: i64,
+        after_seq: Option<u64>,
+        limit: usize,
+    ) -> (Vec<Value>, Option<u64>) {
+        let mut matching = self
+            .log
             .iter()
-            .filter(|e| e.source_time_us >= since_us)
+            .filter(|e| e.source_time_us >= since_us && after_seq.is_none_or(|a| e.seq > a));
+        let page: Vec<&LoggedEvent> = matching.by_ref().take(limit).collect();
+        let next = match (matching.next(), page.last()) {
+            (Some(_), Some(last)) => Some(last.seq),
+            _ => None,
+        };
+        let events = page
+            .iter()
             .filter_map(|e| serde_json::from_slice(&e.payload).ok())
-            .collect()
+            .collect();
+        (events, next)
     }
 }
 

@@ -97,18 +97,33 @@ async fn equipment(State(sh): State<Arc<MesShared>>) -> impl IntoResponse {
 }
 
 #[derive(serde::Deserialize)]
-struct Since {
+struct EventsQuery {
     since_us: Option<i64>,
+    limit: Option<usize>,
+    cursor: Option<String>,
 }
 
-async fn events(State(sh): State<Arc<MesShared>>, q: Query<Since>) -> Response {
+/// Largest page the API hands out; also the page without a `limit`.
+const MAX_PAGE_EVENTS: usize = 1_000;
+
+/// The event log since a time, a page at a time: `next_cursor` is set
+/// while more events follow.
+async fn events(State(sh): State<Arc<MesShared>>, q: Query<EventsQuery>) -> Response {
+    let bad = |m: String| (StatusCode::BAD_REQUEST, m).into_response();
     let Some(since) = q.since_us else {
-        return (
-            StatusCode::BAD_REQUEST,
-            "since_us (microseconds since the Unix epoch) is required",
-        )
-            .into_response();
+        return bad("since_us (microseconds since the Unix epoch) is required".into());
     };
-    let ev = sh.sim().events_since(since);
-    axum::Json(json!({"as_of": rfc3339(now_us()), "events": ev})).into_response()
+    let limit = q.limit.unwrap_or(MAX_PAGE_EVENTS);
+    if !(1..=MAX_PAGE_EVENTS).contains(&limit) {
+        return bad(format!("limit {limit} is not in 1..={MAX_PAGE_EVENTS}"));
+    }
+    let after = match q.cursor.as_deref().map(str::parse::<u64>) {
+        None => None,
+        Some(Ok(seq)) => Some(seq),
+        Some(Err(_)) => return bad("cursor: use the next_cursor of the previous page".into()),
+    };
+    let (ev, next) = sh.sim().events_page(since, after, limit);
+    axum::Json(json!({"as_of": rfc3339(now_us()), "events": ev,
+                      "next_cursor": next.map(|n| n.to_string())}))
+    .into_response()
 }

@@ -89,8 +89,12 @@ pub struct MesLink {
     pub last_poll_error: Option<String>,
     /// Outages seen this run: (start, end once over).
     pub outages: Vec<(i64, Option<i64>)>,
-    /// Events fetched by catch-up after outages.
+    /// Events fetched by catch-up after outages that the twin had missed.
     pub caught_up_events: u64,
+    /// Pages of the MES event log fetched by those catch-ups.
+    pub catch_up_pages: u64,
+    /// Events listed and missed in the pages of the catch-up under way.
+    catch_up_progress: (u64, u64),
     pub timeout_us: i64,
     pub domains: MesDomains,
     pub poll_interval_ms: u64,
@@ -204,6 +208,8 @@ impl Plugin for MesPlugin {
                 last_poll_error: None,
                 outages: Vec::new(),
                 caught_up_events: 0,
+                catch_up_pages: 0,
+                catch_up_progress: (0, 0),
                 timeout_us: self.heartbeat_timeout_ms as i64 * 1000,
                 domains: self.domains.clone(),
                 poll_interval_ms: self.poll_interval_ms,
@@ -339,7 +345,11 @@ fn receive_polls(
                 }
                 link.last_poll_error = Some(error);
             }
-            PollMsg::CatchUp { since_us, events } => {
+            PollMsg::CatchUp {
+                since_us,
+                events,
+                more,
+            } => {
                 let mut new = 0u64;
                 if let Some(c) = &contract.0 {
                     for v in &events {
@@ -358,17 +368,24 @@ fn receive_polls(
                         }
                     }
                 }
-                // Everything missed is applied now, in source-time order.
+                // Everything missed so far is applied now, in source-time
+                // order (the MES lists its log in that order, page by page).
                 let released = state.0.step(true);
                 apply_released(released, &mut ctx, history.as_deref(), &mut applied);
                 link.caught_up_events += new;
-                info!(
-                    "MES catch-up: {} events since the outage began, {new} of them missed",
-                    events.len()
-                );
-                finish_recovery(&mut link, since_us, history.as_deref());
+                link.catch_up_pages += 1;
+                link.catch_up_progress.0 += events.len() as u64;
+                link.catch_up_progress.1 += new;
+                if !more {
+                    let (listed, missed) = std::mem::take(&mut link.catch_up_progress);
+                    info!(
+                        "MES catch-up: {listed} events since the outage began, {missed} of them missed"
+                    );
+                    finish_recovery(&mut link, since_us, history.as_deref());
+                }
             }
             PollMsg::CatchUpFailed { since_us, error } => {
+                link.catch_up_progress = (0, 0);
                 warn!(
                     "MES catch-up failed ({error}); trying again in 5 s, context stays unavailable"
                 );

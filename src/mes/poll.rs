@@ -29,6 +29,8 @@ pub struct PollSettings {
     /// The CA (PEM) that signed the API's certificate, for `https://`.
     pub ca_file: Option<std::path::PathBuf>,
     pub interval_ms: u64,
+    /// Events asked for per page of a catch-up (`limit`).
+    pub catch_up_page_events: usize,
     pub work_orders: bool,
     pub equipment: bool,
     pub schedule: bool,
@@ -80,10 +82,12 @@ pub enum PollMsg {
         at_us: i64,
         error: String,
     },
-    /// The event log since `since_us`, as the MES sent each event.
+    /// One page of the event log since `since_us`, as the MES sent each
+    /// event; `more` until the last page.
     CatchUp {
         since_us: i64,
         events: Vec<Value>,
+        more: bool,
     },
     CatchUpFailed {
         since_us: i64,
@@ -410,21 +414,161 @@ pub async fn poll_once(s: &PollSettings) -> Result<Snapshot, MesError> {
     Ok(snap)
 }
 
-/// The event log since `since_us`.
+/// One page of the MES event log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventPage {
+    pub events: Vec<Value>,
+    /// Where the next page starts, as the MES said (absent: the last page;
+    /// an API without pagination answers everything in one page).
+    pub next_cursor: Option<String>,
+}
+
+/// At most this many pages in one catch-up: a cursor that never ends is a
+/// fault of the API, not a long outage (10,000 × 500 events).
+pub const MAX_CATCH_UP_PAGES: usize = 10_000;
+
+/// Query-string encoding of a cursor the MES chose (unreserved characters
+/// pass as they are).
+fn query_escape(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// One page of the event log since `since_us`: at most `limit` events,
+/// after `cursor` when continuing.
+pub async fn events_page(
+    api_url: &str,
+    client: &ApiClient,
+    since_us: i64,
+    cursor: Option<&str>,
+    limit: usize,
+) -> Result<EventPage, MesError> {
+    let mut url = format!(
+        "{}/api/v1/events?since_us={since_us}&limit={limit}",
+        api_url.trim_end_matches('/')
+    );
+    if let Some(c) = cursor {
+        url.push_str("&cursor=");
+        url.push_str(&query_escape(c));
+    }
+    let v: Value = json(&url, &http_get(&url, client).await?)?;
+    let events = match v.get("events") {
+        Some(Value::Array(a)) => a.clone(),
+        _ => {
+            return Err(MesError::Api {
+                url,
+                message: "the answer has no `events` array".into(),
+            });
+        }
+    };
+    let next_cursor = match v.get("next_cursor") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(c)) if cursor == Some(c.as_str()) => {
+            return Err(MesError::Api {
+                url,
+                message: format!("next_cursor `{c}` did not advance"),
+            });
+        }
+        Some(Value::String(c)) => Some(c.clone()),
+        Some(other) => {
+            return Err(MesError::Api {
+                url,
+                message: format!("next_cursor is not a string: {other}"),
+            });
+        }
+    };
+    Ok(EventPage {
+        events,
+        next_cursor,
+    })
+}
+
+/// The whole event log since `since_us`, page by page.
 pub async fn events_since(
     api_url: &str,
     client: &ApiClient,
     since_us: i64,
+    page_events: usize,
 ) -> Result<Vec<Value>, MesError> {
-    let url = format!(
-        "{}/api/v1/events?since_us={since_us}",
-        api_url.trim_end_matches('/')
-    );
-    let v: Value = json(&url, &http_get(&url, client).await?)?;
-    Ok(v.get("events")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default())
+    let mut all = Vec::new();
+    let mut cursor = None;
+    for _ in 0..MAX_CATCH_UP_PAGES {
+        let page = events_page(api_url, client, since_us, cursor.as_deref(), page_events).await?;
+        all.extend(page.events);
+        match page.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => return Ok(all),
+        }
+    }
+    Err(too_many_pages(api_url))
+}
+
+fn too_many_pages(api_url: &str) -> MesError {
+    MesError::Api {
+        url: format!("{api_url}/api/v1/events"),
+        message: format!("more than {MAX_CATCH_UP_PAGES} pages; catch-up abandoned"),
+    }
+}
+
+/// Runs one catch-up, sending each page as it arrives (so a long outage
+/// never holds its whole log in memory). False when the app has gone.
+async fn catch_up(s: &PollSettings, since_us: i64, results: &Sender<PollMsg>) -> bool {
+    let client = match ApiClient::new(s) {
+        Ok(c) => c,
+        Err(e) => {
+            return results
+                .send(PollMsg::CatchUpFailed {
+                    since_us,
+                    error: e.to_string(),
+                })
+                .is_ok();
+        }
+    };
+    let mut cursor: Option<String> = None;
+    for _ in 0..MAX_CATCH_UP_PAGES {
+        let page = events_page(
+            &s.api_url,
+            &client,
+            since_us,
+            cursor.as_deref(),
+            s.catch_up_page_events.max(1),
+        )
+        .await;
+        let msg = match page {
+            Ok(p) => {
+                let more = p.next_cursor.is_some();
+                cursor = p.next_cursor;
+                PollMsg::CatchUp {
+                    since_us,
+                    events: p.events,
+                    more,
+                }
+            }
+            Err(e) => PollMsg::CatchUpFailed {
+                since_us,
+                error: e.to_string(),
+            },
+        };
+        let last = !matches!(msg, PollMsg::CatchUp { more: true, .. });
+        if results.send(msg).is_err() {
+            return false;
+        }
+        if last {
+            return true;
+        }
+    }
+    results
+        .send(PollMsg::CatchUpFailed {
+            since_us,
+            error: too_many_pages(&s.api_url).to_string(),
+        })
+        .is_ok()
 }
 
 /// Starts the poller thread.
@@ -439,18 +583,7 @@ pub fn spawn_poller(settings: PollSettings) -> Result<MesPoller, MesError> {
         while !stop.load(Ordering::Relaxed) {
             while let Ok(c) = cmd_rx.try_recv() {
                 let PollCommand::CatchUp { since_us } = c;
-                let events = match ApiClient::new(&s) {
-                    Ok(c) => events_since(&s.api_url, &c, since_us).await,
-                    Err(e) => Err(e),
-                };
-                let msg = match events {
-                    Ok(events) => PollMsg::CatchUp { since_us, events },
-                    Err(e) => PollMsg::CatchUpFailed {
-                        since_us,
-                        error: e.to_string(),
-                    },
-                };
-                if res_tx.send(msg).is_err() {
+                if !catch_up(&s, since_us, &res_tx).await {
                     return;
                 }
                 // Re-poll right after a catch-up.

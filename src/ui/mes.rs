@@ -98,9 +98,10 @@ pub fn mes_status_ui(ui: &mut egui::Ui, link: &MesLink, ctx: &MesContext, tz: &s
     );
     if !link.outages.is_empty() {
         hover.push_str(&format!(
-            "\n\n{} outage(s) this run; {} missed events fetched on recovery",
+            "\n\n{} outage(s) this run; {} missed events fetched on recovery ({} pages)",
             link.outages.len(),
-            link.caught_up_events
+            link.caught_up_events,
+            link.catch_up_pages
         ));
     }
     ui.colored_label(colour, text).on_hover_text(hover);

@@ -75,6 +75,7 @@ fn polling_the_rest_api_reconciles_the_snapshot_and_only_ever_gets() {
         schedule: true,
         token: None,
         ca_file: None,
+        catch_up_page_events: 500,
     };
     let snap = rt.block_on(poll_once(&settings)).expect("poll");
     let orders = snap.work_orders.as_ref().expect("work orders polled");
@@ -113,18 +114,40 @@ fn polling_the_rest_api_reconciles_the_snapshot_and_only_ever_gets() {
         )));
     }
 
-    // The catch-up resource answers and validates as events.
-    let events = rt
-        .block_on(mezzanine::mes::poll::events_since(
-            &mes.api_url,
-            &ApiClient::default(),
-            0,
-        ))
+    // The catch-up resource answers and validates as events, a page at a
+    // time: pages of 4 give back the events one large page gives, in order
+    // and once each (the log may grow between the two reads: a prefix).
+    use mezzanine::mes::poll::{events_page, events_since};
+    let client = ApiClient::default();
+    let paged = rt
+        .block_on(events_since(&mes.api_url, &client, 0, 4))
         .expect("events");
+    let whole = rt
+        .block_on(events_page(&mes.api_url, &client, 0, None, 1_000))
+        .expect("one page");
     let contract = Contract::load().expect("contract");
-    assert!(events.len() >= 10, "{} events in the log", events.len());
-    for e in &events {
+    assert!(paged.len() >= 10, "{} events in the log", paged.len());
+    assert!(whole.events.len() >= paged.len());
+    assert_eq!(paged[..], whole.events[..paged.len()]);
+    for e in &paged {
         contract.decode_value(e, "test").expect("a valid event");
+    }
+    let first = rt
+        .block_on(events_page(&mes.api_url, &client, 0, None, 4))
+        .expect("page");
+    assert_eq!(first.events.len(), 4);
+    let cursor = first.next_cursor.expect("a cursor while more follow");
+    let second = rt
+        .block_on(events_page(&mes.api_url, &client, 0, Some(&cursor), 4))
+        .expect("page 2");
+    assert_eq!(second.events[..], whole.events[4..8]);
+    // A cursor the API never handed out, and a page too large, are refused.
+    for bad in [
+        events_page(&mes.api_url, &client, 0, Some("x y"), 4),
+        events_page(&mes.api_url, &client, 0, None, 1_000_000),
+    ] {
+        let err = rt.block_on(bad).expect_err("refused");
+        assert!(err.to_string().contains("400"), "{err}");
     }
 
     // Offline: refused, then back.
@@ -850,6 +873,8 @@ fn an_mes_outage_marks_context_unavailable_then_catches_up_and_back_fills() {
         schedule: true,
         token: None,
         ca_file: None,
+        // Small pages: the catch-up below spans several.
+        catch_up_page_events: 3,
     })
     .expect("poller");
     let mut app = headless_twin(&reg, rx);
@@ -906,6 +931,13 @@ fn an_mes_outage_marks_context_unavailable_then_catches_up_and_back_fills() {
         link.caught_up_events >= 8,
         "missed events fetched: {}",
         link.caught_up_events
+    );
+    // Pages of 3: the log since the outage took several requests, and the
+    // recovery waited for the last.
+    assert!(
+        link.catch_up_pages >= 3,
+        "{} catch-up pages",
+        link.catch_up_pages
     );
     let outage_to = link.outages.last().and_then(|o| o.1).expect("ended");
     // Acks (heartbeats' included) reached the broker in order: it never
@@ -1175,6 +1207,7 @@ fn in_polling_mode_the_twin_takes_work_orders_from_the_api_and_ignores_their_eve
         schedule: true,
         token: None,
         ca_file: None,
+        catch_up_page_events: 500,
     })
     .expect("poller");
     let (_tx, rx) = ingest_channel(16);
@@ -1845,6 +1878,7 @@ fn the_mes_api_is_reached_over_https_with_the_plants_ca() {
         schedule: false,
         token: Some(Secret::new("tk-over-tls")),
         ca_file: ca.map(|c| d.join(c)),
+        catch_up_page_events: 500,
     };
     let snap = rt
         .block_on(poll_once(&settings(Some("ca.pem"))))
