@@ -50,6 +50,9 @@ pub(super) fn rollup(
     Ok(true)
 }
 
+/// How often DuckDB's memory use is read into `WriterStats`.
+const MEMORY_READ_EVERY: Duration = Duration::from_secs(5);
+
 /// The rollup thread: its own connection, so appends and acks go on while
 /// rollups run; checkpoints take the commit lock so no batch is half written.
 pub(super) struct Housekeeper {
@@ -66,6 +69,7 @@ impl Housekeeper {
         let mut last_1s = Instant::now();
         let mut last_1m = Instant::now();
         let mut last_checkpoint = Instant::now();
+        let mut last_memory = Instant::now();
         let note = |e: String| {
             bevy::log::error!("history rollup: {e}");
             if let Ok(mut l) = self.stats.last_error.lock() {
@@ -101,6 +105,21 @@ impl Housekeeper {
                         Ok(false) => {}
                         Err(e) => note(e.to_string()),
                     }
+                }
+            }
+            if now.duration_since(last_memory) >= MEMORY_READ_EVERY {
+                last_memory = now;
+                // DuckDB's own account of its buffers (the file's pages it
+                // caches, up to its memory limit): the bench soak tells this
+                // apart from the rest of the process.
+                if let Ok(bytes) = self.conn.query_row(
+                    "SELECT COALESCE(sum(memory_usage_bytes), 0)::BIGINT FROM duckdb_memory()",
+                    [],
+                    |r| r.get::<_, i64>(0),
+                ) {
+                    self.stats
+                        .duckdb_memory_bytes
+                        .store(bytes.max(0) as u64, Ordering::Relaxed);
                 }
             }
             if now.duration_since(last_checkpoint) >= self.settings.checkpoint_interval {

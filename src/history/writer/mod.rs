@@ -156,6 +156,9 @@ pub struct WriterStats {
     pub checkpoints: AtomicU64,
     pub keyframes: AtomicU64,
     pub rollup_passes: AtomicU64,
+    /// Memory DuckDB holds for this file (its buffer pool, capped by
+    /// `store::MEMORY_LIMIT_MIB`), read every few seconds.
+    pub duckdb_memory_bytes: AtomicU64,
     /// Source-time range of the recorded samples (0 = none yet).
     pub first_ts_us: AtomicI64,
     pub last_ts_us: AtomicI64,

@@ -40,6 +40,8 @@ pub struct SoakRow {
     pub recorded: u64,
     pub backlog: u64,
     pub rss_mib: f64,
+    /// Of the resident memory, what DuckDB says it holds (its buffer pool).
+    pub duckdb_mib: f64,
     pub twin_p99_ms: Option<f64>,
     pub commit_p99_ms: Option<f64>,
 }
@@ -67,16 +69,17 @@ pub fn run_soak(minutes: u64, rate_per_s: u64) -> Result<Vec<SoakRow>, BenchErro
         rig.topics.len()
     );
     println!(
-        "{:>6} | {:>10} | {:>10} | {:>7} | {:>8} | {:>14} | {:>15}",
+        "{:>6} | {:>10} | {:>10} | {:>7} | {:>8} | {:>10} | {:>14} | {:>15}",
         "min",
         "published",
         "recorded",
         "backlog",
         "RSS MiB",
+        "DuckDB MiB",
         "src→twin p99 ms",
         "rcv→commit p99 ms"
     );
-    println!("{}", "-".repeat(88));
+    println!("{}", "-".repeat(101));
     let t0 = Instant::now();
     let mut next_row = t0 + every;
     let mut rows = Vec::new();
@@ -92,12 +95,13 @@ pub fn run_soak(minutes: u64, rate_per_s: u64) -> Result<Vec<SoakRow>, BenchErro
             let lat = rig.app.world().resource::<LatencyStats>();
             let twin = lat.summary(Origin::Mqtt, Hop::SourceToTwin);
             rig.app.world_mut().resource_mut::<LatencyStats>().reset();
-            let (backlog, commit) = match &rig.history {
+            let (backlog, commit, duckdb_bytes) = match &rig.history {
                 Some(h) => (
                     h.writer.stats.backlog.load(Ordering::Relaxed),
                     h.writer.stats.take_commit_latency(),
+                    h.writer.stats.duckdb_memory_bytes.load(Ordering::Relaxed),
                 ),
-                None => (0, None),
+                None => (0, None, 0),
             };
             let row = SoakRow {
                 minute: t0.elapsed().as_secs_f64() / 60.0,
@@ -105,17 +109,19 @@ pub fn run_soak(minutes: u64, rate_per_s: u64) -> Result<Vec<SoakRow>, BenchErro
                 recorded: rig.recorded(),
                 backlog,
                 rss_mib: rss_mib(),
+                duckdb_mib: duckdb_bytes as f64 / (1024.0 * 1024.0),
                 twin_p99_ms: twin.map(|s| s.p99_us as f64 / 1000.0),
                 commit_p99_ms: commit.map(|s| s.p99_us as f64 / 1000.0),
             };
             let opt = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.1}"));
             println!(
-                "{:>6.1} | {:>10} | {:>10} | {:>7} | {:>8.1} | {:>14} | {:>15}",
+                "{:>6.1} | {:>10} | {:>10} | {:>7} | {:>8.1} | {:>10.1} | {:>14} | {:>15}",
                 row.minute,
                 row.published,
                 row.recorded,
                 row.backlog,
                 row.rss_mib,
+                row.duckdb_mib,
                 opt(row.twin_p99_ms),
                 opt(row.commit_p99_ms)
             );
@@ -137,18 +143,19 @@ pub fn run_soak(minutes: u64, rate_per_s: u64) -> Result<Vec<SoakRow>, BenchErro
     let recorded = rig.recorded();
     stop.store(true, Ordering::Relaxed);
     rig.stop();
-    let (first, last) = (
-        rows.first().map(|r| r.rss_mib),
-        rows.last().map(|r| r.rss_mib),
-    );
-    let growth = match (first, last) {
-        (Some(a), Some(b)) if a > 0.0 => format!("{:+.1} %", (b - a) / a * 100.0),
+    let growth = |f: fn(&SoakRow) -> f64| match (rows.first().map(f), rows.last().map(f)) {
+        (Some(a), Some(b)) if a > 0.0 => {
+            format!("{:+.1} % ({a:.0} → {b:.0} MiB)", (b - a) / a * 100.0)
+        }
         _ => "-".into(),
     };
     println!(
-        "published {total}, recorded {recorded}, lost {}; RSS after the first interval → end: \
-         {growth}",
-        total.saturating_sub(recorded)
+        "published {total}, recorded {recorded}, lost {}; after the first interval → end: \
+         RSS {}, DuckDB's buffers {}, the rest {}",
+        total.saturating_sub(recorded),
+        growth(|r| r.rss_mib),
+        growth(|r| r.duckdb_mib),
+        growth(|r| r.rss_mib - r.duckdb_mib),
     );
     Ok(rows)
 }
