@@ -632,6 +632,14 @@ impl AppConfig {
                 message: format!("{} is below 500", self.mes.poll_interval_ms),
             });
         }
+        if self.mqtt.url.is_none() && self.opcua.endpoint.is_some() && !self.opcua.enabled {
+            return Err(ConfigError::Invalid {
+                field: "opcua.enabled",
+                message: "false, and no [mqtt] url: the plant has no source to record \
+                          (name a broker, enable OPC UA, or set neither for the demo plant)"
+                    .into(),
+            });
+        }
         if !(1..=10_000).contains(&self.mes.catch_up_page_events) {
             return Err(ConfigError::Invalid {
                 field: "mes.catch_up_page_events",

@@ -53,8 +53,6 @@ pub enum AppError {
     Poller(mes::MesError),
     #[error("the authority rules must load before the twin reconciles: {0}")]
     Rules(reconcile::ReconcileError),
-    #[error("no MQTT broker: set [mqtt] url")]
-    NoBroker,
     #[error("{url} is TLS: set [mqtt] ca_file to the CA (PEM) that signed the broker")]
     TlsWithoutCa { url: String },
     #[error("--select {0}: no such asset in the registry")]

@@ -20,7 +20,8 @@ use crate::registry::AssetRegistry;
 pub struct LiveSources {
     pub mes_poller: Option<MesPoller>,
     pub opcua: Option<crate::ingest::opcua::OpcUaAdapter>,
-    pub mqtt: crate::ingest::mqtt::MqttAdapter,
+    /// Absent in an OPC UA-only plant.
+    pub mqtt: Option<crate::ingest::mqtt::MqttAdapter>,
     pub plant: Option<demo::EmbeddedPlant>,
 }
 
@@ -33,7 +34,9 @@ impl LiveSources {
         if let Some(o) = self.opcua {
             o.stop();
         }
-        self.mqtt.stop();
+        if let Some(m) = self.mqtt {
+            m.stop();
+        }
         if let Some(p) = self.plant {
             p.stop();
         }
@@ -64,55 +67,16 @@ pub fn start_live_sources(
         None
     };
     let mqtt_url = match (&cfg.mqtt.url, &plant) {
-        (Some(u), _) => u.clone(),
-        (None, Some(p)) => p.broker.url(),
-        (None, None) => return Err(AppError::NoBroker),
+        (Some(u), _) => Some(u.clone()),
+        (None, Some(p)) => Some(p.broker.url()),
+        // An OPC UA-only plant (the config's validation made sure some
+        // source is named).
+        (None, None) => None,
     };
-    let url = parse_mqtt_url(&mqtt_url)?;
-    let tls = if url.tls {
-        Some(TlsFiles {
-            ca_file: cfg
-                .mqtt
-                .ca_file
-                .clone()
-                .ok_or_else(|| AppError::TlsWithoutCa {
-                    url: mqtt_url.clone(),
-                })?,
-            client_cert_file: cfg.mqtt.client_cert_file.clone(),
-            client_key_file: cfg.mqtt.client_key_file.clone(),
-        })
-    } else {
-        None
-    };
-    let mut topics = cfg.mqtt.topic_roots.clone();
-    for e in [cfg.mes.events_topic.trim(), cfg.mes.heartbeat_topic.trim()] {
-        if !e.is_empty() && !topics.iter().any(|r| r == e) {
-            topics.push(e.to_string());
-        }
-    }
-    let mes = match cfg.mes.topic_prefix() {
-        Some(topic_prefix) => Some(MesRoute {
-            topic_prefix,
-            heartbeat_topic: Some(cfg.mes.heartbeat_topic.trim().to_string())
-                .filter(|t| !t.is_empty()),
-            contract: Arc::new(Contract::load().map_err(AppError::Contract)?),
-        }),
+    let mqtt = match mqtt_url {
+        Some(u) => Some(start_mqtt(cfg, role, &u, registry.clone(), tx.clone())?),
         None => None,
     };
-    let mqtt = spawn_mqtt_adapter(
-        MqttSettings {
-            host: url.host,
-            port: url.port,
-            tls,
-            client_id: cfg.mqtt.client_id_for(role)?,
-            username: cfg.mqtt.username.clone(),
-            password: cfg.mqtt.password.clone(),
-            topics,
-            mes,
-        },
-        registry.clone(),
-        tx.clone(),
-    )?;
     let endpoint = match (&cfg.opcua.endpoint, &plant) {
         (Some(e), _) => Some(e.clone()),
         (None, Some(p)) => Some(p.opcua.endpoint()),
@@ -162,4 +126,60 @@ pub fn start_live_sources(
         mqtt,
         plant,
     })
+}
+
+/// The MQTT adapter on `mqtt_url`, subscribed to the topic roots and the
+/// MES topics.
+fn start_mqtt(
+    cfg: &AppConfig,
+    role: MqttRole,
+    mqtt_url: &str,
+    registry: Arc<AssetRegistry>,
+    tx: IngestSender,
+) -> Result<crate::ingest::mqtt::MqttAdapter, AppError> {
+    let url = parse_mqtt_url(mqtt_url)?;
+    let tls = if url.tls {
+        Some(TlsFiles {
+            ca_file: cfg
+                .mqtt
+                .ca_file
+                .clone()
+                .ok_or_else(|| AppError::TlsWithoutCa {
+                    url: mqtt_url.to_string(),
+                })?,
+            client_cert_file: cfg.mqtt.client_cert_file.clone(),
+            client_key_file: cfg.mqtt.client_key_file.clone(),
+        })
+    } else {
+        None
+    };
+    let mut topics = cfg.mqtt.topic_roots.clone();
+    for e in [cfg.mes.events_topic.trim(), cfg.mes.heartbeat_topic.trim()] {
+        if !e.is_empty() && !topics.iter().any(|r| r == e) {
+            topics.push(e.to_string());
+        }
+    }
+    let mes = match cfg.mes.topic_prefix() {
+        Some(topic_prefix) => Some(MesRoute {
+            topic_prefix,
+            heartbeat_topic: Some(cfg.mes.heartbeat_topic.trim().to_string())
+                .filter(|t| !t.is_empty()),
+            contract: Arc::new(Contract::load().map_err(AppError::Contract)?),
+        }),
+        None => None,
+    };
+    Ok(spawn_mqtt_adapter(
+        MqttSettings {
+            host: url.host,
+            port: url.port,
+            tls,
+            client_id: cfg.mqtt.client_id_for(role)?,
+            username: cfg.mqtt.username.clone(),
+            password: cfg.mqtt.password.clone(),
+            topics,
+            mes,
+        },
+        registry,
+        tx,
+    )?)
 }

@@ -329,6 +329,43 @@ pub struct LinkStatus {
     pub opcua_reconnects: u32,
 }
 
+impl LinkStatus {
+    /// Some adapter is connected now.
+    pub fn any_connected(&self) -> bool {
+        self.mqtt == LinkState::Connected || self.opcua == LinkState::Connected
+    }
+
+    /// One line for people: each started adapter's state, e.g.
+    /// `MQTT up (2 reconnects), OPC UA down: connection refused`.
+    pub fn describe(&self) -> String {
+        let one = |label: &str, state: &LinkState, reconnects: u32| {
+            let again = match reconnects {
+                0 => String::new(),
+                1 => " (1 reconnect)".into(),
+                n => format!(" ({n} reconnects)"),
+            };
+            match state {
+                LinkState::NotStarted => None,
+                LinkState::Connecting => Some(format!("{label} connecting{again}")),
+                LinkState::Connected => Some(format!("{label} up{again}")),
+                LinkState::Disconnected(why) => Some(format!("{label} down{again}: {why}")),
+            }
+        };
+        let parts: Vec<String> = [
+            one(Origin::Mqtt.label(), &self.mqtt, self.mqtt_reconnects),
+            one(Origin::OpcUa.label(), &self.opcua, self.opcua_reconnects),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        if parts.is_empty() {
+            "no source started".into()
+        } else {
+            parts.join(", ")
+        }
+    }
+}
+
 /// Most events drained in one frame, so a flood cannot freeze the UI.
 #[derive(Resource, Debug, Clone, Copy)]
 pub struct DrainBudget(pub usize);
@@ -426,10 +463,14 @@ pub fn drain_ingest(
                 if state == LinkState::Connected && matches!(slot, LinkState::Disconnected(_)) {
                     *count += 1;
                 }
-                if let LinkState::Disconnected(why) = &state {
-                    warn!("{} link down: {why}", origin.label());
-                } else if state == LinkState::Connected {
-                    info!("{} link up", origin.label());
+                // Changes only: an adapter retrying against a dead endpoint
+                // reports the same failure on every try.
+                if state != *slot {
+                    if let LinkState::Disconnected(why) = &state {
+                        warn!("{} link down: {why}", origin.label());
+                    } else if state == LinkState::Connected {
+                        info!("{} link up", origin.label());
+                    }
                 }
                 *slot = state;
             }

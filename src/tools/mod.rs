@@ -7,6 +7,7 @@ pub mod check;
 pub mod demo_plant;
 pub mod drill;
 pub mod export;
+pub mod fuzz;
 pub mod generate;
 pub mod import_schedule;
 pub mod opcua_trust;

@@ -3,8 +3,9 @@
 //! history writer, the MES sync that gives each sample its work-order
 //! context (and marks samples context-unavailable while the MES is away),
 //! reconciliation — stepped here at 20 Hz. Prints the file's state on open,
-//! a status line every minute, failures of the writer at once, and a
-//! summary at the end. SIGINT or SIGTERM (Ctrl-C, `systemctl stop`) stop it
+//! a status line every minute (with each source's link), failures of the
+//! writer at once, link changes through the log, and a summary at the end;
+//! exits non-zero when no source ever connected. SIGINT or SIGTERM (Ctrl-C, `systemctl stop`) stop it
 //! in order: the adapters first, then the writer commits what it holds,
 //! rolls up and checkpoints.
 
@@ -20,6 +21,7 @@ use anyhow::Context as _;
 use super::tool_config;
 use crate::app::{self, Front, Launch};
 use crate::history::History;
+use crate::ingest::LinkStatus;
 
 /// How often the headless app steps (MES sync, reconciliation, twin).
 const STEP: Duration = Duration::from_millis(50);
@@ -59,11 +61,14 @@ pub fn run(
     let mut idle_since = Instant::now();
     let mut last_report = Instant::now();
     let mut failing = false;
+    let mut ever_connected = false;
     loop {
         let step_start = Instant::now();
         assembled.app.update();
         std::thread::sleep(STEP.saturating_sub(step_start.elapsed()));
         let written = stats.samples_written.load(Relaxed);
+        let links = assembled.app.world().resource::<LinkStatus>();
+        ever_connected |= links.any_connected();
         // Say at once when writing stops working, and when it works again.
         let failing_now = stats.failing_since_us.load(Relaxed) != 0;
         if failing_now != failing {
@@ -81,9 +86,10 @@ pub fn run(
         if last_report.elapsed().as_secs() >= 60 {
             last_report = Instant::now();
             println!(
-                "{}: {written} samples recorded, backlog {}, last commit {:.1} ms, {} dead letters, \
-                 {} failed commits{}",
+                "{}: {}; {written} samples recorded, backlog {}, last commit {:.1} ms, {} dead \
+                 letters, {} failed commits{}",
                 jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ"),
+                links.describe(),
                 stats.backlog.load(Relaxed),
                 stats.last_commit_us.load(Relaxed) as f64 / 1000.0,
                 stats.dead_letters.load(Relaxed),
@@ -110,6 +116,7 @@ pub fn run(
             break;
         }
     }
+    let links = assembled.app.world().resource::<LinkStatus>().describe();
     assembled.shutdown();
     println!(
         "recorded {} samples ({} duplicates dropped, {} dead letters, {} failed commits) in {} \
@@ -120,5 +127,9 @@ pub fn run(
         stats.commit_errors.load(Relaxed),
         stats.commits.load(Relaxed)
     );
+    if !ever_connected {
+        eprintln!("error: no source ever connected ({links})");
+        return Ok(ExitCode::FAILURE);
+    }
     Ok(ExitCode::SUCCESS)
 }

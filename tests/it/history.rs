@@ -1216,3 +1216,73 @@ fn the_kill_drill_runs_and_finds_nothing_lost() {
     assert_eq!((n(5), n(6)), (0, 0), "{stdout}");
     println!("{stdout}");
 }
+
+/// An OPC UA-only plant (no broker named) records; a source where nothing
+/// listens is said at once, once, and `record` exits non-zero.
+#[test]
+fn record_runs_on_opcua_alone_and_fails_loudly_when_no_source_connects() {
+    use mezzanine::demo::opcua_server::start_opcua_server;
+    use opcua::types::{NodeId, Variant};
+    let reg = registry();
+    let dir = tempfile::tempdir().expect("dir");
+    let port = free_port().expect("port");
+    let server = start_opcua_server(&reg, port, dir.path().join("server")).expect("server");
+    let db = dir.path().join("history.duckdb");
+    let config = dir.path().join("opcua-only.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[plant]\nscene = \"{}\"\nregistry = \"{}\"\n\n[opcua]\nendpoint = \"{}\"\n\
+             security_policy = \"None\"\nsecurity_mode = \"None\"\nsampling_interval_ms = 50\n\n\
+             [mes]\nevents_topic = \"\"\nheartbeat_topic = \"\"\n\n[history]\npath = \"{}\"\n",
+            repo("scenes/demo-plant.glb").display(),
+            repo("scenes/demo-plant.toml").display(),
+            server.endpoint(),
+            db.display()
+        ),
+    )
+    .expect("config");
+    let mut rec = record_cmd(&config, Some(3));
+    wait_for_line(&mut rec, "recording to");
+    let node = NodeId::new(2, "Line1.Mill01.Spindle.Speed");
+    for i in 0..40 {
+        server.set_values(vec![(
+            node.clone(),
+            Variant::Double(8_000.0 + f64::from(i)),
+            mezzanine::ingest::now_us(),
+        )]);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let status = rec.wait().expect("exits when idle");
+    assert!(status.success(), "{status:?}");
+    server.stop();
+    let conn = Connection::open(&db).expect("open");
+    let spindle: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM samples s JOIN properties p USING (prop_id) \
+             WHERE p.asset_id = 'L1-MILL-01' AND p.property = 'spindle_speed' AND s.value >= 8000",
+            [],
+            |r| r.get(0),
+        )
+        .expect("count");
+    assert!(spindle >= 10, "{spindle} spindle samples from OPC UA");
+    drop(conn);
+
+    // Nothing listens on the broker's port.
+    let dead = free_port().expect("port");
+    let (_, config) = recorder_on_broker(dir.path(), dead, "mz-dead");
+    let std::process::Output { status, stderr, .. } = Command::new(env!("CARGO_BIN_EXE_mezzanine"))
+        .arg("--config")
+        .arg(&config)
+        .args(["record", "--exit-after-idle-s", "3"])
+        .output()
+        .expect("runs");
+    let stderr = String::from_utf8_lossy(&stderr);
+    assert!(!status.success(), "exit {status:?}");
+    assert!(
+        stderr.contains("error: no source ever connected (MQTT down"),
+        "{stderr}"
+    );
+    // Said when it happened, and not again on every retry.
+    assert_eq!(stderr.matches("MQTT link down").count(), 1, "{stderr}");
+}

@@ -5,15 +5,11 @@
 //! fixed-seed sweep that runs in seconds in every `cargo test`.
 
 use std::path::Path;
-use std::sync::Arc;
 
-use mezzanine::config::AppConfig;
 use mezzanine::ingest::SampleValue;
 use mezzanine::ingest::decode::{decode_json, decode_spectrum, encode_json, encode_spectrum};
 use mezzanine::ingest::sparkplug::{self, AliasBook};
-use mezzanine::mes::Contract;
-use mezzanine::reconcile::ReconcileRules;
-use mezzanine::registry::parse_registry;
+use mezzanine::tools::fuzz::Target;
 
 /// xorshift64*: fast, seedable, good enough to spread test inputs.
 struct Rng(u64);
@@ -148,71 +144,20 @@ fn sparkplug_metrics_round_trip() {
 #[test]
 fn parsers_survive_mutated_inputs() {
     let mut rng = Rng(0x5eed_0004);
-    let contract = Contract::load().expect("contract");
-    let topic = sparkplug::parse_topic("spBv1.0/acme/DBIRTH/line1/robot01").expect("topic");
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let read = |rel: &str| std::fs::read(repo.join(rel)).expect(rel);
-    let registry_text = read("scenes/demo-plant.toml");
-    let rules_text = read("config/reconcile.toml");
-    let event = br#"{"id":"e-1","type":"work_order.started","schema_version":"2.0","source_time":"2026-11-24T10:00:00Z","payload":{"work_order":"WO-1","asset_id":"L1-MILL-01"}}"#.to_vec();
-    let reg = Arc::new(mezzanine::registry::AssetRegistry::new(
-        parse_registry(
-            std::str::from_utf8(&registry_text).expect("utf-8"),
-            Path::new("demo-plant.toml"),
-        )
-        .expect("registry"),
-    ));
-    let schedule = mezzanine::demo::mes::MesSim::new(&reg, 3, 1_795_500_000_000_000, 60.0)
-        .schedule_b2mml(1_795_500_000_000_000);
-    let b2mml = mezzanine::mes::b2mml::write(&schedule).into_bytes();
-    let config = b"[plant]\nscene = \"a.glb\"\nregistry = \"a.toml\"\n[mqtt]\nurl = \"mqtt://h:1883\"\n[history]\nflush_interval_ms = 100\n".to_vec();
-    let seeds: Vec<(&str, Vec<u8>)> = vec![
-        (
-            "json",
-            encode_json(&SampleValue::Number(12.5), 1_795_500_000_000_000, Some("r")),
-        ),
-        (
-            "spectrum",
-            encode_spectrum(12.5, &[1.0, 2.0, 3.0], 1_795_500_000_000_000),
-        ),
-        (
-            "sparkplug",
-            sparkplug::encode(
-                &[("power", &SampleValue::Number(1.0))],
-                1_795_500_000_000,
-                0,
-            ),
-        ),
-        ("mes", event),
-        ("b2mml", b2mml),
-        ("registry", registry_text),
-        ("rules", rules_text),
-        ("config", config),
-    ];
     let mut answered = 0usize;
-    for (what, seed) in &seeds {
-        let mut input = seed.clone();
-        for _ in 0..CASES {
-            // Mutations pile up for a while, then start again from the seed.
-            input = if rng.below(8) == 0 {
-                seed.clone()
-            } else {
-                rng.mutate(&input)
-            };
-            let text = String::from_utf8_lossy(&input);
-            let ok = match *what {
-                "json" => decode_json(&input, "rpm").is_ok(),
-                "spectrum" => decode_spectrum(&input).is_ok(),
-                "sparkplug" => AliasBook::default().decode(&topic, &input).is_ok(),
-                "mes" => contract.decode(&input, "fuzz").is_ok(),
-                "b2mml" => {
-                    mezzanine::mes::b2mml::parse(&text, Path::new("s.xml"), Some(&reg)).is_ok()
-                }
-                "registry" => parse_registry(&text, Path::new("r.toml")).is_ok(),
-                "rules" => ReconcileRules::parse(&text, Path::new("rules.toml")).is_ok(),
-                _ => AppConfig::from_toml(&text, Path::new("c.toml")).is_ok(),
-            };
-            answered += usize::from(ok);
+    for target in Target::ALL {
+        let seeds = target.seeds().expect("seeds");
+        for seed in &seeds {
+            let mut input = seed.clone();
+            for _ in 0..CASES / seeds.len() {
+                // Mutations pile up for a while, then start again from the seed.
+                input = if rng.below(8) == 0 {
+                    seed.clone()
+                } else {
+                    rng.mutate(&input)
+                };
+                answered += usize::from(target.feed(&input).expect("fixtures"));
+            }
         }
     }
     // Some mutations stay valid (whitespace, a digit): the sweep reached
@@ -220,7 +165,39 @@ fn parsers_survive_mutated_inputs() {
     assert!(answered > 0);
     println!(
         "{} mutated inputs over {} parsers: no panic, {answered} accepted",
-        seeds.len() * CASES,
-        seeds.len()
+        Target::ALL.len() * CASES,
+        Target::ALL.len()
     );
+}
+
+/// The coverage-guided fuzzer's corpus (`make fuzz`), replayed: every input
+/// that once reached new code, and every crash once fixed, stays a test.
+#[test]
+fn fuzz_corpus_replays_without_panic() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus");
+    let mut rows = Vec::new();
+    for target in Target::ALL {
+        let dir = root.join(target.name());
+        let entries = std::fs::read_dir(&dir)
+            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+            .map(|e| e.expect("entry").path())
+            .collect::<Vec<_>>();
+        // Every seed a healthy plant sends is accepted, so a replay that
+        // refuses everything (a broken fixture) cannot pass.
+        for seed in target.seeds().expect("seeds") {
+            assert!(
+                target.feed(&seed).expect("fixtures"),
+                "{}: seed refused",
+                target.name()
+            );
+        }
+        assert!(!entries.is_empty(), "{}: empty corpus", dir.display());
+        let mut accepted = 0;
+        for path in &entries {
+            let data = std::fs::read(path).expect("corpus file");
+            accepted += usize::from(target.feed(&data).expect("fixtures"));
+        }
+        rows.push(format!("{} {}/{}", target.name(), accepted, entries.len()));
+    }
+    println!("corpus replayed (accepted/inputs): {}", rows.join(", "));
 }
