@@ -41,25 +41,48 @@ pub enum BindVia {
 pub struct NodeTag {
     pub asset_id: Option<String>,
     pub structure: bool,
+    /// Extras that were there but could not be read, for people.
+    pub problem: Option<String>,
 }
 
-/// Parse a node's raw extras JSON. Malformed extras are treated as absent.
+/// Parse a node's raw extras JSON. An `asset_id` may be text or a whole
+/// number (Blender writes a number custom property as one); anything else,
+/// and extras that are not JSON, are a problem to report, not an absence.
 pub fn node_tag(extras_json: Option<&str>) -> NodeTag {
-    let value: Option<serde_json::Value> = extras_json.and_then(|s| serde_json::from_str(s).ok());
-    let asset_id = value
-        .as_ref()
-        .and_then(|v| v.get("asset_id"))
-        .and_then(|v| v.as_str())
-        .map(str::to_string);
-    let structure = value
-        .as_ref()
-        .and_then(|v| v.get("role"))
-        .and_then(|v| v.as_str())
-        == Some("structure");
-    NodeTag {
-        asset_id,
-        structure,
+    let mut tag = NodeTag {
+        asset_id: None,
+        structure: false,
+        problem: None,
+    };
+    let Some(raw) = extras_json else {
+        return tag;
+    };
+    let value: serde_json::Value = match serde_json::from_str(raw) {
+        Ok(v) => v,
+        Err(e) => {
+            tag.problem = Some(format!("extras are not valid JSON ({e})"));
+            return tag;
+        }
+    };
+    use serde_json::Value;
+    match value.get("asset_id") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(s)) => tag.asset_id = Some(s.clone()),
+        Some(Value::Number(n)) if n.is_i64() || n.is_u64() => tag.asset_id = Some(n.to_string()),
+        Some(other) => {
+            let kind = match other {
+                Value::Number(_) => "a fractional number",
+                Value::Bool(_) => "true/false",
+                Value::Array(_) => "a list",
+                _ => "an object",
+            };
+            tag.problem = Some(format!(
+                "extras asset_id is {kind} ({other}); use text or a whole number"
+            ));
+        }
     }
+    tag.structure = value.get("role").and_then(Value::as_str) == Some("structure");
+    tag
 }
 
 /// The registry side of binding: an asset id and the node name it expects.
@@ -86,6 +109,11 @@ pub enum NodeBinding {
     /// Extras name an asset the registry does not know.
     UnknownAsset {
         asset_id: String,
+    },
+    /// Extras that cannot be read (not JSON, an asset_id of the wrong type)
+    /// and no registry asset of the node's name.
+    BadExtras {
+        problem: String,
     },
     Structure,
     None,
@@ -136,7 +164,10 @@ impl Binder {
                 via: BindVia::Name,
             };
         }
-        NodeBinding::None
+        match tag.problem {
+            Some(problem) => NodeBinding::BadExtras { problem },
+            None => NodeBinding::None,
+        }
     }
 }
 
@@ -243,6 +274,12 @@ impl Layout {
                         reason: format!(
                             "extras name asset `{asset_id}`, which the registry does not list"
                         ),
+                    });
+                }
+                NodeBinding::BadExtras { problem } => {
+                    report.unbound_geometry.push(UnboundNode {
+                        node: self.label(i),
+                        reason: problem,
                     });
                 }
                 NodeBinding::Structure => {}

@@ -206,7 +206,9 @@ pub fn bind_subtree(
                     bound += 1;
                 }
             }
-            NodeBinding::Structure | NodeBinding::UnknownAsset { .. } => {}
+            NodeBinding::Structure
+            | NodeBinding::UnknownAsset { .. }
+            | NodeBinding::BadExtras { .. } => {}
             NodeBinding::None => {
                 if let Ok(c) = children.get(e) {
                     stack.extend(c.iter());

@@ -103,3 +103,59 @@ fn unreadable_inputs_fail_with_the_file_named() {
     assert!(out.contains("bad.toml:"), "{out}");
     assert!(out.contains("time_zone"), "{out}");
 }
+
+/// A layout as Blender exports it: a number custom property becomes a JSON
+/// number in the node's extras. A whole number binds as its decimal text;
+/// a wrong type is named as such, not called missing.
+#[test]
+fn numeric_asset_ids_bind_and_wrong_types_are_named() {
+    use mezzanine::demo::glb::{GlbBuilder, NodeSpec, Paint, Shape};
+    use serde_json::json;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let part = |name: &str, x: f32, extras: serde_json::Value| {
+        NodeSpec::part(
+            name,
+            Shape::Cube,
+            Paint::matte([0.5, 0.5, 0.5]),
+            [x, 0.5, 0.0],
+            [1.0; 3],
+        )
+        .extras(extras)
+    };
+    let mut b = GlbBuilder::default();
+    let roots = [
+        b.add(&part("Cube.001", 0.0, json!({"asset_id": 1001}))),
+        b.add(&part("Cube.002", 2.0, json!({"asset_id": 1002.5}))),
+        b.add(&part("Cube.003", 4.0, json!({"asset_id": true}))),
+    ];
+    let scene = dir.path().join("blender.glb");
+    std::fs::write(&scene, b.finish(&roots, "Khronos glTF Blender I/O")).expect("glb");
+    let registry = dir.path().join("plant.toml");
+    let asset = |id: &str| {
+        format!(
+            "[[asset]]\nid = \"{id}\"\nname = \"Press {id}\"\nclass = \"press\"\n\
+             iso23247 = \"equipment\"\nisa95 = \"Acme/Lyon/Press/Line1/P{id}\"\ngltf_node = \"Press{id}\"\n\n"
+        )
+    };
+    std::fs::write(
+        &registry,
+        format!(
+            "version = 1\n\n[plant]\nname = \"Blender\"\ntime_zone = \"Europe/Paris\"\n\n{}{}",
+            asset("1001"),
+            asset("1002")
+        ),
+    )
+    .expect("registry");
+    let (code, out) = check(&scene, &registry);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("bound assets: 1 (1 by extras"), "{out}");
+    assert!(
+        out.contains("extras asset_id is a fractional number (1002.5); use text or a whole number"),
+        "{out}"
+    );
+    assert!(
+        out.contains("extras asset_id is true/false (true)"),
+        "{out}"
+    );
+    assert!(!out.contains("no asset_id in extras"), "{out}");
+}
