@@ -343,6 +343,7 @@ fn prop(
         },
         mqtt: Some(topic(m, name)),
         opcua: opc.map(|leaf| format!("ns=2;s={}.{}.{leaf}", m.work_center, m.work_unit)),
+        sparkplug_metric: None,
         expected_period_ms: Some(period_ms),
     }
 }

@@ -414,12 +414,13 @@ pub fn decode_sparkplug(
     let decoded_us = now_us();
     let mut out: Vec<Result<Sample, DeadLetter>> = skipped
         .into_iter()
-        .map(|s| Err(dead(format!("metric {}: {}", s.what, s.reason))))
+        .map(|s| Err(dead(format!("{}: {}", s.what, s.reason))))
         .collect();
     for m in metrics {
-        let Some(r) = registry.property_by_name(asset, &m.name) else {
+        let Some(r) = registry.resolve_sparkplug_metric(asset, &m.name) else {
             out.push(Err(dead(format!(
-                "metric `{}` is not a property of this asset",
+                "metric `{}` is not a property of this asset (name it with `sparkplug_metric` \
+                 in the registry)",
                 m.name
             ))));
             continue;

@@ -152,8 +152,43 @@ fn metric_value(m: &Metric) -> Result<SampleValue, String> {
         Some(MetricValue::DoubleValue(v)) => Ok(SampleValue::Number(*v)),
         Some(MetricValue::BooleanValue(b)) => Ok(SampleValue::Bool(*b)),
         Some(MetricValue::StringValue(s)) => Ok(SampleValue::Text(s.clone())),
-        None => Err("metric has no value of a supported type".into()),
+        None => Err(match m.datatype {
+            Some(t) => format!(
+                "its datatype {} is not one the twin reads (numbers, booleans and strings)",
+                datatype_name(t)
+            ),
+            None => "it carries no value".into(),
+        }),
     }
+}
+
+/// A Sparkplug B datatype code as the specification names it.
+fn datatype_name(code: u32) -> String {
+    let name = match code {
+        1 => "Int8",
+        2 => "Int16",
+        3 => "Int32",
+        4 => "Int64",
+        5 => "UInt8",
+        6 => "UInt16",
+        7 => "UInt32",
+        8 => "UInt64",
+        9 => "Float",
+        10 => "Double",
+        11 => "Boolean",
+        12 => "String",
+        13 => "DateTime",
+        14 => "Text",
+        15 => "UUID",
+        16 => "DataSet",
+        17 => "Bytes",
+        18 => "File",
+        19 => "Template",
+        20 => "PropertySet",
+        21 => "PropertySetList",
+        _ => return format!("{code} (unknown)"),
+    };
+    format!("{name} ({code})")
 }
 
 impl AliasBook {
@@ -184,9 +219,18 @@ impl AliasBook {
                 (None, None) => None,
             };
             let Some(name) = name else {
-                skipped.push(SkippedMetric {
-                    what: format!("alias {:?}", m.alias),
-                    reason: "alias not announced in a BIRTH message".into(),
+                skipped.push(match m.alias {
+                    Some(a) => SkippedMetric {
+                        what: format!("metric with alias {a}"),
+                        reason: format!(
+                            "alias {a} was not announced in a BIRTH message from {source} \
+                             since the twin started"
+                        ),
+                    },
+                    None => SkippedMetric {
+                        what: "metric without a name".into(),
+                        reason: "it has neither a name nor an alias".into(),
+                    },
                 });
                 continue;
             };
@@ -197,7 +241,10 @@ impl AliasBook {
                     ts_ms: m.timestamp.or(p.timestamp),
                     quality: Quality::Good,
                 }),
-                Err(reason) => skipped.push(SkippedMetric { what: name, reason }),
+                Err(reason) => skipped.push(SkippedMetric {
+                    what: format!("metric `{name}`"),
+                    reason,
+                }),
             }
         }
         Ok((out, skipped))

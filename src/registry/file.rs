@@ -185,6 +185,9 @@ pub struct PropertyRecord {
     pub encoding: Encoding,
     pub mqtt: Option<String>,
     pub opcua: Option<String>,
+    /// The Sparkplug metric that carries it when its name differs from the
+    /// property's (folder-style names such as `Spindle/Speed`).
+    pub sparkplug_metric: Option<String>,
     /// How often a healthy source updates it; beyond that the value is stale.
     pub expected_period_ms: Option<u64>,
 }
@@ -200,7 +203,7 @@ pub struct AssetRecord {
     pub isa95: Isa95Path,
     pub gltf_node: String,
     /// Sparkplug B source (`group/edge[/device]`) publishing this asset's
-    /// metrics, matched to properties by name.
+    /// metrics, matched to properties by `sparkplug_metric`, else by name.
     pub sparkplug: Option<String>,
     pub properties: Vec<PropertyRecord>,
     pub nominal: BTreeMap<String, Quantity>,
@@ -258,6 +261,7 @@ struct RawProperty {
     unit: Spanned<String>,
     mqtt: Option<Spanned<String>>,
     opcua: Option<Spanned<String>>,
+    sparkplug_metric: Option<Spanned<String>>,
     expected_period_ms: Option<u64>,
     #[serde(default)]
     encoding: Encoding,
@@ -393,6 +397,8 @@ pub fn parse_registry(text: &str, path: &Path) -> Result<Registry, RegistryError
             }
         }
         let mut prop_names: HashMap<&str, usize> = HashMap::new();
+        // Metric name → the property it feeds (explicit, else the name).
+        let mut metrics: HashMap<&str, &str> = HashMap::new();
         for (pi, p) in a.properties.iter().enumerate() {
             let field = format!("asset[{ai}].property[{pi}]");
             let pname = p.name.get_ref().as_str();
@@ -411,6 +417,36 @@ pub fn parse_registry(text: &str, path: &Path) -> Result<Registry, RegistryError
                 );
             }
             check_unit(&mut c, &p.unit, format!("{field}.unit"));
+            if let Some(m) = &p.sparkplug_metric {
+                let metric = m.get_ref().as_str();
+                if a.sparkplug.is_none() {
+                    c.push(
+                        m,
+                        format!("{field}.sparkplug_metric"),
+                        "the asset has no `sparkplug` source to read it from".into(),
+                    );
+                } else if metric.trim().is_empty() {
+                    c.push(
+                        m,
+                        format!("{field}.sparkplug_metric"),
+                        "an empty metric name".into(),
+                    );
+                }
+            }
+            let metric = p
+                .sparkplug_metric
+                .as_ref()
+                .map_or(pname, |m| m.get_ref().as_str());
+            if a.sparkplug.is_some()
+                && let Some(other) = metrics.insert(metric, pname)
+            {
+                let at = p.sparkplug_metric.as_ref().unwrap_or(&p.name);
+                c.push(
+                    at,
+                    format!("{field}.sparkplug_metric"),
+                    format!("metric `{metric}` already feeds property `{other}`"),
+                );
+            }
             if p.mqtt.is_none() && p.opcua.is_none() && a.sparkplug.is_none() {
                 c.push(
                     &p.name,
@@ -506,6 +542,7 @@ pub fn parse_registry(text: &str, path: &Path) -> Result<Registry, RegistryError
                     encoding: p.encoding,
                     mqtt: p.mqtt.map(Spanned::into_inner),
                     opcua: p.opcua.map(Spanned::into_inner),
+                    sparkplug_metric: p.sparkplug_metric.map(Spanned::into_inner),
                     expected_period_ms: p.expected_period_ms,
                 })
                 .collect(),
@@ -582,6 +619,9 @@ impl Registry {
                 }
                 if let Some(n) = &p.opcua {
                     out.push_str(&format!("opcua = {}\n", toml_str(n)));
+                }
+                if let Some(m) = &p.sparkplug_metric {
+                    out.push_str(&format!("sparkplug_metric = {}\n", toml_str(m)));
                 }
                 if let Some(ms) = p.expected_period_ms {
                     out.push_str(&format!("expected_period_ms = {ms}\n"));

@@ -37,6 +37,8 @@ pub struct AssetRegistry {
     by_topic: HashMap<String, PropertyRef>,
     by_opcua: HashMap<String, PropertyRef>,
     by_sparkplug: HashMap<String, AssetIdx>,
+    /// (asset, Sparkplug metric name) → property.
+    by_metric: HashMap<(AssetIdx, String), PropertyRef>,
 }
 
 impl AssetRegistry {
@@ -46,6 +48,7 @@ impl AssetRegistry {
         let mut by_topic = HashMap::new();
         let mut by_opcua = HashMap::new();
         let mut by_sparkplug = HashMap::new();
+        let mut by_metric = HashMap::new();
         for (i, a) in registry.assets.iter().enumerate() {
             let idx = AssetIdx(i as u32);
             if let Some(sp) = &a.sparkplug {
@@ -64,6 +67,10 @@ impl AssetRegistry {
                 if let Some(n) = &p.opcua {
                     by_opcua.insert(n.clone(), r);
                 }
+                if a.sparkplug.is_some() {
+                    let metric = p.sparkplug_metric.as_ref().unwrap_or(&p.name);
+                    by_metric.insert((idx, metric.clone()), r);
+                }
             }
         }
         Self {
@@ -73,6 +80,7 @@ impl AssetRegistry {
             by_topic,
             by_opcua,
             by_sparkplug,
+            by_metric,
         }
     }
 
@@ -109,7 +117,13 @@ impl AssetRegistry {
         self.by_sparkplug.get(source_id).copied()
     }
 
-    /// A property of `asset` by name (Sparkplug metric names).
+    /// The property a Sparkplug metric of `asset` feeds: the one naming it
+    /// as `sparkplug_metric`, else the one of the same name.
+    pub fn resolve_sparkplug_metric(&self, asset: AssetIdx, metric: &str) -> Option<PropertyRef> {
+        self.by_metric.get(&(asset, metric.to_string())).copied()
+    }
+
+    /// A property of `asset` by name.
     pub fn property_by_name(&self, asset: AssetIdx, name: &str) -> Option<PropertyRef> {
         let a = self.get(asset)?;
         let pi = a.properties.iter().position(|p| p.name == name)?;

@@ -16,7 +16,7 @@ use mezzanine::ingest::opcua::{OpcUaSettings, spawn_opcua_adapter};
 use mezzanine::ingest::{
     IngestEvent, IngestReceiver, LinkState, Origin, SampleValue, ingest_channel, now_us,
 };
-use mezzanine::registry::AssetRegistry;
+use mezzanine::registry::{AssetRegistry, parse_registry};
 use opcua::types::{NodeId, Variant};
 use rumqttc::{AsyncClient, MqttOptions, QoS};
 
@@ -285,7 +285,10 @@ fn sparkplug_metrics_land_on_the_device_asset_and_bad_ones_are_dead_lettered() {
         reg.property_by_name(robot, "state")
     );
     assert_eq!(dead.len(), 3, "{dead:?}");
-    assert_eq!(dead[0], "metric `colour` is not a property of this asset");
+    assert_eq!(
+        dead[0],
+        "metric `colour` is not a property of this asset (name it with `sparkplug_metric` in the registry)"
+    );
     assert_eq!(
         dead[1],
         "Sparkplug source `acme/line9/robot99` is not in the asset registry"
@@ -1254,4 +1257,137 @@ fn a_read_only_broker_account_is_all_the_twin_needs() {
         .collect();
     assert!(tried.is_empty(), "the twin published: {tried:?}");
     drop(rt);
+}
+
+/// Ignition/Tahu-style folder names (`Drive/Power`) through a real
+/// mosquitto: a registry property names its metric, a BIRTH announces
+/// aliases, alias-only DATA lands on the right properties, and what cannot
+/// be placed is dead-lettered in words.
+#[test]
+fn folder_style_sparkplug_metrics_map_through_the_registry() {
+    use mezzanine::ingest::sparkplug::{Metric, MetricValue, Payload, datatype};
+    use prost::Message;
+    let dir = tempfile::tempdir().expect("dir");
+    // The demo plant's robot, its metrics named the Ignition way.
+    let mut spec = PlantSpec::demo().registry();
+    let robot = spec
+        .assets
+        .iter_mut()
+        .find(|a| a.id == "L1-ROBOT-01")
+        .expect("robot");
+    for p in &mut robot.properties {
+        p.sparkplug_metric = match p.name.as_str() {
+            "power" => Some("Drive/Power".into()),
+            "axis1_temp" => Some("Axis 1/Temperature".into()),
+            _ => None,
+        };
+    }
+    let text = spec.to_toml();
+    assert!(
+        text.contains("sparkplug_metric = \"Drive/Power\""),
+        "{text}"
+    );
+    let reg = Arc::new(AssetRegistry::new(
+        parse_registry(&text, std::path::Path::new("plant.toml")).expect("registry"),
+    ));
+    let port = free_port().expect("port");
+    let _mosquitto = start_mosquitto(port, dir.path());
+    let (tx, rx) = ingest_channel(1024);
+    let adapter =
+        spawn_mqtt_adapter(settings(port, "twin-folders"), reg.clone(), tx).expect("adapter");
+    let ev = collect(&rx, Duration::from_secs(20), |e| connected(e, Origin::Mqtt));
+    assert!(connected(&ev, Origin::Mqtt), "{ev:?}");
+    std::thread::sleep(Duration::from_millis(300));
+
+    let metric = |name: Option<&str>, alias: u64, v: MetricValue, dt: u32| Metric {
+        name: name.map(str::to_string),
+        alias: Some(alias),
+        datatype: Some(dt),
+        value: Some(v),
+        ..Default::default()
+    };
+    let payload = |metrics: Vec<Metric>, seq: u64| {
+        Payload {
+            timestamp: Some(1_795_500_000_000),
+            seq: Some(seq),
+            metrics,
+        }
+        .encode_to_vec()
+    };
+    let p = Pub::new(port, "ignition-edge");
+    p.publish(
+        "spBv1.0/acme/DBIRTH/line1/robot01",
+        payload(
+            vec![
+                metric(
+                    Some("Drive/Power"),
+                    1,
+                    MetricValue::DoubleValue(1.5),
+                    datatype::DOUBLE,
+                ),
+                metric(
+                    Some("Axis 1/Temperature"),
+                    2,
+                    MetricValue::FloatValue(31.0),
+                    datatype::FLOAT,
+                ),
+                metric(
+                    Some("Drive/Current"),
+                    3,
+                    MetricValue::DoubleValue(4.0),
+                    datatype::DOUBLE,
+                ),
+            ],
+            0,
+        ),
+    );
+    p.publish(
+        "spBv1.0/acme/DDATA/line1/robot01",
+        payload(
+            vec![
+                metric(None, 1, MetricValue::DoubleValue(2.25), datatype::DOUBLE),
+                metric(None, 2, MetricValue::FloatValue(33.5), datatype::FLOAT),
+                metric(None, 9, MetricValue::DoubleValue(0.0), datatype::DOUBLE),
+                Metric {
+                    name: Some("Drive/Power".into()),
+                    datatype: Some(16),
+                    ..Default::default()
+                },
+            ],
+            1,
+        ),
+    );
+    let ev = collect(&rx, Duration::from_secs(20), |e| non_link(e) >= 7);
+    let robot = reg.by_id("L1-ROBOT-01").expect("robot");
+    let power = reg.property_by_name(robot, "power");
+    let temp = reg.property_by_name(robot, "axis1_temp");
+    let got: Vec<(Option<mezzanine::registry::PropertyRef>, SampleValue)> = samples_of(&ev)
+        .iter()
+        .map(|s| (Some(s.property), s.value.clone()))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (power, SampleValue::Number(1.5)),
+            (temp, SampleValue::Number(31.0)),
+            (power, SampleValue::Number(2.25)),
+            (temp, SampleValue::Number(33.5)),
+        ]
+    );
+    let dead: Vec<&str> = dead_letters_of(&ev)
+        .into_iter()
+        .map(|d| d.reason.as_str())
+        .collect();
+    assert_eq!(
+        dead,
+        vec![
+            "metric `Drive/Current` is not a property of this asset (name it with \
+             `sparkplug_metric` in the registry)",
+            "metric with alias 9: alias 9 was not announced in a BIRTH message from \
+             acme/line1/robot01 since the twin started",
+            "metric `Drive/Power`: its datatype DataSet (16) is not one the twin reads \
+             (numbers, booleans and strings)",
+        ]
+    );
+    adapter.stop();
 }

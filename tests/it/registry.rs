@@ -237,4 +237,37 @@ fn sparkplug_sources_are_validated() {
     );
     let problems = invalid(&text);
     assert!(problems[0].2.contains("group/edge_node"), "{problems:?}");
+
+    // A metric named for a property of an asset without a Sparkplug source,
+    // and one metric claimed twice (explicitly, and by a property's name).
+    let text = GOOD
+        .replace(
+            "mqtt = \"acme/lyon/machining/line1/mill02/spindle_speed\"\n",
+            "sparkplug_metric = \"Spindle/Speed\"\n",
+        )
+        .replace(
+            "gltf_node = \"M1\"\n",
+            "gltf_node = \"M1\"\nsparkplug = \"acme/line1/mill01\"\n",
+        )
+        .replace(
+            "opcua = \"ns=2;s=Line1.Mill01.Spindle.Speed\"\n",
+            "opcua = \"ns=2;s=Line1.Mill01.Spindle.Speed\"\n\n[[asset.property]]\nname = \"feed\"\n\
+             unit = \"mm/min\"\nsparkplug_metric = \"spindle_speed\"\n",
+        );
+    let problems = invalid(&text);
+    assert_eq!(problems.len(), 3, "{problems:?}");
+    assert_eq!(problems[0].1, "asset[0].property[1].sparkplug_metric");
+    assert_eq!(
+        problems[0].2,
+        "metric `spindle_speed` already feeds property `spindle_speed`"
+    );
+    assert_eq!(problems[1].1, "asset[1].property[0].sparkplug_metric");
+    assert_eq!(
+        problems[1].2,
+        "the asset has no `sparkplug` source to read it from"
+    );
+    assert!(
+        problems[2].2.contains("neither an `mqtt` topic"),
+        "{problems:?}"
+    );
 }

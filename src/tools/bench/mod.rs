@@ -91,6 +91,7 @@ pub fn synthetic_registry(assets: usize, props: usize) -> Registry {
                         encoding: Encoding::Json,
                         mqtt: Some(format!("bench/a{a}/p{p}")),
                         opcua: None,
+                        sparkplug_metric: None,
                         expected_period_ms: Some(1_000),
                     })
                     .collect(),
