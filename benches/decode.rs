@@ -38,7 +38,10 @@ fn decoders(c: &mut Criterion) {
         b.iter(|| decode_spectrum(black_box(&spectrum)))
     });
     g.bench_function("mqtt_publish_resolve_and_decode", |b| {
-        b.iter(|| decode_publish(&reg, black_box(topic), black_box(&json), 0))
+        let layout = mezzanine::ingest::payload::JsonLayout::preset(
+            mezzanine::config::PayloadPreset::Mezzanine,
+        );
+        b.iter(|| decode_publish(&reg, black_box(topic), black_box(&json), 0, &layout))
     });
     let robot_metrics = [
         ("state", SampleValue::Text("running".into())),

@@ -256,6 +256,48 @@ impl HistoryConfig {
     }
 }
 
+/// A JSON payload convention of the plant's publishers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PayloadPreset {
+    /// `{"value": …, "ts_us": µs}` or `"ts"` in ms, `"quality"`, `"reason"`.
+    Mezzanine,
+    /// United Manufacturing Hub: `{"timestamp_ms": ms, "value": …}`, or
+    /// `{"timestamp_ms": ms, "<tag>": …}` with the one other key the value.
+    Umh,
+    /// `{"value": …, "timestamp": "2026-11-24T10:00:00.123+01:00"}` (or
+    /// `"time"`): ISO 8601 / RFC 3339 text with its zone offset.
+    Iso,
+}
+
+/// How a payload field's source time is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TimeFormat {
+    /// Microseconds since the Unix epoch.
+    Us,
+    /// Milliseconds since the Unix epoch.
+    Ms,
+    /// Seconds since the Unix epoch (fractions allowed).
+    S,
+    /// RFC 3339 text with a zone offset.
+    Rfc3339,
+}
+
+/// One `[[mqtt.payload]]` entry: a preset, or the fields by name (a dotted
+/// path reaches into nested objects, e.g. `data.value`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PayloadRule {
+    /// MQTT topic filter (`+` and `#` allowed).
+    pub topics: String,
+    pub preset: Option<PayloadPreset>,
+    pub value: Option<String>,
+    pub time: Option<String>,
+    pub time_format: Option<TimeFormat>,
+    pub quality: Option<String>,
+}
+
 /// The UNS broker. Without a `url`, the embedded demo broker is used.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -272,6 +314,11 @@ pub struct MqttConfig {
     pub password: Option<String>,
     /// Topic filters to subscribe to.
     pub topic_roots: Vec<String>,
+    /// How JSON payloads name their value and source time, per topic
+    /// filter (`[[mqtt.payload]]`, the first match wins; unmatched topics
+    /// use the `mezzanine` preset).
+    #[serde(rename = "payload")]
+    pub payloads: Vec<PayloadRule>,
     /// For `mqtts://`: the CA that signed the broker's certificate (PEM).
     pub ca_file: Option<PathBuf>,
     /// For brokers that ask for a client certificate (PEM).
@@ -287,6 +334,7 @@ impl Default for MqttConfig {
             username: None,
             password: None,
             topic_roots: vec!["acme/lyon/#".into(), "spBv1.0/acme/#".into()],
+            payloads: Vec::new(),
             ca_file: None,
             client_cert_file: None,
             client_key_file: None,
@@ -639,6 +687,28 @@ impl AppConfig {
                           (name a broker, enable OPC UA, or set neither for the demo plant)"
                     .into(),
             });
+        }
+        for (i, r) in self.mqtt.payloads.iter().enumerate() {
+            let field = "mqtt.payload";
+            let at = format!("[[mqtt.payload]] #{} (topics `{}`)", i + 1, r.topics);
+            let custom = r.value.is_some() || r.time.is_some() || r.quality.is_some();
+            let problem = if r.topics.trim().is_empty() {
+                Some("`topics` is empty".to_string())
+            } else if r.preset.is_some() && custom {
+                Some("name a `preset` or the fields (`value`, `time`, …), not both".into())
+            } else if r.preset.is_none() && r.value.is_none() {
+                Some("name a `preset` or at least the `value` field".into())
+            } else if r.time.is_some() != r.time_format.is_some() {
+                Some("`time` and `time_format` go together".into())
+            } else {
+                None
+            };
+            if let Some(message) = problem {
+                return Err(ConfigError::Invalid {
+                    field,
+                    message: format!("{at}: {message}"),
+                });
+            }
         }
         if !(1..=10_000).contains(&self.mes.catch_up_page_events) {
             return Err(ConfigError::Invalid {

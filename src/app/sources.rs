@@ -178,6 +178,7 @@ fn start_mqtt(
             password: cfg.mqtt.password.clone(),
             topics,
             mes,
+            payloads: crate::ingest::payload::PayloadLayouts::from_rules(&cfg.mqtt.payloads),
         },
         registry,
         tx,

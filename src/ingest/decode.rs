@@ -3,7 +3,9 @@
 //!
 //! - JSON: `{"value": 1234.5, "ts_us": 1764000000000000, "quality": "good",
 //!   "reason": "…"}`; `ts` in milliseconds is accepted too, and a bare scalar
-//!   (`1234.5`, `"running"`, `true`) is a value stamped on receipt.
+//!   (`1234.5`, `"running"`, `true`) is a value stamped on receipt. Other
+//!   conventions (field names, nesting, time formats) through a
+//!   [`JsonLayout`] (`payload`).
 //! - Spectrum (binary, little endian): `b"SPEC"`, u16 version (1), u16 bin
 //!   count, f32 bin width in Hz, i64 source time in µs, then the f32 bins.
 
@@ -11,24 +13,23 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
+use super::payload::{JsonLayout, TIME_LIKE_FIELDS};
 use super::sample::{Quality, SampleValue};
+use crate::config::TimeFormat;
 
 /// Why a payload could not be decoded.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum DecodeError {
     #[error("payload is not JSON: {0}")]
     NotJson(String),
-    #[error("JSON object has no `value`")]
-    MissingValue,
+    #[error("JSON object has no `{0}`")]
+    MissingValue(String),
     #[error("`value` is {0}, expected a number, boolean or string")]
     WrongType(&'static str),
     #[error("`value` is text but the property is measured in `{unit}`")]
     TextForQuantity { unit: String },
     #[error("`{field}` is not a valid {expected}")]
-    BadField {
-        field: &'static str,
-        expected: &'static str,
-    },
+    BadField { field: String, expected: String },
     #[error("spectrum payload truncated: {got} of {need} bytes")]
     Truncated { got: usize, need: usize },
     #[error("spectrum payload does not start with SPEC")]
@@ -46,6 +47,9 @@ pub struct Decoded {
     pub source_ts_us: Option<i64>,
     pub quality: Quality,
     pub reason: Option<String>,
+    /// Without a source time: a field that looks like one but that the
+    /// payload layout does not read (e.g. `timestamp` under the default).
+    pub unread_time_field: Option<String>,
 }
 
 fn json_type(v: &Value) -> &'static str {
@@ -72,60 +76,131 @@ fn scalar(v: Value, unit: &str) -> Result<SampleValue, DecodeError> {
     }
 }
 
-/// Decode a JSON payload for a property measured in `unit`.
+/// Decode a JSON payload for a property measured in `unit`, in the
+/// default (`mezzanine`) layout.
 pub fn decode_json(payload: &[u8], unit: &str) -> Result<Decoded, DecodeError> {
+    decode_json_as(
+        payload,
+        unit,
+        &JsonLayout::preset(crate::config::PayloadPreset::Mezzanine),
+    )
+}
+
+fn get_path<'a>(v: &'a Value, path: &[String]) -> Option<&'a Value> {
+    path.iter().try_fold(v, |v, k| v.get(k.as_str()))
+}
+
+fn bad(path: &[String], expected: &str) -> DecodeError {
+    DecodeError::BadField {
+        field: path.join("."),
+        expected: expected.to_string(),
+    }
+}
+
+/// A source time in one of the formats, as µs since the Unix epoch.
+fn time_us(v: &Value, path: &[String], format: TimeFormat) -> Result<i64, DecodeError> {
+    // Whole or fractional counts of a unit; out of range is refused.
+    let scaled = |per_us: f64, what: &str| -> Result<i64, DecodeError> {
+        if let Some(i) = v.as_i64() {
+            return i
+                .checked_mul(per_us as i64)
+                .ok_or_else(|| bad(path, &format!("{what} (this one overflows microseconds)")));
+        }
+        match v.as_f64().map(|f| f * per_us) {
+            Some(us) if us.is_finite() && us.abs() < 9.2e18 => Ok(us.round() as i64),
+            _ => Err(bad(path, what)),
+        }
+    };
+    match format {
+        TimeFormat::Us => v
+            .as_i64()
+            .ok_or_else(|| bad(path, "integer of microseconds")),
+        TimeFormat::Ms => scaled(1e3, "time in milliseconds"),
+        TimeFormat::S => scaled(1e6, "time in seconds"),
+        TimeFormat::Rfc3339 => {
+            let text = v
+                .as_str()
+                .ok_or_else(|| bad(path, "RFC 3339 time (text)"))?;
+            text.parse::<jiff::Timestamp>()
+                .map(|t| t.as_microsecond())
+                .map_err(|_| {
+                    bad(
+                        path,
+                        &format!("RFC 3339 time with a zone offset (got `{text}`)"),
+                    )
+                })
+        }
+    }
+}
+
+/// Decode a JSON payload for a property measured in `unit`, reading the
+/// fields where `layout` says they are. A bare scalar is a value stamped on
+/// receipt, whatever the layout.
+pub fn decode_json_as(
+    payload: &[u8],
+    unit: &str,
+    layout: &JsonLayout,
+) -> Result<Decoded, DecodeError> {
     let v: Value =
         serde_json::from_slice(payload).map_err(|e| DecodeError::NotJson(e.to_string()))?;
-    let Value::Object(mut map) = v else {
+    let Value::Object(map) = &v else {
         return Ok(Decoded {
             value: scalar(v, unit)?,
             source_ts_us: None,
             quality: Quality::Good,
             reason: None,
+            unread_time_field: None,
         });
     };
-    let value = scalar(map.remove("value").ok_or(DecodeError::MissingValue)?, unit)?;
-    let source_ts_us = match (map.get("ts_us"), map.get("ts")) {
-        (Some(t), _) => Some(t.as_i64().ok_or(DecodeError::BadField {
-            field: "ts_us",
-            expected: "integer of microseconds",
-        })?),
-        (None, Some(t)) => Some(
-            t.as_i64()
-                .ok_or(DecodeError::BadField {
-                    field: "ts",
-                    expected: "integer of milliseconds",
-                })?
-                .checked_mul(1000)
-                .ok_or(DecodeError::BadField {
-                    field: "ts",
-                    expected: "time in milliseconds (this one overflows microseconds)",
-                })?,
-        ),
-        (None, None) => None,
-    };
-    let quality = match map.get("quality") {
-        None => Quality::Good,
-        Some(Value::String(s)) => Quality::parse(s).ok_or(DecodeError::BadField {
-            field: "quality",
-            expected: "quality (good, uncertain, bad)",
-        })?,
-        Some(_) => {
-            return Err(DecodeError::BadField {
-                field: "quality",
-                expected: "quality (good, uncertain, bad)",
-            });
+    let raw_value = match get_path(&v, &layout.value) {
+        Some(x) => x.clone(),
+        None if layout.value_from_single_key => {
+            let mut others = map.iter().filter(|(k, _)| !layout.reads(k));
+            match (others.next(), others.next()) {
+                (Some((_, x)), None) => x.clone(),
+                _ => return Err(DecodeError::MissingValue(layout.value.join("."))),
+            }
         }
+        None => return Err(DecodeError::MissingValue(layout.value.join("."))),
     };
-    let reason = map
-        .get("reason")
+    let value = scalar(raw_value, unit)?;
+    let mut source_ts_us = None;
+    for (p, format) in &layout.times {
+        if let Some(t) = get_path(&v, p) {
+            source_ts_us = Some(time_us(t, p, *format)?);
+            break;
+        }
+    }
+    let quality = match layout
+        .quality
+        .as_ref()
+        .and_then(|p| Some((p, get_path(&v, p)?)))
+    {
+        None => Quality::Good,
+        Some((p, q)) => q
+            .as_str()
+            .and_then(Quality::parse)
+            .ok_or_else(|| bad(p, "quality (good, uncertain, bad)"))?,
+    };
+    let reason = layout
+        .reason
+        .as_ref()
+        .and_then(|p| get_path(&v, p))
         .and_then(Value::as_str)
         .map(str::to_string);
+    let unread_time_field = match source_ts_us {
+        Some(_) => None,
+        None => map
+            .keys()
+            .find(|k| TIME_LIKE_FIELDS.contains(&k.as_str()) && !layout.reads(k))
+            .cloned(),
+    };
     Ok(Decoded {
         value,
         source_ts_us,
         quality,
         reason,
+        unread_time_field,
     })
 }
 
@@ -182,6 +257,7 @@ pub fn decode_spectrum(payload: &[u8]) -> Result<Decoded, DecodeError> {
     Ok(Decoded {
         value: SampleValue::Spectrum { bin_hz, bins },
         source_ts_us: Some(ts_us),
+        unread_time_field: None,
         quality: Quality::Good,
         reason: None,
     })
@@ -236,7 +312,7 @@ mod tests {
         ));
         assert_eq!(
             decode_json(br#"{"v": 1}"#, "rpm"),
-            Err(DecodeError::MissingValue)
+            Err(DecodeError::MissingValue("value".into()))
         );
         assert_eq!(
             decode_json(br#"{"value": [1, 2]}"#, "rpm"),
@@ -248,7 +324,7 @@ mod tests {
         );
         assert!(matches!(
             decode_json(br#"{"value": 1, "ts_us": "noon"}"#, "rpm"),
-            Err(DecodeError::BadField { field: "ts_us", .. })
+            Err(DecodeError::BadField { field, .. }) if field == "ts_us"
         ));
     }
 

@@ -10,6 +10,7 @@ pub mod latency;
 pub mod mqtt;
 pub mod opcua;
 pub mod overflow;
+pub mod payload;
 pub mod sample;
 pub mod sparkplug;
 pub mod worker;

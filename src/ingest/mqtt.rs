@@ -17,11 +17,13 @@ use std::time::Duration;
 
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Publish, QoS};
 
-use super::decode::{decode_json, decode_spectrum};
+use super::decode::{decode_json_as, decode_spectrum};
+use super::payload::{JsonLayout, PayloadLayouts};
 use super::sample::{HopStamps, Origin, Sample, SourceTimeWindow, now_us};
 use super::sparkplug::{self, AliasBook};
 use super::{Ack, DeadLetter, IngestError, IngestEvent, IngestSender, LinkState};
 use crate::registry::{AssetRegistry, Encoding};
+use bevy::log::warn;
 
 /// Where and how to connect.
 #[derive(Debug, Clone, PartialEq)]
@@ -37,7 +39,31 @@ pub struct MqttSettings {
     pub tls: Option<TlsFiles>,
     /// Topics under this prefix carry MES events, not samples.
     pub mes: Option<MesRoute>,
+    /// Where each topic's JSON payloads keep value and source time.
+    pub payloads: PayloadLayouts,
 }
+
+/// What decoding remembers between publishes: Sparkplug aliases, the
+/// payload layouts, and the topics already warned about an unread time.
+#[derive(Debug, Default)]
+pub struct DecodeState {
+    pub aliases: AliasBook,
+    pub layouts: PayloadLayouts,
+    unread_time_warned: std::collections::HashSet<String>,
+}
+
+impl DecodeState {
+    pub fn new(layouts: PayloadLayouts) -> Self {
+        Self {
+            layouts,
+            ..Self::default()
+        }
+    }
+}
+
+/// Topics warned about a time field their layout does not read, at most
+/// (one line each, once per run).
+const UNREAD_TIME_WARNINGS: usize = 200;
 
 /// Where MES events arrive and the contract that decodes them.
 #[derive(Debug, Clone)]
@@ -211,7 +237,7 @@ async fn run(
     link(LinkState::Connecting);
     let mut backoff = Duration::from_millis(100);
     let mut connected = false;
-    let mut aliases = AliasBook::default();
+    let mut decode = DecodeState::new(settings.payloads.clone());
     let window = tx.time_window();
     while !stop.load(Ordering::Relaxed) {
         let polled = tokio::time::timeout(Duration::from_millis(250), eventloop.poll()).await;
@@ -252,7 +278,7 @@ async fn run(
                     .filter(|m| p.topic.starts_with(&m.topic_prefix))
                 {
                     Some(m) => mes_event(&m.contract, &client, p, received_us),
-                    None => to_events(&registry, &client, &mut aliases, p, received_us, &window),
+                    None => to_events(&registry, &client, &mut decode, p, received_us, &window),
                 };
                 for ev in evs {
                     if !tx.send(ev) {
@@ -303,7 +329,7 @@ fn dead_letter(source: &str, reason: String, payload: &[u8], received_us: i64) -
 pub fn to_events(
     registry: &AssetRegistry,
     client: &AsyncClient,
-    aliases: &mut AliasBook,
+    state: &mut DecodeState,
     p: Publish,
     received_us: i64,
     window: &SourceTimeWindow,
@@ -324,16 +350,37 @@ pub fn to_events(
             None,
         )]
     } else if let Some(topic) = sparkplug::parse_topic(&p.topic) {
-        decode_sparkplug(registry, aliases, &p.topic, &topic, &p.payload, received_us)
-            .into_iter()
-            .map(|r| match r {
-                Ok(s) => IngestEvent::Sample(s, None),
-                Err(d) => IngestEvent::DeadLetter(d, None),
-            })
-            .collect()
+        decode_sparkplug(
+            registry,
+            &mut state.aliases,
+            &p.topic,
+            &topic,
+            &p.payload,
+            received_us,
+        )
+        .into_iter()
+        .map(|r| match r {
+            Ok(s) => IngestEvent::Sample(s, None),
+            Err(d) => IngestEvent::DeadLetter(d, None),
+        })
+        .collect()
     } else {
-        match decode_publish(registry, &p.topic, &p.payload, received_us) {
-            Ok(sample) => vec![IngestEvent::Sample(sample, None)],
+        let layout = state.layouts.for_topic(&p.topic);
+        match decode_publish(registry, &p.topic, &p.payload, received_us, layout) {
+            Ok((sample, unread)) => {
+                if let Some(field) = unread
+                    && state.unread_time_warned.len() < UNREAD_TIME_WARNINGS
+                    && state.unread_time_warned.insert(p.topic.to_string())
+                {
+                    warn!(
+                        "`{}`: the payload has a `{field}` field that its layout does not read as \
+                         the source time; samples are stamped at arrival (map it with \
+                         [[mqtt.payload]], e.g. preset = \"umh\" or time = \"{field}\")",
+                        p.topic
+                    );
+                }
+                vec![IngestEvent::Sample(sample, None)]
+            }
             Err(reason) => vec![IngestEvent::DeadLetter(
                 dead_letter(&p.topic, reason, &p.payload, received_us),
                 None,
@@ -449,19 +496,22 @@ pub fn decode_sparkplug(
                 broker_us: None,
                 received_us,
                 decoded_us,
+                arrival_stamped: m.ts_ms.is_none(),
             },
         }));
     }
     out
 }
 
-/// Resolve a topic through the registry and decode its payload.
+/// Resolve a topic through the registry and decode its payload in
+/// `layout`; with the sample, a time-like field the layout left unread.
 pub fn decode_publish(
     registry: &AssetRegistry,
     topic: &str,
     payload: &[u8],
     received_us: i64,
-) -> Result<Sample, String> {
+    layout: &JsonLayout,
+) -> Result<(Sample, Option<String>), String> {
     let Some(r) = registry.resolve_topic(topic) else {
         return Err("topic is not in the asset registry".into());
     };
@@ -469,12 +519,12 @@ pub fn decode_publish(
         return Err("registry entry vanished".into());
     };
     let decoded = match prop.encoding {
-        Encoding::Json => decode_json(payload, &prop.unit),
+        Encoding::Json => decode_json_as(payload, &prop.unit, layout),
         Encoding::Spectrum => decode_spectrum(payload),
     }
     .map_err(|e| e.to_string())?;
     let decoded_us = now_us();
-    Ok(Sample {
+    let sample = Sample {
         property: r,
         value: decoded.value,
         reason: decoded.reason,
@@ -485,8 +535,10 @@ pub fn decode_publish(
             broker_us: None,
             received_us,
             decoded_us,
+            arrival_stamped: decoded.source_ts_us.is_none(),
         },
-    })
+    };
+    Ok((sample, decoded.unread_time_field))
 }
 
 #[cfg(test)]

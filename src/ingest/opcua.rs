@@ -379,12 +379,12 @@ pub fn data_change_to_sample(
         .server_timestamp
         .as_ref()
         .map(|t| ticks_to_unix_us(t.checked_ticks()));
-    let source_us = dv
+    let stamped = dv
         .source_timestamp
         .as_ref()
         .map(|t| ticks_to_unix_us(t.checked_ticks()))
-        .or(server_us)
-        .unwrap_or(received_us);
+        .or(server_us);
+    let source_us = stamped.unwrap_or(received_us);
     let decoded_us = now_us();
     Ok(Sample {
         property: r,
@@ -397,6 +397,7 @@ pub fn data_change_to_sample(
             broker_us: server_us,
             received_us,
             decoded_us,
+            arrival_stamped: stamped.is_none(),
         },
     })
 }

@@ -165,6 +165,9 @@ pub struct HopStamps {
     pub received_us: i64,
     /// When the adapter finished decoding it.
     pub decoded_us: i64,
+    /// The payload carried no source time (or none its layout reads):
+    /// `source_us` is the receipt time.
+    pub arrival_stamped: bool,
 }
 
 /// One value of one asset property, normalized.

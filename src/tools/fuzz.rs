@@ -9,8 +9,10 @@ use std::path::Path;
 use std::sync::OnceLock;
 
 use crate::config::AppConfig;
+use crate::config::PayloadPreset;
 use crate::contract::Contract;
-use crate::ingest::decode::{decode_json, decode_spectrum};
+use crate::ingest::decode::{decode_json_as, decode_spectrum};
+use crate::ingest::payload::JsonLayout;
 use crate::ingest::sparkplug::{self, AliasBook};
 use crate::reconcile::ReconcileRules;
 use crate::registry::{AssetRegistry, parse_registry};
@@ -19,8 +21,8 @@ use crate::registry::{AssetRegistry, parse_registry};
 /// corpus folder's.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Target {
-    /// UNS JSON sample payloads (`decode_json`), for a quantity and for a
-    /// unitless property.
+    /// UNS JSON sample payloads (`decode_json_as`) in each preset layout,
+    /// for a quantity and for a unitless property.
     UnsJson,
     /// Vibration spectra (`decode_spectrum`).
     Spectrum,
@@ -74,8 +76,21 @@ impl Target {
     pub fn feed(self, data: &[u8]) -> Result<bool, String> {
         let text = || String::from_utf8_lossy(data);
         Ok(match self {
-            // A quantity (numbers only) and a unitless property (text too).
-            Target::UnsJson => decode_json(data, "rpm").is_ok() | decode_json(data, "1").is_ok(),
+            // A quantity (numbers only) and a unitless property (text too),
+            // in each preset layout.
+            Target::UnsJson => {
+                let mut ok = false;
+                for preset in [
+                    PayloadPreset::Mezzanine,
+                    PayloadPreset::Umh,
+                    PayloadPreset::Iso,
+                ] {
+                    let layout = JsonLayout::preset(preset);
+                    ok |= decode_json_as(data, "rpm", &layout).is_ok();
+                    ok |= decode_json_as(data, "1", &layout).is_ok();
+                }
+                ok
+            }
             Target::Spectrum => decode_spectrum(data).is_ok(),
             Target::Sparkplug => {
                 let birth = sparkplug::parse_topic("spBv1.0/plant/DBIRTH/line1/robot01")
@@ -161,6 +176,8 @@ impl Target {
                 encode_json(&SampleValue::Text("RUNNING".into()), SEED_TS_US, None),
                 text(r#"{"value": 21.5, "ts": 1795500000000}"#),
                 text(r#"{"value": 3}"#),
+                text(r#"{"timestamp_ms": 1795500000123, "spindle_load": 61.5}"#),
+                text(r#"{"value": 7000, "timestamp": "2026-11-24T07:00:00.123+01:00"}"#),
             ],
             Target::Spectrum => vec![
                 encode_spectrum(12.5, &[0.1, 0.4, 2.5, 0.3], SEED_TS_US),

@@ -22,9 +22,21 @@ use super::tool_config;
 use crate::app::{self, Front, Launch};
 use crate::history::History;
 use crate::ingest::LinkStatus;
+use crate::twin::TwinCounters;
 
 /// How often the headless app steps (MES sync, reconciliation, twin).
 const STEP: Duration = Duration::from_millis(50);
+
+/// `, N samples stamped at arrival (no source time)` when there are any.
+fn arrival_note(world: &bevy::ecs::world::World) -> String {
+    match world
+        .get_resource::<TwinCounters>()
+        .map_or(0, |c| c.arrival_stamped)
+    {
+        0 => String::new(),
+        n => format!(", {n} samples stamped at arrival (no source time read)"),
+    }
+}
 
 pub fn run(
     config: Option<PathBuf>,
@@ -87,7 +99,7 @@ pub fn run(
             last_report = Instant::now();
             println!(
                 "{}: {}; {written} samples recorded, backlog {}, last commit {:.1} ms, {} dead \
-                 letters, {} failed commits{}",
+                 letters, {} failed commits{}{}",
                 jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ"),
                 links.describe(),
                 stats.backlog.load(Relaxed),
@@ -100,7 +112,8 @@ pub fn run(
                     .ok()
                     .and_then(|e| e.clone())
                     .map(|e| format!(", last error: {e}"))
-                    .unwrap_or_default()
+                    .unwrap_or_default(),
+                arrival_note(assembled.app.world())
             );
         }
         // Waiting for disk space is not being idle.

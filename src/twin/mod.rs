@@ -136,6 +136,9 @@ pub struct TwinCounters {
     pub without_entity: u64,
     /// A `state` text that is not a known machine state.
     pub unknown_state_codes: u64,
+    /// Applied with the receipt time as source time (the payload carried
+    /// none the twin reads).
+    pub arrival_stamped: u64,
 }
 
 /// Asset index → its entity in the live world.
@@ -249,6 +252,7 @@ pub fn apply_samples(
             Verdict::OutOfOrder => counters.out_of_order += 1,
             Verdict::Apply => {
                 counters.applied += 1;
+                counters.arrival_stamped += u64::from(sample.hops.arrival_stamped);
                 latency.record_applied(sample.origin, &sample.hops, applied_us);
                 // Only text samples can be states: look the name up for those alone.
                 let state_code = match &sample.value {

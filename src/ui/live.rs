@@ -154,6 +154,18 @@ pub fn ingest_ui(
         ui.label("out of order");
         ui.label(counters.out_of_order.to_string());
         ui.end_row();
+        ui.label("stamped at arrival").on_hover_text(
+            "Samples whose payload carried no source time the twin reads: their time is \
+                 when the twin received them. Map the publishers' time field with \
+                 [[mqtt.payload]] (the log names the field it saw).",
+        );
+        let colour = if counters.arrival_stamped > 0 {
+            Color32::from_rgb(230, 170, 60)
+        } else {
+            ui.visuals().text_color()
+        };
+        ui.colored_label(colour, counters.arrival_stamped.to_string());
+        ui.end_row();
         ui.label("dead letters");
         ui.label(dead.total.to_string());
         ui.end_row();

@@ -44,6 +44,7 @@ fn sample(property: PropertyRef, value: SampleValue, ts_us: i64) -> Sample {
             broker_us: None,
             received_us: ts_us + 500,
             decoded_us: ts_us + 600,
+            arrival_stamped: false,
         },
     }
 }

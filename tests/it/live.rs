@@ -14,7 +14,7 @@ use mezzanine::ingest::decode::{encode_json, encode_spectrum};
 use mezzanine::ingest::mqtt::{MqttSettings, spawn_mqtt_adapter};
 use mezzanine::ingest::opcua::{OpcUaSettings, spawn_opcua_adapter};
 use mezzanine::ingest::{
-    IngestEvent, IngestReceiver, LinkState, Origin, SampleValue, ingest_channel, now_us,
+    IngestEvent, IngestReceiver, LinkState, LinkStatus, Origin, SampleValue, ingest_channel, now_us,
 };
 use mezzanine::registry::{AssetRegistry, parse_registry};
 use opcua::types::{NodeId, Variant};
@@ -26,6 +26,7 @@ pub(crate) fn registry() -> Arc<AssetRegistry> {
 
 fn settings(port: u16, client_id: &str) -> MqttSettings {
     MqttSettings {
+        payloads: Default::default(),
         mes: None,
         tls: None,
         host: "127.0.0.1".into(),
@@ -452,6 +453,7 @@ fn tls_broker_is_reached_with_the_right_ca_and_refused_with_a_wrong_one() {
     let reg = registry();
 
     let tls_settings = |ca: &str, id: &str| MqttSettings {
+        payloads: Default::default(),
         mes: None,
         tls: Some(TlsFiles {
             ca_file: d.join(ca),
@@ -1389,5 +1391,159 @@ fn folder_style_sparkplug_metrics_map_through_the_registry() {
              (numbers, booleans and strings)",
         ]
     );
+    adapter.stop();
+}
+
+/// UNS JSON in the conventions real publishers use, through a real
+/// mosquitto, each topic root with its `[[mqtt.payload]]` rule: the source
+/// time is read where each convention keeps it; a payload whose time field
+/// the layout does not read is stamped at arrival, flagged and counted by
+/// the twin; a zone-less ISO time is a dead letter that says so.
+#[test]
+fn uns_payload_conventions_are_mapped_per_topic_root() {
+    use mezzanine::config::AppConfig;
+    use mezzanine::ingest::payload::PayloadLayouts;
+    let cfg = AppConfig::from_toml(
+        r#"
+[[mqtt.payload]]
+topics = "acme/lyon/machining/line1/mill01/#"
+preset = "umh"
+
+[[mqtt.payload]]
+topics = "acme/lyon/machining/line1/mill02/+"
+preset = "iso"
+
+[[mqtt.payload]]
+topics = "acme/lyon/machining/line2/#"
+value = "data.value"
+time = "data.t"
+time_format = "s"
+quality = "data.q"
+"#,
+        std::path::Path::new("mezzanine.toml"),
+    )
+    .expect("config");
+    cfg.validate().expect("valid");
+    let reg = registry();
+    let dir = tempfile::tempdir().expect("dir");
+    let port = free_port().expect("port");
+    let _mosquitto = start_mosquitto(port, dir.path());
+    let (tx, rx) = ingest_channel(1024);
+    let mut s = settings(port, "twin-uns-dialects");
+    s.payloads = PayloadLayouts::from_rules(&cfg.mqtt.payloads);
+    let adapter = spawn_mqtt_adapter(s, reg.clone(), tx).expect("adapter");
+    let mut app = mezzanine::app::headless_twin(&reg, rx);
+    let start = Instant::now();
+    while app.world().resource::<LinkStatus>().mqtt != LinkState::Connected {
+        assert!(start.elapsed() < Duration::from_secs(20), "never connected");
+        app.update();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+
+    let p = Pub::new(port, "paho-style-publisher");
+    let t_ms: i64 = 1_795_500_000_123;
+    let sent = [
+        // UMH: timestamp_ms, and the tag form where the one other key is the value.
+        (
+            "acme/lyon/machining/line1/mill01/spindle_speed",
+            format!(r#"{{"timestamp_ms": {t_ms}, "value": 8000}}"#),
+        ),
+        (
+            "acme/lyon/machining/line1/mill01/spindle_load",
+            format!(r#"{{"timestamp_ms": {t_ms}, "spindle_load": 61.5}}"#),
+        ),
+        // ISO 8601 text with its offset; then one without (refused).
+        (
+            "acme/lyon/machining/line1/mill02/spindle_speed",
+            r#"{"value": 7000, "timestamp": "2026-11-24T07:00:00.123+01:00"}"#.to_string(),
+        ),
+        (
+            "acme/lyon/machining/line1/mill02/spindle_load",
+            r#"{"value": 5, "timestamp": "2026-11-24T07:00:00"}"#.to_string(),
+        ),
+        // Nested, seconds with a fraction.
+        (
+            "acme/lyon/machining/line2/lathe01/spindle_speed",
+            r#"{"data": {"value": 3000, "t": 1795500000.123, "q": "uncertain"}}"#.to_string(),
+        ),
+        // The default layout meets a `timestamp` it does not read.
+        (
+            "acme/lyon/machining/line1/mill03/spindle_speed",
+            format!(r#"{{"value": 6000, "timestamp": {t_ms}}}"#),
+        ),
+    ];
+    for (topic, payload) in &sent {
+        p.publish(topic, payload.clone().into_bytes());
+    }
+    let start = Instant::now();
+    loop {
+        app.update();
+        let w = app.world();
+        let applied = w.resource::<mezzanine::twin::TwinCounters>().applied;
+        let dead = w.resource::<mezzanine::ingest::DeadLetters>().total;
+        if applied + dead >= sent.len() as u64 {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "{applied} applied, {dead} dead letters"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let world = app.world();
+    let dead: Vec<_> = world
+        .resource::<mezzanine::ingest::DeadLetters>()
+        .recent
+        .iter()
+        .cloned()
+        .collect();
+    let counters = world.resource::<mezzanine::twin::TwinCounters>();
+    assert_eq!(counters.applied, 5, "{counters:?}");
+    assert_eq!(counters.arrival_stamped, 1, "{counters:?}");
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(
+        dead[0].source,
+        "acme/lyon/machining/line1/mill02/spindle_load"
+    );
+    assert!(
+        dead[0]
+            .reason
+            .contains("`timestamp` is not a valid RFC 3339 time with a zone offset"),
+        "{}",
+        dead[0].reason
+    );
+    // Each value at the source time its convention gave.
+    let at = |asset: &str, prop: &str| {
+        let a = reg.by_id(asset).expect("asset");
+        let r = reg.property_by_name(a, prop).expect("property");
+        let e = world.resource::<mezzanine::twin::AssetEntities>().0[&a];
+        world
+            .get::<mezzanine::twin::LiveValues>(e)
+            .and_then(|v| v.0.get(r.property as usize).cloned().flatten())
+            .map(|v| (v.value, v.source_ts_us))
+            .expect("a live value")
+    };
+    let us = t_ms * 1000;
+    assert_eq!(
+        at("L1-MILL-01", "spindle_speed"),
+        (SampleValue::Number(8000.0), us)
+    );
+    assert_eq!(
+        at("L1-MILL-01", "spindle_load"),
+        (SampleValue::Number(61.5), us)
+    );
+    assert_eq!(
+        at("L1-MILL-02", "spindle_speed"),
+        (SampleValue::Number(7000.0), us)
+    );
+    assert_eq!(
+        at("L2-LATHE-01", "spindle_speed"),
+        (SampleValue::Number(3000.0), us)
+    );
+    let (v, stamped) = at("L1-MILL-03", "spindle_speed");
+    assert_eq!(v, SampleValue::Number(6000.0));
+    assert!(stamped > us + 1_000_000, "stamped at arrival, not at {us}");
+    drop(app);
     adapter.stop();
 }

@@ -631,6 +631,7 @@ fn sample(
             broker_us: None,
             received_us: ts_us,
             decoded_us: ts_us,
+            arrival_stamped: false,
         },
     }
 }
@@ -848,6 +849,7 @@ fn an_mes_outage_marks_context_unavailable_then_catches_up_and_back_fills() {
     let tx = tx.with_recorder(threads.writer.recorder.clone());
     let adapter = spawn_mqtt_adapter(
         MqttSettings {
+            payloads: Default::default(),
             host: "127.0.0.1".into(),
             port: plant.broker.port,
             client_id: "twin-outage".into(),

@@ -39,6 +39,7 @@ fn sample(
                 broker_us: None,
                 received_us: source_us + 10,
                 decoded_us: source_us + 20,
+                arrival_stamped: false,
             },
         },
         None,
@@ -161,6 +162,7 @@ fn embedded_plant_brings_every_machine_to_life_through_both_adapters() {
     let (tx, rx) = ingest_channel(65_536);
     let mqtt = spawn_mqtt_adapter(
         MqttSettings {
+            payloads: Default::default(),
             mes: None,
             tls: None,
             host: "127.0.0.1".into(),
@@ -312,6 +314,7 @@ fn a_frozen_frame_loop_stops_neither_recording_nor_acks() {
     let tx = tx.with_recorder(threads.writer.recorder.clone());
     let adapter = spawn_mqtt_adapter(
         MqttSettings {
+            payloads: Default::default(),
             mes: None,
             tls: None,
             host: "127.0.0.1".into(),

@@ -117,6 +117,7 @@ fn feed(writer: &HistoryWriter, from: u64, to: u64) -> Result<f64, BenchError> {
                 broker_us: None,
                 received_us: ts,
                 decoded_us: ts,
+                arrival_stamped: false,
             },
         };
         let ack = Ack::new(move || {

@@ -221,6 +221,7 @@ impl Rig {
                 username: None,
                 password: None,
                 topics: vec!["bench/#".into()],
+                payloads: Default::default(),
             },
             Arc::new(reg.clone()),
             tx,
