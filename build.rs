@@ -8,6 +8,10 @@
 #[allow(dead_code)]
 #[path = "src/registry/file.rs"]
 mod registry_file;
+// `registry_file` checks OPC UA node ids through its sibling `node_id`.
+#[path = "src/registry/node_id.rs"]
+#[allow(dead_code)]
+mod node_id;
 
 #[allow(dead_code)]
 #[path = "src/scene/layout.rs"]

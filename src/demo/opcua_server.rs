@@ -23,6 +23,7 @@ use opcua::types::{DataValue, DateTime, Identifier, NodeId, Variant};
 
 use super::DemoError;
 use crate::registry::AssetRegistry;
+use crate::registry::node_id::{Namespace, RegistryNodeId};
 
 /// Namespace URI of the demo plant's nodes; the registry's `ns=2` is this.
 pub const DEMO_NAMESPACE_URI: &str = "urn:mezzanine:demo-plant";
@@ -86,7 +87,26 @@ fn registry_nodes(registry: &AssetRegistry) -> Result<Vec<NodeId>, DemoError> {
     for a in registry.assets() {
         for p in &a.properties {
             if let Some(id) = &p.opcua {
-                let n = NodeId::from_str(id).map_err(|_| {
+                // The demo's own namespace may be named by its URI.
+                let text = match RegistryNodeId::parse(id) {
+                    Ok(RegistryNodeId {
+                        namespace: Namespace::Uri(uri),
+                        ..
+                    }) if uri != DEMO_NAMESPACE_URI => {
+                        return Err(DemoError::OpcUa(format!(
+                            "`{id}` of {}: the demo server serves {DEMO_NAMESPACE_URI} only",
+                            a.id
+                        )));
+                    }
+                    Ok(n) => match n.namespace {
+                        Namespace::Uri(_) => n.with_index(2),
+                        Namespace::Index(_) => id.clone(),
+                    },
+                    Err(why) => {
+                        return Err(DemoError::OpcUa(format!("`{id}` of {}: {why}", a.id)));
+                    }
+                };
+                let n = NodeId::from_str(&text).map_err(|_| {
                     DemoError::OpcUa(format!("`{id}` of {} is not a node id", a.id))
                 })?;
                 if n.namespace != 2 {

@@ -5,6 +5,7 @@
 //! event loop ends and the adapter builds a new session and subscription
 //! after a backoff (200 ms doubling to 5 s), so a server restart is survived.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -21,6 +22,8 @@ use opcua::types::{
 use super::sample::{HopStamps, Origin, Quality, Sample, SampleValue, now_us};
 use super::{DeadLetter, IngestError, IngestEvent, IngestSender, LinkState};
 use crate::registry::AssetRegistry;
+use crate::registry::node_id::{Namespace, RegistryNodeId};
+use bevy::log::warn;
 
 /// Servers cap monitored items per call; this many is accepted everywhere.
 pub const MONITORED_ITEMS_PER_CALL: usize = 500;
@@ -258,12 +261,75 @@ async fn subscribe(
     tx: &IngestSender,
     sampling_interval_ms: f64,
 ) -> Result<(), String> {
+    // The registry's ids as this server numbers them: a namespace URI is
+    // looked up in its NamespaceArray (read at every connect, since a
+    // server may renumber after an upgrade).
+    let parsed: Vec<(&String, Result<RegistryNodeId, String>)> = node_ids
+        .iter()
+        .map(|id| (id, RegistryNodeId::parse(id)))
+        .collect();
+    let namespaces = if parsed.iter().any(|(_, n)| {
+        matches!(
+            n,
+            Ok(RegistryNodeId {
+                namespace: Namespace::Uri(_),
+                ..
+            })
+        )
+    }) {
+        Some(
+            session
+                .read_namespace_array()
+                .await
+                .map_err(|e| format!("reading the server's NamespaceArray: {e}"))?,
+        )
+    } else {
+        None
+    };
+    let mut bad: Vec<(String, String)> = Vec::new();
+    let mut resolved: Vec<NodeId> = Vec::new();
+    let mut to_registry: HashMap<String, String> = HashMap::new();
+    for (id, node) in parsed {
+        let text = match node {
+            Err(why) => {
+                bad.push((id.clone(), why));
+                continue;
+            }
+            Ok(n) => match &n.namespace {
+                Namespace::Index(_) => id.clone(),
+                Namespace::Uri(uri) => match namespaces.as_ref().and_then(|m| m.get_index(uri)) {
+                    Some(index) => n.with_index(index),
+                    None => {
+                        bad.push((
+                            id.clone(),
+                            format!(
+                                "namespace `{uri}` is not on this server (its namespaces: {})",
+                                namespace_list(namespaces.as_ref())
+                            ),
+                        ));
+                        continue;
+                    }
+                },
+            },
+        };
+        match NodeId::from_str(&text) {
+            Ok(n) => {
+                to_registry.insert(n.to_string(), id.clone());
+                resolved.push(n);
+            }
+            Err(_) => bad.push((id.clone(), format!("`{text}` is not a node id"))),
+        }
+    }
+    let to_registry = Arc::new(to_registry);
+    let names = to_registry.clone();
     let reg = registry.clone();
     let tx_cb = tx.clone();
     let window = tx.time_window();
     let callback = DataChangeCallback::new(move |dv: DataValue, item: &MonitoredItem| {
         let received_us = now_us();
-        let node = item.item_to_monitor().node_id.to_string();
+        let server_form = item.item_to_monitor().node_id.to_string();
+        // Named as the registry names it (a namespace URI stays a URI).
+        let node = names.get(&server_form).cloned().unwrap_or(server_form);
         let sample = data_change_to_sample(&reg, &node, &dv, received_us).and_then(|s| {
             window.check(s.hops.source_us, received_us)?;
             s.value.check_finite()?;
@@ -289,36 +355,41 @@ async fn subscribe(
         .create_subscription(Duration::from_millis(50), 600, 20, 0, 0, true, callback)
         .await
         .map_err(|e| format!("create subscription: {e}"))?;
-    let mut bad = Vec::new();
-    for chunk in node_ids.chunks(MONITORED_ITEMS_PER_CALL) {
-        let mut items = Vec::with_capacity(chunk.len());
-        for id in chunk {
-            match NodeId::from_str(id) {
-                Ok(n) => {
-                    let mut req = MonitoredItemCreateRequest::from(n);
-                    req.requested_parameters.sampling_interval = sampling_interval_ms;
-                    req.requested_parameters.queue_size = 10;
-                    items.push(req);
-                }
-                Err(_) => bad.push(id.clone()),
-            }
-        }
+    for chunk in resolved.chunks(MONITORED_ITEMS_PER_CALL) {
+        let items: Vec<MonitoredItemCreateRequest> = chunk
+            .iter()
+            .map(|n| {
+                let mut req = MonitoredItemCreateRequest::from(n.clone());
+                req.requested_parameters.sampling_interval = sampling_interval_ms;
+                req.requested_parameters.queue_size = 10;
+                req
+            })
+            .collect();
         let created = session
             .create_monitored_items(sub, TimestampsToReturn::Both, items)
             .await
             .map_err(|e| format!("create monitored items: {e}"))?;
-        for (c, id) in created.iter().zip(chunk) {
+        for (c, n) in created.iter().zip(chunk) {
             if !c.result.status_code.is_good() {
-                bad.push(format!("{id} ({})", c.result.status_code));
+                let key = n.to_string();
+                let id = to_registry.get(&key).cloned().unwrap_or(key);
+                bad.push((
+                    id,
+                    format!(
+                        "the server refused to monitor this node ({})",
+                        c.result.status_code
+                    ),
+                ));
             }
         }
     }
-    for id in bad {
+    for (id, reason) in bad {
+        warn!("OPC UA node `{id}`: {reason}");
         tx.try_send(IngestEvent::DeadLetter(
             DeadLetter {
                 origin: Origin::OpcUa,
                 source: id,
-                reason: "the server refused to monitor this node".into(),
+                reason,
                 payload_len: 0,
                 payload_head: Vec::new(),
                 received_us: now_us(),
@@ -327,6 +398,20 @@ async fn subscribe(
         ));
     }
     Ok(())
+}
+
+/// A server's namespaces, in index order, for an error message.
+fn namespace_list(map: Option<&opcua::types::NamespaceMap>) -> String {
+    let Some(map) = map else {
+        return "not read".into();
+    };
+    let mut all: Vec<(&u16, &String)> =
+        map.known_namespaces().iter().map(|(u, i)| (i, u)).collect();
+    all.sort();
+    all.iter()
+        .map(|(i, u)| format!("{i} = {u}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// OPC UA time (100 ns ticks since 1601) → µs since the Unix epoch.

@@ -355,7 +355,12 @@ mod tests {
             (m[0].name.as_str(), &m[0].value),
             ("power", &SampleValue::Number(-4.0))
         );
-        assert_eq!(skipped[0].reason, "alias not announced in a BIRTH message");
+        assert_eq!(skipped[0].what, "metric with alias 9");
+        assert_eq!(
+            skipped[0].reason,
+            "alias 9 was not announced in a BIRTH message from acme/line1/robot01 since the \
+             twin started"
+        );
     }
 
     #[test]

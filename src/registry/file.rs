@@ -478,11 +478,14 @@ pub fn parse_registry(text: &str, path: &Path) -> Result<Registry, RegistryError
             }
             if let Some(n) = &p.opcua {
                 let nid = n.get_ref().as_str();
-                if !nid.starts_with("ns=") || !nid.contains(';') {
+                if let Err(why) = super::node_id::RegistryNodeId::parse(nid) {
                     c.push(
                         n,
                         format!("{field}.opcua"),
-                        format!("`{nid}` is not an OPC UA node id like `ns=2;s=Line1.Mill01.Spindle.Speed`"),
+                        format!(
+                            "`{nid}` is not an OPC UA node id like \
+                             `nsu=urn:acme:plc;s=Line1.Mill01.Spindle.Speed` or `ns=2;i=1001`: {why}"
+                        ),
                     );
                 }
                 let who = format!("{id}.{pname}");

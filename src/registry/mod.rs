@@ -5,6 +5,7 @@
 //! the crate hard-codes a tag path.
 
 mod file;
+pub mod node_id;
 
 use std::collections::HashMap;
 

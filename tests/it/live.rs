@@ -1547,3 +1547,93 @@ quality = "data.q"
     drop(app);
     adapter.stop();
 }
+
+/// Node ids by namespace URI against a real async-opcua server: the URI is
+/// looked up in the server's NamespaceArray, values arrive on the right
+/// property, and a URI the server does not have is refused by name, with
+/// the namespaces it does have.
+#[test]
+fn opcua_node_ids_by_namespace_uri_resolve_through_the_server() {
+    use mezzanine::demo::opcua_server::DEMO_NAMESPACE_URI;
+    let served = registry();
+    let dir = tempfile::tempdir().expect("dir");
+    let port = free_port().expect("port");
+    let server = start_opcua_server(&served, port, dir.path().join("server")).expect("server");
+    // The twin's registry names the same nodes by URI, and one elsewhere.
+    let mut spec = PlantSpec::demo().registry();
+    let mill = spec
+        .assets
+        .iter_mut()
+        .find(|a| a.id == "L1-MILL-01")
+        .expect("mill");
+    for p in &mut mill.properties {
+        match p.name.as_str() {
+            "spindle_speed" => {
+                p.opcua = Some(format!(
+                    "nsu={DEMO_NAMESPACE_URI};s=Line1.Mill01.Spindle.Speed"
+                ))
+            }
+            "spindle_load" => p.opcua = Some("nsu=urn:other-vendor:plc;s=Load".into()),
+            _ => {}
+        }
+    }
+    let reg = Arc::new(AssetRegistry::new(
+        parse_registry(&spec.to_toml(), std::path::Path::new("plant.toml")).expect("registry"),
+    ));
+    let (tx, rx) = ingest_channel(10_000);
+    let adapter = spawn_opcua_adapter(
+        OpcUaSettings {
+            endpoint: server.endpoint(),
+            security_policy: "None".into(),
+            security_mode: "None".into(),
+            username: None,
+            password: None,
+            pki_dir: dir.path().join("client"),
+            sampling_interval_ms: 50.0,
+        },
+        reg.clone(),
+        tx,
+    )
+    .expect("adapter");
+    let speed = NodeId::new(2, "Line1.Mill01.Spindle.Speed");
+    let mut ev = Vec::new();
+    let start = Instant::now();
+    while !ev
+        .iter()
+        .any(|e| matches!(e, IngestEvent::Sample(s, _) if s.value == SampleValue::Number(8123.0)))
+    {
+        assert!(start.elapsed() < Duration::from_secs(30), "{ev:?}");
+        server.set_values(vec![(speed.clone(), Variant::Double(8123.0), now_us())]);
+        ev.extend(collect(&rx, Duration::from_millis(300), |_| false));
+    }
+    let mill = reg.by_id("L1-MILL-01").expect("mill");
+    let s = samples_of(&ev)
+        .into_iter()
+        .find(|s| s.value == SampleValue::Number(8123.0))
+        .expect("sample");
+    assert_eq!(
+        Some(s.property),
+        reg.property_by_name(mill, "spindle_speed")
+    );
+    let refused: Vec<_> = dead_letters_of(&ev)
+        .into_iter()
+        .filter(|d| d.source == "nsu=urn:other-vendor:plc;s=Load")
+        .collect();
+    assert_eq!(refused.len(), 1, "{ev:?}");
+    assert!(
+        refused[0]
+            .reason
+            .starts_with("namespace `urn:other-vendor:plc` is not on this server (its namespaces: 0 = http://opcfoundation.org/UA/"),
+        "{}",
+        refused[0].reason
+    );
+    assert!(
+        refused[0]
+            .reason
+            .contains(&format!("2 = {DEMO_NAMESPACE_URI}")),
+        "{}",
+        refused[0].reason
+    );
+    adapter.stop();
+    server.stop();
+}
