@@ -79,7 +79,7 @@ pub fn export_parquet(
     // COPY takes no bound parameters: the range is two integers.
     let sql = format!(
         "COPY (
-           SELECT make_timestamp(s.ts_us) AS ts_utc, s.ts_us, p.asset_id, p.property, p.unit,
+           SELECT to_timestamp(s.ts_us / 1e6) AS ts, s.ts_us, p.asset_id, p.property, p.unit,
                   s.value, s.text, s.blob_id,
                   CASE s.quality WHEN 0 THEN 'good' WHEN 1 THEN 'uncertain' ELSE 'bad' END AS quality,
                   CASE s.origin WHEN 0 THEN 'mqtt' ELSE 'opcua' END AS origin,
@@ -90,7 +90,7 @@ pub fn export_parquet(
            ORDER BY p.asset_id, s.ts_us
          ) TO '{s_dir}' (FORMAT parquet, PARTITION_BY (day, asset_id));
          COPY (
-           SELECT make_timestamp(ts_us) AS ts_utc, ts_us, asset_id, state, reason,
+           SELECT to_timestamp(ts_us / 1e6) AS ts, ts_us, asset_id, state, reason,
                   strftime(make_timestamp(ts_us), '%Y-%m-%d') AS day
            FROM transitions WHERE ts_us >= {from_us} AND ts_us < {to_us}
            ORDER BY asset_id, ts_us

@@ -14,12 +14,12 @@ use super::{HistoryError, sql_err as sql};
 use crate::registry::{AssetIdx, AssetRegistry, PropertyRef};
 
 /// The schema this build writes. Older files are migrated on open.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// Each migration takes the file from version `i` to `i + 1` (index 0 creates
 /// version 1). Appended columns keep the column order of older files, so a
 /// fresh file is built by running the whole chain.
-const MIGRATIONS: [&str; 3] = [
+const MIGRATIONS: [&str; 4] = [
     // v1: the first recorder.
     "CREATE TABLE meta (key VARCHAR PRIMARY KEY, value BIGINT NOT NULL);
      CREATE TABLE properties (prop_id INTEGER PRIMARY KEY, asset_id VARCHAR NOT NULL,
@@ -75,6 +75,29 @@ const MIGRATIONS: [&str; 3] = [
               s.blob_id, s.quality, s.origin, make_timestamp(s.received_us) AS received_utc,
               s.work_order, s.context_unavailable
        FROM samples s JOIN properties p USING (prop_id);",
+    // v4: the readable views give zone-aware times (TIMESTAMPTZ), so the
+    // duckdb CLI, Python and Parquet readers show and convert them right.
+    // `to_timestamp(µs / 1e6)` is epoch-based (no session time zone in it)
+    // and gives back every microsecond exactly.
+    "CREATE OR REPLACE VIEW samples_readable AS
+       SELECT to_timestamp(s.ts_us / 1e6) AS ts, p.asset_id, p.property, p.unit, s.value, s.text,
+              s.blob_id, s.quality, s.origin, to_timestamp(s.received_us / 1e6) AS received,
+              s.work_order, s.context_unavailable, s.ts_us
+       FROM samples s JOIN properties p USING (prop_id);
+     CREATE OR REPLACE VIEW transitions_readable AS
+       SELECT to_timestamp(ts_us / 1e6) AS ts, asset_id, state, reason, ts_us FROM transitions;
+     CREATE VIEW mes_events_readable AS
+       SELECT to_timestamp(ts_us / 1e6) AS ts, to_timestamp(received_us / 1e6) AS received,
+              event_id, event_type, asset_id, work_order, payload FROM mes_events;
+     CREATE VIEW dead_letters_readable AS
+       SELECT to_timestamp(received_us / 1e6) AS received, origin, source, reason, payload_len
+       FROM dead_letters;
+     CREATE VIEW discrepancies_readable AS
+       SELECT to_timestamp(ts_us / 1e6) AS ts, discrepancy_id, asset_id, rule, status, detail
+       FROM discrepancies;
+     CREATE VIEW mes_outages_readable AS
+       SELECT to_timestamp(start_us / 1e6) AS start, to_timestamp(end_us / 1e6) AS \"end\",
+              backfilled_rows FROM mes_outages;",
 ];
 
 /// What happened when the file was opened.

@@ -425,6 +425,30 @@ fn parquet_export_is_partitioned_by_day_and_asset_and_reads_back() {
         )
         .expect("read back");
     assert_eq!((n, s, assets), (8, sum, 2));
+    // Zone-aware times in the files (Parquet's UTC-adjusted timestamps),
+    // the microsecond kept.
+    let (ty, exact): (String, bool) = c
+        .query_row(
+            &format!(
+                "SELECT any_value(typeof(ts)), bool_and(epoch_us(ts) = ts_us)
+                 FROM read_parquet('{}/samples/**/*.parquet', hive_partitioning = true)",
+                out.display()
+            ),
+            [],
+            |x| Ok((x.get(0)?, x.get(1)?)),
+        )
+        .expect("types");
+    assert_eq!((ty.as_str(), exact), ("TIMESTAMP WITH TIME ZONE", true));
+    // So do the file's readable views.
+    let (ty, exact): (String, bool) = r
+        .reader
+        .query_row(
+            "SELECT any_value(typeof(ts)), bool_and(epoch_us(ts) = ts_us) FROM samples_readable",
+            [],
+            |x| Ok((x.get(0)?, x.get(1)?)),
+        )
+        .expect("view");
+    assert_eq!((ty.as_str(), exact), ("TIMESTAMP WITH TIME ZONE", true));
     let again = mezzanine::history::export::export_parquet(&r.reader, midnight - S, midnight, &out)
         .expect_err("refuses to overwrite");
     assert!(again.to_string().contains("already exists"), "{again}");
