@@ -5,7 +5,7 @@ export CARGO_TARGET_DIR
 
 ARGS ?=
 
-.PHONY: run test deps lint demo-plant bench
+.PHONY: run test deps lint demo-plant bench fuzz
 
 ## Run the app on its embedded demo plant (ARGS="..." passes arguments).
 run: deps
@@ -30,3 +30,7 @@ demo-plant: deps
 bench: deps
 	cargo run --bin mezzanine -- bench ingest
 	cargo bench --profile dev --bench decode
+
+## Coverage-guided fuzzing of the parsers (TARGETS="...", FUZZ_SECONDS=900 each).
+fuzz: deps
+	./tools/fuzz.sh
