@@ -104,12 +104,23 @@ pub fn write(s: &Schedule) -> String {
 struct Problems<'a> {
     doc: &'a roxmltree::Document<'a>,
     list: Vec<String>,
+    /// What was read with an assumption, for the import report.
+    notes: Vec<String>,
+    /// The plant's zone, for times written without one.
+    zone: Option<jiff::tz::TimeZone>,
+    zone_name: String,
+    zoneless_times: usize,
 }
 
 impl Problems<'_> {
-    fn at(&mut self, n: roxmltree::Node, msg: String) {
+    fn pos(&self, n: roxmltree::Node) -> String {
         let p = self.doc.text_pos_at(n.range().start);
-        self.list.push(format!("{}:{}: {msg}", p.row, p.col));
+        format!("{}:{}", p.row, p.col)
+    }
+
+    fn at(&mut self, n: roxmltree::Node, msg: String) {
+        let pos = self.pos(n);
+        self.list.push(format!("{pos}: {msg}"));
     }
 }
 
@@ -132,18 +143,92 @@ fn text(n: roxmltree::Node) -> String {
 
 fn time(p: &mut Problems, n: Option<roxmltree::Node>, what: &str) -> Option<i64> {
     let n = n?;
-    match text(n).parse::<jiff::Timestamp>() {
-        Ok(t) => Some(t.as_microsecond()),
-        Err(e) => {
+    let t = text(n);
+    if let Ok(ts) = t.parse::<jiff::Timestamp>() {
+        return Some(ts.as_microsecond());
+    }
+    // A valid xs:dateTime may carry no zone: it is then read in the plant's.
+    match (t.parse::<jiff::civil::DateTime>(), p.zone.clone()) {
+        (Ok(civil), Some(zone)) => match civil.to_zoned(zone) {
+            Ok(z) => {
+                if p.zoneless_times == 0 {
+                    let pos = p.pos(n);
+                    p.notes.push(format!(
+                        "{pos}: {what} `{t}` has no zone: read in the plant's zone, {} (so are \
+                         the other times without one)",
+                        p.zone_name
+                    ));
+                }
+                p.zoneless_times += 1;
+                Some(z.timestamp().as_microsecond())
+            }
+            Err(e) => {
+                p.at(
+                    n,
+                    format!("{what} `{t}` does not exist in {}: {e}", p.zone_name),
+                );
+                None
+            }
+        },
+        (Ok(_), None) => {
             p.at(
                 n,
-                format!(
-                    "{what} `{}` is not a time with a zone (RFC 3339): {e}",
-                    text(n)
-                ),
+                format!("{what} `{t}` has no zone, and without the registry there is no plant zone to read it in"),
             );
             None
         }
+        (Err(e), _) => {
+            p.at(
+                n,
+                format!("{what} `{t}` is not a time (xs:dateTime / RFC 3339): {e}"),
+            );
+            None
+        }
+    }
+}
+
+/// Elements of a request and its segments that the reader uses; any other
+/// is listed in the import report as not imported.
+const READ_ELEMENTS: &[&str] = &[
+    "ID",
+    "Description",
+    "StartTime",
+    "EndTime",
+    "SegmentRequirement",
+    "ProcessSegmentID",
+    "EarliestStartTime",
+    "LatestEndTime",
+    "EquipmentRequirement",
+    "MaterialProducedRequirement",
+    "MaterialRequirement",
+];
+
+/// The quantity a material requirement asks to produce: the V0500
+/// `MaterialProducedRequirement`, or a V0600/V0700 `MaterialRequirement`
+/// whose `MaterialUse` is `Produced`.
+fn produced<'a, 'i>(n: roxmltree::Node<'a, 'i>) -> Vec<roxmltree::Node<'a, 'i>> {
+    n.children().filter_map(produced_use).collect()
+}
+
+/// `n` when it is a requirement for material to produce.
+fn produced_use<'a, 'i>(n: roxmltree::Node<'a, 'i>) -> Option<roxmltree::Node<'a, 'i>> {
+    let yes = n.is_element()
+        && match n.tag_name().name() {
+            "MaterialProducedRequirement" => true,
+            "MaterialRequirement" => {
+                child(n, "MaterialUse").is_some_and(|u| text(u).eq_ignore_ascii_case("produced"))
+            }
+            _ => false,
+        };
+    yes.then_some(n)
+}
+
+/// Segment requirements in document order, nested ones after their
+/// parent (B2MML V0600 nests them to write a routing).
+fn segments_of<'a, 'i>(n: roxmltree::Node<'a, 'i>, out: &mut Vec<roxmltree::Node<'a, 'i>>) {
+    for s in children(n, "SegmentRequirement") {
+        out.push(s);
+        segments_of(s, out);
     }
 }
 
@@ -154,6 +239,16 @@ pub fn parse(
     path: &Path,
     registry: Option<&AssetRegistry>,
 ) -> Result<Schedule, MesError> {
+    parse_with_notes(xml, path, registry).map(|(s, _)| s)
+}
+
+/// [`parse`], with what was read under an assumption (times without a zone)
+/// or not imported (durations, setups, states …), one line each.
+pub fn parse_with_notes(
+    xml: &str,
+    path: &Path,
+    registry: Option<&AssetRegistry>,
+) -> Result<(Schedule, Vec<String>), MesError> {
     let fail = |problems: Vec<String>| MesError::B2mml {
         file: path.display().to_string(),
         problems,
@@ -165,20 +260,39 @@ pub fn parse(
             p.row, p.col
         )])
     })?;
+    let zone_name = registry
+        .map(|r| r.plant().time_zone.clone())
+        .unwrap_or_default();
     let mut p = Problems {
         doc: &doc,
         list: Vec::new(),
+        notes: Vec::new(),
+        zone: registry.and_then(|r| jiff::tz::TimeZone::get(&r.plant().time_zone).ok()),
+        zone_name,
+        zoneless_times: 0,
     };
-    let root = doc.root_element();
-    if root.tag_name().name() != "ProductionSchedule" {
+    let top = doc.root_element();
+    // An envelope (a Sync/Process/Show verb, a gateway's wrapper) holds the
+    // schedule somewhere inside.
+    let Some(root) = top
+        .descendants()
+        .find(|n| n.is_element() && n.tag_name().name() == "ProductionSchedule")
+    else {
         p.at(
-            root,
+            top,
             format!(
-                "the document is a <{}>, not a B2MML <ProductionSchedule>",
-                root.tag_name().name()
+                "the document is a <{}> with no B2MML <ProductionSchedule> in it",
+                top.tag_name().name()
             ),
         );
         return Err(fail(p.list));
+    };
+    if root != top {
+        let pos = p.pos(root);
+        p.notes.push(format!(
+            "{pos}: the <ProductionSchedule> inside <{}> was read",
+            top.tag_name().name()
+        ));
     }
     if let Some(ns) = root.tag_name().namespace()
         && !ns.starts_with(B2MML_NS)
@@ -211,15 +325,20 @@ pub fn parse(
         let mut unit = String::from("count");
         let mut product = child(r, "Description").map(text).unwrap_or_default();
         let (mut seg_start, mut seg_end) = (None, None);
-        let segments: Vec<_> = children(r, "SegmentRequirement").collect();
+        let mut segments = Vec::new();
+        segments_of(r, &mut segments);
         if segments.is_empty() {
             p.at(
                 r,
                 format!("production request {rid} has no <SegmentRequirement>"),
             );
         }
+        // The request's own material requirements, then each segment's.
+        let mut materials = produced(r);
         for s in segments {
+            materials.extend(produced(s));
             let eq = child(s, "EquipmentRequirement").and_then(|e| child(e, "EquipmentID"));
+            let nested = children(s, "SegmentRequirement").next().is_some();
             match eq.map(|e| (e, text(e))) {
                 Some((e, id)) if !id.is_empty() => {
                     if let Some(reg) = registry
@@ -232,6 +351,8 @@ pub fn parse(
                     }
                     routing.push(id);
                 }
+                // A grouping step: its nested requirements name the machines.
+                None if nested => {}
                 _ => p.at(
                     s,
                     format!(
@@ -245,7 +366,9 @@ pub fn parse(
                 "EarliestStartTime",
             ));
             seg_end = seg_end.or(time(&mut p, child(s, "LatestEndTime"), "LatestEndTime"));
-            if let Some(m) = child(s, "MaterialProducedRequirement") {
+        }
+        for m in materials {
+            {
                 if product.is_empty() {
                     product = child(m, "MaterialDefinitionID")
                         .map(text)
@@ -277,7 +400,8 @@ pub fn parse(
                         p.at(
                             m,
                             format!(
-                                "{rid}: <MaterialProducedRequirement> has no <Quantity>/<QuantityString>"
+                                "{rid}: <{}> has no <Quantity>/<QuantityString>",
+                                m.tag_name().name()
                             ),
                         )
                     }
@@ -295,7 +419,10 @@ pub fn parse(
             if !quantity_reported {
                 p.at(
                     r,
-                    format!("{rid}: no quantity to produce (<MaterialProducedRequirement>)"),
+                    format!(
+                        "{rid}: no quantity to produce (<MaterialProducedRequirement>, or a \
+                         <MaterialRequirement> with <MaterialUse>Produced</MaterialUse>)"
+                    ),
                 );
             }
             continue;
@@ -316,9 +443,71 @@ pub fn parse(
     if !p.list.is_empty() {
         return Err(fail(p.list));
     }
-    Ok(Schedule {
-        id,
-        published_us,
-        requests,
-    })
+    let mut notes = p.notes;
+    notes.extend(not_imported(root));
+    Ok((
+        Schedule {
+            id,
+            published_us,
+            requests,
+        },
+        notes,
+    ))
+}
+
+/// What the schedule holds that is not imported (durations, setups,
+/// states, personnel …), one line per element name with its count.
+fn not_imported(root: roxmltree::Node) -> Vec<String> {
+    let mut counts: std::collections::BTreeMap<String, usize> = Default::default();
+    let mut schedule_level: std::collections::BTreeMap<String, usize> = Default::default();
+    for n in root.children().filter(|n| n.is_element()) {
+        let name = n.tag_name().name();
+        if name == "ProductionRequest" {
+            let mut stack: Vec<roxmltree::Node> = n.children().collect();
+            while let Some(c) = stack.pop() {
+                if !c.is_element() {
+                    continue;
+                }
+                let cname = c.tag_name().name();
+                if cname == "SegmentRequirement" {
+                    stack.extend(c.children());
+                } else if cname == "MaterialRequirement" && produced_use(c).is_none() {
+                    let used = child(c, "MaterialUse").map(text).unwrap_or_default();
+                    *counts
+                        .entry(format!("MaterialRequirement ({used})"))
+                        .or_default() += 1;
+                } else if !READ_ELEMENTS.contains(&cname) {
+                    *counts.entry(cname.to_string()).or_default() += 1;
+                }
+            }
+        } else if !["ID", "PublishedDate", "Description"].contains(&name) {
+            *schedule_level.entry(name.to_string()).or_default() += 1;
+        }
+    }
+    let list = |m: std::collections::BTreeMap<String, usize>| {
+        m.into_iter()
+            .map(|(k, n)| {
+                if n == 1 {
+                    format!("<{k}>")
+                } else {
+                    format!("<{k}> ×{n}")
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut out = Vec::new();
+    if !counts.is_empty() {
+        out.push(format!(
+            "not imported from the requests and their segments: {}",
+            list(counts)
+        ));
+    }
+    if !schedule_level.is_empty() {
+        out.push(format!(
+            "not imported from the schedule: {}",
+            list(schedule_level)
+        ));
+    }
+    out
 }

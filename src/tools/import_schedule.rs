@@ -1,6 +1,7 @@
 //! `mezzanine import-schedule`: a B2MML `ProductionSchedule` in, validated
 //! against the registry, stored in the history file (replacing an earlier
-//! import with the same ID), and printed as a table in the plant's zone.
+//! import with the same ID), and printed as a table in the plant's zone,
+//! with notes on what was read under an assumption or not imported.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -21,7 +22,7 @@ pub fn run(
     let registry = AssetRegistry::new(load_registry(&cfg.plant.registry)?);
     let xml =
         std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
-    let schedule = crate::mes::b2mml::parse(&xml, file, Some(&registry))?;
+    let (schedule, notes) = crate::mes::b2mml::parse_with_notes(&xml, file, Some(&registry))?;
     let path = cfg.history.db_path();
     let store = Store::open(&path, &registry).context("opening the history file")?;
     let n = crate::history::import_schedule(&store, &schedule, &file.display().to_string())?;
@@ -49,6 +50,9 @@ pub fn run(
             when(r.earliest_start_us),
             when(r.latest_end_us)
         );
+    }
+    for note in &notes {
+        println!("note: {}: {note}", file.display());
     }
     println!(
         "imported schedule {} ({n} production requests) into {}",

@@ -1899,3 +1899,118 @@ fn the_mes_api_is_reached_over_https_with_the_plants_ca() {
     let err = rt.block_on(poll_once(&settings(None))).expect_err("no CA");
     assert!(err.to_string().contains("ca_file"), "{err}");
 }
+
+/// A schedule as an MES gateway and a vendor sample write it (B2MML V0600
+/// style): inside a Sync envelope, the routing as nested segment
+/// requirements, the quantity as a `MaterialRequirement` with use
+/// *Produced*, times without a zone, durations and setups. Imported with
+/// the real binary: read right, zone-less times in the plant's zone with a
+/// note, and what is not imported listed.
+#[test]
+fn a_vendor_style_b2mml_v0600_schedule_imports_with_notes() {
+    use std::process::Command;
+    let xml = r#"<?xml version="1.0" encoding="UTF-8"?>
+<SyncProductionSchedule xmlns="http://www.mesa.org/xml/B2MML-V0600" releaseID="6.0">
+  <ApplicationArea><CreationDateTime>2026-11-24T05:00:00Z</CreationDateTime></ApplicationArea>
+  <DataArea>
+    <Sync/>
+    <ProductionSchedule>
+      <ID>GW-2026-11-24</ID>
+      <PublishedDate>2026-11-24T05:00:00Z</PublishedDate>
+      <ScheduleState>Released</ScheduleState>
+      <ProductionRequest>
+        <ID>WO-777</ID>
+        <Description>Housing A-12</Description>
+        <RequestState>Ready</RequestState>
+        <SegmentRequirement>
+          <ID>WO-777-RT</ID>
+          <ProcessSegmentID>ROUTING</ProcessSegmentID>
+          <EarliestStartTime>2026-11-24T08:00:00</EarliestStartTime>
+          <LatestEndTime>2026-11-24T12:30:00</LatestEndTime>
+          <MaterialRequirement>
+            <MaterialDefinitionID>A-12</MaterialDefinitionID>
+            <MaterialUse>Produced</MaterialUse>
+            <Quantity><QuantityString>40</QuantityString><UnitOfMeasure>pcs</UnitOfMeasure></Quantity>
+          </MaterialRequirement>
+          <MaterialRequirement>
+            <MaterialDefinitionID>AL-BAR-60</MaterialDefinitionID>
+            <MaterialUse>Consumed</MaterialUse>
+            <Quantity><QuantityString>12</QuantityString><UnitOfMeasure>m</UnitOfMeasure></Quantity>
+          </MaterialRequirement>
+          <SegmentRequirement>
+            <ID>WO-777-10</ID>
+            <ProcessSegmentID>MILL</ProcessSegmentID>
+            <Duration>PT2H</Duration>
+            <SetupTime>PT15M</SetupTime>
+            <EquipmentRequirement><EquipmentID>L1-MILL-02</EquipmentID></EquipmentRequirement>
+          </SegmentRequirement>
+          <SegmentRequirement>
+            <ID>WO-777-20</ID>
+            <ProcessSegmentID>INSPECT</ProcessSegmentID>
+            <Duration>PT20M</Duration>
+            <EquipmentRequirement><EquipmentID>FIN-CMM-01</EquipmentID></EquipmentRequirement>
+          </SegmentRequirement>
+        </SegmentRequirement>
+      </ProductionRequest>
+    </ProductionSchedule>
+  </DataArea>
+</SyncProductionSchedule>
+"#;
+    let reg = crate::live::registry();
+    let dir = tempfile::tempdir().expect("dir");
+    let file = dir.path().join("gateway.xml");
+    std::fs::write(&file, xml).expect("write");
+    let (schedule, notes) =
+        b2mml::parse_with_notes(xml, &file, Some(&reg)).expect("a valid V0600 schedule");
+    assert_eq!(schedule.id, "GW-2026-11-24");
+    let r = &schedule.requests[0];
+    assert_eq!(r.routing, vec!["L1-MILL-02", "FIN-CMM-01"]);
+    assert_eq!((r.quantity, r.unit.as_str()), (40.0, "pcs"));
+    assert_eq!(r.product, "Housing A-12");
+    // 08:00 in Europe/Paris (UTC+1 in November) is 07:00Z.
+    let paris = jiff::civil::date(2026, 11, 24)
+        .at(8, 0, 0, 0)
+        .to_zoned(jiff::tz::TimeZone::get(&reg.plant().time_zone).expect("zone"))
+        .expect("zoned");
+    assert_eq!(
+        r.earliest_start_us,
+        Some(paris.timestamp().as_microsecond())
+    );
+    let notes = notes.join("\n");
+    for expect in [
+        "inside <SyncProductionSchedule> was read",
+        "EarliestStartTime `2026-11-24T08:00:00` has no zone: read in the plant's zone",
+        "<Duration> ×2",
+        "<SetupTime>",
+        "<RequestState>",
+        "<MaterialRequirement (Consumed)>",
+        "not imported from the schedule: <ScheduleState>",
+    ] {
+        assert!(notes.contains(expect), "`{expect}` not in:\n{notes}");
+    }
+
+    let out = Command::new(env!("CARGO_BIN_EXE_mezzanine"))
+        .arg("import-schedule")
+        .arg(&file)
+        .arg("--history")
+        .arg(dir.path().join("h.duckdb"))
+        .arg("--registry")
+        .arg(crate::repo("scenes/demo-plant.toml"))
+        .output()
+        .expect("binary runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("WO-777"), "{text}");
+    assert!(
+        text.contains("note: ") && text.contains("has no zone"),
+        "{text}"
+    );
+    assert!(
+        text.contains("imported schedule GW-2026-11-24 (1 production requests)"),
+        "{text}"
+    );
+}
