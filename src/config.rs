@@ -65,6 +65,34 @@ pub struct AppConfig {
     pub mes: MesConfig,
     pub reconcile: ReconcileConfig,
     pub ingest: IngestConfig,
+    pub sparkplug: SparkplugConfig,
+}
+
+/// The twin as a Sparkplug B host application. Off by default: then it
+/// only listens. These are the only messages it may send to Level 2.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SparkplugConfig {
+    /// Ask an edge node to publish its births again (an `NCMD` with
+    /// `Node Control/Rebirth` = true) when a metric alias was never
+    /// announced (e.g. after the twin restarted) or a sequence number was
+    /// skipped.
+    pub request_rebirth: bool,
+    /// At most one rebirth request per edge node in this many seconds.
+    pub rebirth_min_interval_s: u64,
+    /// Publish the host application's state (`spBv1.0/STATE/<host_id>`,
+    /// retained, `online` true at connect and false as the will).
+    pub host_id: Option<String>,
+}
+
+impl Default for SparkplugConfig {
+    fn default() -> Self {
+        Self {
+            request_rebirth: false,
+            rebirth_min_interval_s: 30,
+            host_id: None,
+        }
+    }
 }
 
 /// What the adapters believe of a sample's source time.
@@ -709,6 +737,14 @@ impl AppConfig {
                     message: format!("{at}: {message}"),
                 });
             }
+        }
+        if let Some(h) = &self.sparkplug.host_id
+            && (h.is_empty() || h.contains(['/', '+', '#']))
+        {
+            return Err(ConfigError::Invalid {
+                field: "sparkplug.host_id",
+                message: format!("`{h}` must be one topic level (no '/', '+' or '#')"),
+            });
         }
         if !(1..=10_000).contains(&self.mes.catch_up_page_events) {
             return Err(ConfigError::Invalid {

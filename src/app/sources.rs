@@ -179,6 +179,13 @@ fn start_mqtt(
             topics,
             mes,
             payloads: crate::ingest::payload::PayloadLayouts::from_rules(&cfg.mqtt.payloads),
+            sparkplug: crate::ingest::mqtt::SparkplugHost {
+                request_rebirth: cfg.sparkplug.request_rebirth,
+                rebirth_min_interval: std::time::Duration::from_secs(
+                    cfg.sparkplug.rebirth_min_interval_s.max(1),
+                ),
+                host_id: cfg.sparkplug.host_id.clone(),
+            },
         },
         registry,
         tx,

@@ -110,6 +110,13 @@ pub enum IngestEvent {
     /// A message with nothing in it to keep (e.g. a Sparkplug death
     /// certificate): only its ack, which waits its turn.
     AckOnly(Ack),
+    /// A source said it is gone (a Sparkplug NDEATH or DDEATH): the asset
+    /// is stale at once, with the reason, until its next sample.
+    SourceDown {
+        asset: crate::registry::AssetIdx,
+        reason: String,
+        at_us: i64,
+    },
 }
 
 /// What the recording tap receives: every sample and dead letter, with the
@@ -134,6 +141,15 @@ impl IngestEvent {
                 received_us: *received_us,
                 ack: None,
             }),
+            IngestEvent::SourceDown {
+                asset,
+                reason,
+                at_us,
+            } => Some(IngestEvent::SourceDown {
+                asset: *asset,
+                reason: reason.clone(),
+                at_us: *at_us,
+            }),
             IngestEvent::Link { .. } | IngestEvent::AckOnly(_) => None,
         }
     }
@@ -146,7 +162,7 @@ impl IngestEvent {
             IngestEvent::Mes(e, ack) => Some(Recorded::Mes(e, ack)),
             IngestEvent::MesHeartbeat { ack, .. } => ack.map(Recorded::AckOnly),
             IngestEvent::AckOnly(a) => Some(Recorded::AckOnly(a)),
-            IngestEvent::Link { .. } => None,
+            IngestEvent::Link { .. } | IngestEvent::SourceDown { .. } => None,
         }
     }
 }
@@ -284,6 +300,11 @@ pub fn ingest_channel(capacity: usize) -> (IngestSender, IngestReceiver) {
 #[derive(Resource, Debug, Default)]
 pub struct PendingSamples(pub Vec<(Sample, Option<Ack>)>);
 
+/// Sources that said they are gone, drained this frame: (asset, reason,
+/// when), for the twin to mark stale.
+#[derive(Resource, Debug, Default)]
+pub struct PendingOffline(pub Vec<(crate::registry::AssetIdx, String, i64)>);
+
 /// MES events drained this frame, waiting for the MES sync to apply them.
 #[derive(Resource, Debug, Default)]
 pub struct PendingMes(pub Vec<(crate::contract::Envelope, Option<Ack>)>);
@@ -386,6 +407,7 @@ impl Plugin for IngestPlugin {
         app.insert_resource(self.receiver.clone())
             .init_resource::<PendingSamples>()
             .init_resource::<PendingMes>()
+            .init_resource::<PendingOffline>()
             .init_resource::<DeadLetters>()
             .init_resource::<LinkStatus>()
             .init_resource::<DrainBudget>()
@@ -406,6 +428,7 @@ pub fn drain_ingest(
     mut dead: ResMut<DeadLetters>,
     mut links: ResMut<LinkStatus>,
     mut coalesced: ResMut<OverflowStats>,
+    mut offline: ResMut<PendingOffline>,
 ) {
     // Behind far enough to have filled the channel: take all of it and the
     // coalesced rest in one piece (bounded by the channel and the overflow's
@@ -448,6 +471,11 @@ pub fn drain_ingest(
                 }
             }
             IngestEvent::AckOnly(a) => a.send(),
+            IngestEvent::SourceDown {
+                asset,
+                reason,
+                at_us,
+            } => offline.0.push((asset, reason, at_us)),
             IngestEvent::DeadLetter(d, ack) => {
                 dead.push(d);
                 // Recorded: the broker need not send it again.

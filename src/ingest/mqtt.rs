@@ -23,7 +23,7 @@ use super::sample::{HopStamps, Origin, Sample, SourceTimeWindow, now_us};
 use super::sparkplug::{self, AliasBook};
 use super::{Ack, DeadLetter, IngestError, IngestEvent, IngestSender, LinkState};
 use crate::registry::{AssetRegistry, Encoding};
-use bevy::log::warn;
+use bevy::log::{info, warn};
 
 /// Where and how to connect.
 #[derive(Debug, Clone, PartialEq)]
@@ -41,6 +41,27 @@ pub struct MqttSettings {
     pub mes: Option<MesRoute>,
     /// Where each topic's JSON payloads keep value and source time.
     pub payloads: PayloadLayouts,
+    /// What the twin sends as a Sparkplug host application (nothing by
+    /// default).
+    pub sparkplug: SparkplugHost,
+}
+
+/// The twin's Sparkplug host role: rebirth requests and its STATE.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct SparkplugHost {
+    pub request_rebirth: bool,
+    pub rebirth_min_interval: Duration,
+    /// Publishes `spBv1.0/STATE/<host_id>` (retained) when set.
+    pub host_id: Option<String>,
+}
+
+/// The STATE topic of a Sparkplug host application.
+pub fn state_topic(host_id: &str) -> String {
+    format!("{}/STATE/{host_id}", sparkplug::NAMESPACE)
+}
+
+fn state_payload(online: bool) -> Vec<u8> {
+    format!(r#"{{"online":{online},"timestamp":{}}}"#, now_us() / 1000).into_bytes()
 }
 
 /// What decoding remembers between publishes: Sparkplug aliases, the
@@ -49,14 +70,54 @@ pub struct MqttSettings {
 pub struct DecodeState {
     pub aliases: AliasBook,
     pub layouts: PayloadLayouts,
+    pub host: SparkplugHost,
     unread_time_warned: std::collections::HashSet<String>,
+    /// Edge node → when the twin last asked it to rebirth (or, with
+    /// requests off, said it would help).
+    rebirth_asked: std::collections::HashMap<String, std::time::Instant>,
 }
 
 impl DecodeState {
-    pub fn new(layouts: PayloadLayouts) -> Self {
+    pub fn new(layouts: PayloadLayouts, host: SparkplugHost) -> Self {
         Self {
             layouts,
+            host,
             ..Self::default()
+        }
+    }
+
+    /// Asks edge nodes that need it to publish their births again, at most
+    /// once per interval each; with requests off, says once that it would
+    /// help.
+    fn request_rebirths(&mut self, client: &AsyncClient) {
+        for (node, why) in self.aliases.take_rebirth_wanted() {
+            let now = std::time::Instant::now();
+            if !self.host.request_rebirth {
+                if self.rebirth_asked.insert(node.clone(), now).is_none() {
+                    info!(
+                        "Sparkplug edge node {node}: {why}; with [sparkplug] request_rebirth = \
+                         true the twin would ask it to publish its births again"
+                    );
+                }
+                continue;
+            }
+            if self
+                .rebirth_asked
+                .get(&node)
+                .is_some_and(|t| now.duration_since(*t) < self.host.rebirth_min_interval)
+            {
+                continue;
+            }
+            self.rebirth_asked.insert(node.clone(), now);
+            let Some((group, edge)) = node.split_once('/') else {
+                continue;
+            };
+            let topic = format!("{}/{group}/NCMD/{edge}", sparkplug::NAMESPACE);
+            let payload = sparkplug::rebirth_request((now_us() / 1000).max(0) as u64);
+            match client.try_publish(topic.clone(), QoS::AtMostOnce, false, payload) {
+                Ok(()) => info!("asked Sparkplug edge node {node} to rebirth ({why}) on {topic}"),
+                Err(e) => warn!("rebirth request to {node} not sent: {e}"),
+            }
         }
     }
 }
@@ -227,6 +288,14 @@ async fn run(
     if let (Some(u), Some(p)) = (&settings.username, &settings.password) {
         opts.set_credentials(u.clone(), p.clone());
     }
+    if let Some(host) = &settings.sparkplug.host_id {
+        opts.set_last_will(rumqttc::LastWill::new(
+            state_topic(host),
+            state_payload(false),
+            QoS::AtLeastOnce,
+            true,
+        ));
+    }
     let (client, mut eventloop) = AsyncClient::new(opts, 4096);
     let link = |state| {
         tx.try_send(IngestEvent::Link {
@@ -237,7 +306,7 @@ async fn run(
     link(LinkState::Connecting);
     let mut backoff = Duration::from_millis(100);
     let mut connected = false;
-    let mut decode = DecodeState::new(settings.payloads.clone());
+    let mut decode = DecodeState::new(settings.payloads.clone(), settings.sparkplug.clone());
     let window = tx.time_window();
     while !stop.load(Ordering::Relaxed) {
         let polled = tokio::time::timeout(Duration::from_millis(250), eventloop.poll()).await;
@@ -256,6 +325,16 @@ async fn run(
                     link(LinkState::Disconnected(format!("subscribe failed: {e}")));
                 } else {
                     link(LinkState::Connected);
+                }
+                if let Some(host) = &settings.sparkplug.host_id
+                    && let Err(e) = client.try_publish(
+                        state_topic(host),
+                        QoS::AtLeastOnce,
+                        true,
+                        state_payload(true),
+                    )
+                {
+                    warn!("Sparkplug STATE not published: {e}");
                 }
             }
             Ok(Event::Incoming(Packet::Publish(p))) => {
@@ -349,8 +428,38 @@ pub fn to_events(
             ),
             None,
         )]
+    } else if let Some(topic) = sparkplug::parse_topic(&p.topic)
+        && matches!(topic.message_type, "NDEATH" | "DDEATH")
+    {
+        state.aliases.forget(&topic);
+        let source = topic.source_id();
+        let assets = if topic.device.is_some() {
+            registry
+                .resolve_sparkplug_source(&source)
+                .into_iter()
+                .collect()
+        } else {
+            registry.sparkplug_assets_of_node(&source)
+        };
+        info!("Sparkplug {} from {source}", topic.message_type);
+        assets
+            .into_iter()
+            .map(|asset| IngestEvent::SourceDown {
+                asset,
+                reason: format!(
+                    "{} from Sparkplug {} {source}",
+                    topic.message_type,
+                    if topic.device.is_some() {
+                        "device"
+                    } else {
+                        "edge node"
+                    }
+                ),
+                at_us: received_us,
+            })
+            .collect()
     } else if let Some(topic) = sparkplug::parse_topic(&p.topic) {
-        decode_sparkplug(
+        let out = decode_sparkplug(
             registry,
             &mut state.aliases,
             &p.topic,
@@ -363,7 +472,9 @@ pub fn to_events(
             Ok(s) => IngestEvent::Sample(s, None),
             Err(d) => IngestEvent::DeadLetter(d, None),
         })
-        .collect()
+        .collect();
+        state.request_rebirths(client);
+        out
     } else {
         let layout = state.layouts.for_topic(&p.topic);
         match decode_publish(registry, &p.topic, &p.payload, received_us, layout) {
@@ -407,7 +518,8 @@ pub fn to_events(
                 *a = ack.take()
             }
             IngestEvent::MesHeartbeat { ack: a, .. } => *a = ack.take(),
-            IngestEvent::Link { .. } | IngestEvent::AckOnly(_) => {}
+            IngestEvent::Link { .. } | IngestEvent::AckOnly(_) | IngestEvent::SourceDown { .. } => {
+            }
         }
     }
     if let Some(a) = ack {

@@ -40,6 +40,8 @@ pub(crate) struct Inner {
     dead_not_kept: u64,
     mes: VecDeque<Box<crate::contract::Envelope>>,
     links: VecDeque<(Origin, LinkState)>,
+    /// Sources that said they are gone (the latest per asset).
+    offline: HashMap<crate::registry::AssetIdx, (String, i64)>,
     heartbeats: u64,
     last_heartbeat_us: Option<i64>,
     /// Counted over the whole run.
@@ -116,6 +118,13 @@ impl Inner {
                 }
                 self.links.push_back((origin, state));
             }
+            IngestEvent::SourceDown {
+                asset,
+                reason,
+                at_us,
+            } => {
+                self.offline.insert(asset, (reason, at_us));
+            }
             // Acks belong to the recorder; nothing for the twin.
             IngestEvent::AckOnly(_) => {}
         }
@@ -146,6 +155,15 @@ impl Inner {
                 .drain(..)
                 .map(|d| IngestEvent::DeadLetter(d, None)),
         );
+        // Before the samples: a source that came back meanwhile is live
+        // again with its newest value.
+        events.extend(self.offline.drain().map(|(asset, (reason, at_us))| {
+            IngestEvent::SourceDown {
+                asset,
+                reason,
+                at_us,
+            }
+        }));
         events.extend(self.samples.drain(..).map(|s| IngestEvent::Sample(s, None)));
         Taken {
             events,

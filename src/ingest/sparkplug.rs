@@ -122,10 +122,16 @@ pub struct DecodedMetric {
     pub quality: Quality,
 }
 
-/// Learns aliases from BIRTH messages, per source.
+/// Learns aliases from BIRTH messages, per source; follows each edge
+/// node's sequence numbers; notes why an edge node should publish its
+/// births again (an alias never announced, a skipped sequence number).
 #[derive(Debug, Default)]
 pub struct AliasBook {
     by_source: HashMap<String, HashMap<u64, String>>,
+    /// Edge node (`group/edge`) → the last `seq` it sent.
+    last_seq: HashMap<String, u64>,
+    /// Edge node → why a rebirth would help, until taken.
+    rebirth_wanted: HashMap<String, String>,
 }
 
 /// Why a metric of a decodable payload was skipped.
@@ -192,6 +198,54 @@ fn datatype_name(code: u32) -> String {
 }
 
 impl AliasBook {
+    /// Why edge nodes should publish their births again, since the last
+    /// call: (`group/edge`, reason).
+    pub fn take_rebirth_wanted(&mut self) -> Vec<(String, String)> {
+        self.rebirth_wanted.drain().collect()
+    }
+
+    /// An edge node or device died: what was learned of it is void until
+    /// its next birth.
+    pub fn forget(&mut self, topic: &SparkplugTopic<'_>) {
+        let source = topic.source_id();
+        if topic.device.is_none() {
+            let prefix = format!("{source}/");
+            self.by_source
+                .retain(|s, _| s != &source && !s.starts_with(&prefix));
+            self.last_seq.remove(&source);
+        } else {
+            self.by_source.remove(&source);
+        }
+    }
+
+    /// Follows the edge node's `seq` (0–255, one per message, 0 again at
+    /// NBIRTH); a gap means messages were lost.
+    fn note_seq(&mut self, topic: &SparkplugTopic<'_>, seq: Option<u64>) {
+        let node = format!("{}/{}", topic.group, topic.edge_node);
+        let Some(seq) = seq else { return };
+        let expected = self.last_seq.get(&node).map(|s| (s + 1) % 256);
+        self.last_seq.insert(node.clone(), seq);
+        if topic.message_type == "NBIRTH" {
+            return;
+        }
+        match expected {
+            Some(e) if e != seq => {
+                self.rebirth_wanted.entry(node).or_insert(format!(
+                    "sequence number {seq} where {e} was next: messages were lost"
+                ));
+            }
+            // Data from a node whose birth the twin has not seen.
+            None if !topic.message_type.ends_with("BIRTH")
+                && !self.by_source.contains_key(&topic.source_id()) =>
+            {
+                self.rebirth_wanted
+                    .entry(node)
+                    .or_insert("no birth seen since the twin started".into());
+            }
+            _ => {}
+        }
+    }
+
     /// Decode a payload; BIRTH messages teach the aliases used later.
     pub fn decode(
         &mut self,
@@ -201,6 +255,7 @@ impl AliasBook {
         let p = Payload::decode(payload).map_err(|e| DecodeError::NotSparkplug(e.to_string()))?;
         let source = topic.source_id();
         let birth = topic.message_type.ends_with("BIRTH");
+        self.note_seq(topic, p.seq);
         if birth {
             let book = self.by_source.entry(source.clone()).or_default();
             book.clear();
@@ -219,6 +274,11 @@ impl AliasBook {
                 (None, None) => None,
             };
             let Some(name) = name else {
+                if m.alias.is_some() {
+                    self.rebirth_wanted
+                        .entry(format!("{}/{}", topic.group, topic.edge_node))
+                        .or_insert("a metric alias it never announced to the twin".into());
+                }
                 skipped.push(match m.alias {
                     Some(a) => SkippedMetric {
                         what: format!("metric with alias {a}"),
@@ -249,6 +309,23 @@ impl AliasBook {
         }
         Ok((out, skipped))
     }
+}
+
+/// An `NCMD` payload asking an edge node to publish its births again
+/// (`Node Control/Rebirth` = true).
+pub fn rebirth_request(ts_ms: u64) -> Vec<u8> {
+    Payload {
+        timestamp: Some(ts_ms),
+        metrics: vec![Metric {
+            name: Some("Node Control/Rebirth".into()),
+            timestamp: Some(ts_ms),
+            datatype: Some(datatype::BOOLEAN),
+            value: Some(MetricValue::BooleanValue(true)),
+            ..Default::default()
+        }],
+        seq: None,
+    }
+    .encode_to_vec()
 }
 
 /// Encode a DDATA/DBIRTH payload of named metrics (the demo PLC uses this).

@@ -435,6 +435,7 @@ fn apply_recorded(
             freshness: Freshness {
                 last_sample_us: newest,
                 stale,
+                offline: None,
             },
             work_order: s.work_orders.get(&rec.id).cloned().flatten(),
             replay: true,

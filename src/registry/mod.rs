@@ -118,6 +118,20 @@ impl AssetRegistry {
         self.by_sparkplug.get(source_id).copied()
     }
 
+    /// The assets an edge node publishes: its own (`group/edge`) and its
+    /// devices' (`group/edge/…`).
+    pub fn sparkplug_assets_of_node(&self, node: &str) -> Vec<AssetIdx> {
+        let prefix = format!("{node}/");
+        let mut out: Vec<AssetIdx> = self
+            .by_sparkplug
+            .iter()
+            .filter(|(s, _)| s.as_str() == node || s.starts_with(&prefix))
+            .map(|(_, &a)| a)
+            .collect();
+        out.sort();
+        out
+    }
+
     /// The property a Sparkplug metric of `asset` feeds: the one naming it
     /// as `sparkplug_metric`, else the one of the same name.
     pub fn resolve_sparkplug_metric(&self, asset: AssetIdx, metric: &str) -> Option<PropertyRef> {

@@ -13,7 +13,9 @@ use std::collections::HashMap;
 use bevy::prelude::*;
 
 use crate::MezzanineSet;
-use crate::ingest::{LatencyStats, Origin, PendingSamples, Quality, SampleValue, now_us};
+use crate::ingest::{
+    LatencyStats, Origin, PendingOffline, PendingSamples, Quality, SampleValue, now_us,
+};
 use crate::registry::{AssetIdx, AssetRegistry};
 
 /// The PLC state codes that mean a machine is down (lower case).
@@ -119,8 +121,12 @@ pub struct LiveValues(pub Vec<Option<LastValue>>);
 pub struct Freshness {
     /// Receipt time of the newest sample of any property.
     pub last_sample_us: Option<i64>,
-    /// No sample for longer than three expected update periods.
+    /// No sample for longer than three expected update periods, or the
+    /// source said it is gone.
     pub stale: bool,
+    /// The source said it is gone (a Sparkplug death certificate): why and
+    /// when (µs), until its next sample.
+    pub offline: Option<(String, i64)>,
 }
 
 /// What the twin did with the samples it was given.
@@ -166,7 +172,12 @@ impl Plugin for TwinPlugin {
             .add_message::<MachineStateUpdate>()
             .add_systems(
                 Update,
-                (apply_samples, apply_state_updates, mark_stale)
+                (
+                    apply_offline,
+                    apply_samples,
+                    apply_state_updates,
+                    mark_stale,
+                )
                     .chain()
                     .in_set(MezzanineSet::Apply),
             );
@@ -247,6 +258,10 @@ pub fn apply_samples(
                 .last_sample_us
                 .map_or(sample.hops.received_us, |t| t.max(sample.hops.received_us)),
         );
+        // Talking again after a death certificate.
+        if fresh.offline.is_some() {
+            fresh.offline = None;
+        }
         match verdict {
             Verdict::Duplicate => counters.duplicates += 1,
             Verdict::OutOfOrder => counters.out_of_order += 1,
@@ -312,6 +327,20 @@ pub fn silence_limit_us(registry: &AssetRegistry, asset: AssetIdx) -> i64 {
     (fastest_ms.max(100) as i64) * 3 * 1000
 }
 
+/// Marks assets whose source said it is gone: stale at once, with why.
+pub fn apply_offline(
+    mut pending: ResMut<PendingOffline>,
+    entities: Res<AssetEntities>,
+    mut assets: Query<&mut Freshness>,
+) {
+    for (asset, reason, at_us) in pending.0.drain(..) {
+        if let Some(mut f) = entities.0.get(&asset).and_then(|&e| assets.get_mut(e).ok()) {
+            f.stale = true;
+            f.offline = Some((reason, at_us));
+        }
+    }
+}
+
 /// Flags assets that went silent (checked twice a second).
 pub fn mark_stale(
     mut last_check_us: Local<i64>,
@@ -324,9 +353,9 @@ pub fn mark_stale(
     }
     *last_check_us = now;
     for (b, mut f) in &mut assets {
-        let stale = f
-            .last_sample_us
-            .is_some_and(|t| now - t > silence_limit_us(&registry, b.0));
+        let stale = f.offline.is_some()
+            || f.last_sample_us
+                .is_some_and(|t| now - t > silence_limit_us(&registry, b.0));
         if f.stale != stale {
             f.stale = stale;
         }

@@ -261,11 +261,30 @@ pub fn inspector_ui(
             )
         ));
     }
-    if view.freshness.is_some_and(|f| f.stale) {
-        ui.colored_label(
-            Color32::from_rgb(230, 180, 40),
-            "Stale: no data for longer than three update periods.",
-        );
+    match view.freshness {
+        Some(Freshness {
+            offline: Some((why, at_us)),
+            ..
+        }) => {
+            ui.colored_label(
+                Color32::from_rgb(230, 180, 40),
+                format!(
+                    "Offline since {}: {why}",
+                    super::clock::label_at(
+                        jiff::Timestamp::from_microsecond(*at_us)
+                            .unwrap_or(jiff::Timestamp::UNIX_EPOCH),
+                        tz
+                    )
+                ),
+            );
+        }
+        Some(f) if f.stale => {
+            ui.colored_label(
+                Color32::from_rgb(230, 180, 40),
+                "Stale: no data for longer than three update periods.",
+            );
+        }
+        _ => {}
     }
     if state.state == MachineState::Unknown {
         ui.weak("No live data received for this asset yet.");

@@ -27,6 +27,7 @@ pub(crate) fn registry() -> Arc<AssetRegistry> {
 fn settings(port: u16, client_id: &str) -> MqttSettings {
     MqttSettings {
         payloads: Default::default(),
+        sparkplug: Default::default(),
         mes: None,
         tls: None,
         host: "127.0.0.1".into(),
@@ -454,6 +455,7 @@ fn tls_broker_is_reached_with_the_right_ca_and_refused_with_a_wrong_one() {
 
     let tls_settings = |ca: &str, id: &str| MqttSettings {
         payloads: Default::default(),
+        sparkplug: Default::default(),
         mes: None,
         tls: Some(TlsFiles {
             ca_file: d.join(ca),
@@ -1636,4 +1638,202 @@ fn opcua_node_ids_by_namespace_uri_resolve_through_the_server() {
     );
     adapter.stop();
     server.stop();
+}
+
+/// The twin as a Sparkplug host application, through a real mosquitto
+/// watched by an independent subscriber: alias-only data after a restart
+/// (no birth seen) makes it ask the edge node to rebirth (an NCMD, at most
+/// once per interval); a skipped sequence number does too; after the
+/// births, alias-only data lands; a DDEATH makes the asset stale at once
+/// with the reason, and its next value makes it live again; the STATE of
+/// the host is published, retained.
+#[test]
+fn as_a_sparkplug_host_the_twin_asks_for_rebirths_and_honours_deaths() {
+    use mezzanine::ingest::mqtt::SparkplugHost;
+    use mezzanine::ingest::sparkplug::{Metric, MetricValue, Payload, datatype};
+    use prost::Message;
+    use std::sync::Mutex;
+    let reg = registry();
+    let dir = tempfile::tempdir().expect("dir");
+    let port = free_port().expect("port");
+    let _mosquitto = start_mosquitto(port, dir.path());
+    // The auditor: every message on the Sparkplug tree.
+    type Log = Arc<Mutex<Vec<(String, Vec<u8>, bool)>>>;
+    let seen: Log = Arc::default();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    {
+        let (client, mut el) =
+            AsyncClient::new(MqttOptions::new("auditor", "127.0.0.1", port), 100);
+        let seen = seen.clone();
+        rt.spawn(async move {
+            let _ = client.subscribe("spBv1.0/#", QoS::AtLeastOnce).await;
+            loop {
+                match el.poll().await {
+                    Ok(rumqttc::Event::Incoming(rumqttc::Packet::Publish(p))) => {
+                        if let Ok(mut s) = seen.lock() {
+                            s.push((p.topic.clone(), p.payload.to_vec(), p.retain));
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                }
+            }
+        });
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let (tx, rx) = ingest_channel(1024);
+    let mut s = settings(port, "twin-host");
+    s.sparkplug = SparkplugHost {
+        request_rebirth: true,
+        rebirth_min_interval: Duration::from_millis(1_500),
+        host_id: Some("mezzanine-test".into()),
+    };
+    let adapter = spawn_mqtt_adapter(s, reg.clone(), tx).expect("adapter");
+    let mut app = mezzanine::app::headless_twin(&reg, rx);
+    let step = |app: &mut bevy::app::App, ms: u64| {
+        let end = Instant::now() + Duration::from_millis(ms);
+        while Instant::now() < end {
+            app.update();
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    let start = Instant::now();
+    while app.world().resource::<LinkStatus>().mqtt != LinkState::Connected {
+        assert!(start.elapsed() < Duration::from_secs(20), "never connected");
+        step(&mut app, 50);
+    }
+    step(&mut app, 300);
+    let ncmds = |seen: &Log| -> Vec<Payload> {
+        seen.lock()
+            .expect("log")
+            .iter()
+            .filter(|(t, _, _)| t == "spBv1.0/acme/NCMD/line1")
+            .map(|(_, p, _)| Payload::decode(&p[..]).expect("an NCMD payload"))
+            .collect()
+    };
+    let payload = |seq: u64, metrics: Vec<Metric>| {
+        Payload {
+            timestamp: Some(now_us() as u64 / 1000),
+            seq: Some(seq),
+            metrics,
+        }
+        .encode_to_vec()
+    };
+    let power = |alias: u64, name: Option<&str>, v: f64| Metric {
+        name: name.map(str::to_string),
+        alias: Some(alias),
+        datatype: Some(datatype::DOUBLE),
+        value: Some(MetricValue::DoubleValue(v)),
+        ..Default::default()
+    };
+    let edge = Pub::new(port, "edge-line1");
+    // The edge node keeps sending alias-only data it announced before the
+    // twin started: two messages, one request.
+    edge.publish(
+        "spBv1.0/acme/DDATA/line1/robot01",
+        payload(7, vec![power(1, None, 1.0)]),
+    );
+    edge.publish(
+        "spBv1.0/acme/DDATA/line1/robot01",
+        payload(8, vec![power(1, None, 2.0)]),
+    );
+    step(&mut app, 800);
+    let asked = ncmds(&seen);
+    assert_eq!(asked.len(), 1, "one request within the interval");
+    assert_eq!(
+        asked[0].metrics[0].name.as_deref(),
+        Some("Node Control/Rebirth")
+    );
+    assert_eq!(
+        asked[0].metrics[0].value,
+        Some(MetricValue::BooleanValue(true))
+    );
+    // The node answers with its births; alias-only data now lands.
+    edge.publish("spBv1.0/acme/NBIRTH/line1", payload(0, vec![]));
+    edge.publish(
+        "spBv1.0/acme/DBIRTH/line1/robot01",
+        payload(1, vec![power(1, Some("power"), 3.0)]),
+    );
+    edge.publish(
+        "spBv1.0/acme/DDATA/line1/robot01",
+        payload(2, vec![power(1, None, 4.5)]),
+    );
+    step(&mut app, 800);
+    let robot = reg.by_id("L1-ROBOT-01").expect("robot");
+    let power_ref = reg.property_by_name(robot, "power").expect("power");
+    let entity = app.world().resource::<mezzanine::twin::AssetEntities>().0[&robot];
+    let live = |app: &bevy::app::App| {
+        app.world()
+            .get::<mezzanine::twin::LiveValues>(entity)
+            .and_then(|v| v.0.get(power_ref.property as usize).cloned().flatten())
+            .map(|v| v.value)
+    };
+    assert_eq!(live(&app), Some(SampleValue::Number(4.5)));
+    // Sequence 3 and 4 lost: past the interval, a second request.
+    step(&mut app, 1_000);
+    edge.publish(
+        "spBv1.0/acme/DDATA/line1/robot01",
+        payload(5, vec![power(1, None, 5.0)]),
+    );
+    step(&mut app, 800);
+    assert_eq!(ncmds(&seen).len(), 2, "a sequence gap asks again");
+
+    // A device death: stale at once, with the reason.
+    edge.publish("spBv1.0/acme/DDEATH/line1/robot01", payload(6, vec![]));
+    step(&mut app, 600);
+    let fresh = app
+        .world()
+        .get::<mezzanine::twin::Freshness>(entity)
+        .expect("freshness")
+        .clone();
+    assert!(fresh.stale, "{fresh:?}");
+    assert_eq!(
+        fresh.offline.map(|o| o.0).as_deref(),
+        Some("DDEATH from Sparkplug device acme/line1/robot01")
+    );
+    // Born again and talking: live.
+    edge.publish(
+        "spBv1.0/acme/DBIRTH/line1/robot01",
+        payload(7, vec![power(1, Some("power"), 6.0)]),
+    );
+    step(&mut app, 800);
+    let fresh = app
+        .world()
+        .get::<mezzanine::twin::Freshness>(entity)
+        .expect("freshness")
+        .clone();
+    assert!(fresh.offline.is_none() && !fresh.stale, "{fresh:?}");
+    assert_eq!(live(&app), Some(SampleValue::Number(6.0)));
+
+    // The host's STATE, retained, online.
+    let state: Vec<(String, Vec<u8>, bool)> = seen
+        .lock()
+        .expect("log")
+        .iter()
+        .filter(|(t, _, _)| t == "spBv1.0/STATE/mezzanine-test")
+        .cloned()
+        .collect();
+    assert_eq!(state.len(), 1, "{state:?}");
+    let v: serde_json::Value = serde_json::from_slice(&state[0].1).expect("JSON");
+    assert_eq!(v["online"], serde_json::Value::Bool(true));
+    // Nothing else from the twin: only NCMD and STATE.
+    let from_twin: Vec<String> = seen
+        .lock()
+        .expect("log")
+        .iter()
+        .map(|(t, _, _)| t.clone())
+        .filter(|t| !t.contains("/DDATA/") && !t.contains("BIRTH") && !t.contains("DEATH"))
+        .collect();
+    assert!(
+        from_twin
+            .iter()
+            .all(|t| t == "spBv1.0/acme/NCMD/line1" || t == "spBv1.0/STATE/mezzanine-test"),
+        "{from_twin:?}"
+    );
+    drop(app);
+    adapter.stop();
 }

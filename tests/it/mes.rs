@@ -310,6 +310,7 @@ fn mes_events_over_mqtt_set_work_orders_once_and_refusals_become_dead_letters() 
     let adapter = spawn_mqtt_adapter(
         MqttSettings {
             payloads: Default::default(),
+            sparkplug: Default::default(),
             host: "127.0.0.1".into(),
             port: broker.port,
             client_id: "twin-mes".into(),

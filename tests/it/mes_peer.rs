@@ -850,6 +850,7 @@ fn an_mes_outage_marks_context_unavailable_then_catches_up_and_back_fills() {
     let adapter = spawn_mqtt_adapter(
         MqttSettings {
             payloads: Default::default(),
+            sparkplug: Default::default(),
             host: "127.0.0.1".into(),
             port: plant.broker.port,
             client_id: "twin-outage".into(),

@@ -163,6 +163,7 @@ fn embedded_plant_brings_every_machine_to_life_through_both_adapters() {
     let mqtt = spawn_mqtt_adapter(
         MqttSettings {
             payloads: Default::default(),
+            sparkplug: Default::default(),
             mes: None,
             tls: None,
             host: "127.0.0.1".into(),
@@ -315,6 +316,7 @@ fn a_frozen_frame_loop_stops_neither_recording_nor_acks() {
     let adapter = spawn_mqtt_adapter(
         MqttSettings {
             payloads: Default::default(),
+            sparkplug: Default::default(),
             mes: None,
             tls: None,
             host: "127.0.0.1".into(),

@@ -222,6 +222,7 @@ impl Rig {
                 password: None,
                 topics: vec!["bench/#".into()],
                 payloads: Default::default(),
+                sparkplug: Default::default(),
             },
             Arc::new(reg.clone()),
             tx,
