@@ -14,12 +14,12 @@ use super::{HistoryError, sql_err as sql};
 use crate::registry::{AssetIdx, AssetRegistry, PropertyRef};
 
 /// The schema this build writes. Older files are migrated on open.
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 
 /// Each migration takes the file from version `i` to `i + 1` (index 0 creates
 /// version 1). Appended columns keep the column order of older files, so a
 /// fresh file is built by running the whole chain.
-const MIGRATIONS: [&str; 4] = [
+const MIGRATIONS: [&str; 5] = [
     // v1: the first recorder.
     "CREATE TABLE meta (key VARCHAR PRIMARY KEY, value BIGINT NOT NULL);
      CREATE TABLE properties (prop_id INTEGER PRIMARY KEY, asset_id VARCHAR NOT NULL,
@@ -98,6 +98,14 @@ const MIGRATIONS: [&str; 4] = [
      CREATE VIEW mes_outages_readable AS
        SELECT to_timestamp(start_us / 1e6) AS start, to_timestamp(end_us / 1e6) AS \"end\",
               backfilled_rows FROM mes_outages;",
+    // v5: samples a source sent late from its buffer (Sparkplug
+    // `is_historical`), recorded but never the live value.
+    "ALTER TABLE samples ADD COLUMN historical BOOLEAN;
+     CREATE OR REPLACE VIEW samples_readable AS
+       SELECT to_timestamp(s.ts_us / 1e6) AS ts, p.asset_id, p.property, p.unit, s.value, s.text,
+              s.blob_id, s.quality, s.origin, to_timestamp(s.received_us / 1e6) AS received,
+              s.work_order, s.context_unavailable, s.ts_us, s.historical
+       FROM samples s JOIN properties p USING (prop_id);",
 ];
 
 /// What happened when the file was opened.

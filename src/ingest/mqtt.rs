@@ -609,6 +609,7 @@ pub fn decode_sparkplug(
                 received_us,
                 decoded_us,
                 arrival_stamped: m.ts_ms.is_none(),
+                historical: m.historical,
             },
         }));
     }
@@ -648,6 +649,7 @@ pub fn decode_publish(
             received_us,
             decoded_us,
             arrival_stamped: decoded.source_ts_us.is_none(),
+            historical: false,
         },
     };
     Ok((sample, decoded.unread_time_field))

@@ -483,6 +483,7 @@ pub fn data_change_to_sample(
             received_us,
             decoded_us,
             arrival_stamped: stamped.is_none(),
+            historical: false,
         },
     })
 }

@@ -168,6 +168,9 @@ pub struct HopStamps {
     /// The payload carried no source time (or none its layout reads):
     /// `source_us` is the receipt time.
     pub arrival_stamped: bool,
+    /// The source sent it late, from its store-and-forward buffer (a
+    /// Sparkplug `is_historical` metric): recorded, never the live value.
+    pub historical: bool,
 }
 
 /// One value of one asset property, normalized.

@@ -37,6 +37,9 @@ pub struct Metric {
     pub timestamp: Option<u64>,
     #[prost(uint32, optional, tag = "4")]
     pub datatype: Option<u32>,
+    /// Sent late from the edge node's store-and-forward buffer.
+    #[prost(bool, optional, tag = "5")]
+    pub is_historical: Option<bool>,
     #[prost(bool, optional, tag = "7")]
     pub is_null: Option<bool>,
     #[prost(oneof = "MetricValue", tags = "10, 11, 12, 13, 14, 15")]
@@ -120,6 +123,8 @@ pub struct DecodedMetric {
     pub value: SampleValue,
     pub ts_ms: Option<u64>,
     pub quality: Quality,
+    /// `is_historical`: from the edge node's buffer, not the present.
+    pub historical: bool,
 }
 
 /// Learns aliases from BIRTH messages, per source; follows each edge
@@ -300,6 +305,7 @@ impl AliasBook {
                     value,
                     ts_ms: m.timestamp.or(p.timestamp),
                     quality: Quality::Good,
+                    historical: m.is_historical == Some(true),
                 }),
                 Err(reason) => skipped.push(SkippedMetric {
                     what: format!("metric `{name}`"),
@@ -344,6 +350,7 @@ pub fn encode(metrics: &[(&str, &SampleValue)], ts_ms: u64, seq: u64) -> Vec<u8>
                 alias: None,
                 timestamp: Some(ts_ms),
                 datatype: Some(datatype),
+                is_historical: None,
                 is_null: None,
                 value: Some(value),
             })

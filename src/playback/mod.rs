@@ -403,6 +403,7 @@ fn apply_recorded(
                 source_ts_us: v.value_ts_us,
                 received_us: v.value_ts_us,
                 applied_us: v.value_ts_us,
+                historical: v.historical,
             },
         ));
     }

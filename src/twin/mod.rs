@@ -110,6 +110,9 @@ pub struct LastValue {
     pub source_ts_us: i64,
     pub received_us: i64,
     pub applied_us: i64,
+    /// Sent late from the source's buffer (only ever shown in replay:
+    /// the live state never takes one).
+    pub historical: bool,
 }
 
 /// Last value per property, indexed like the registry's property list.
@@ -145,6 +148,9 @@ pub struct TwinCounters {
     /// Applied with the receipt time as source time (the payload carried
     /// none the twin reads).
     pub arrival_stamped: u64,
+    /// Sent late from a source's buffer (Sparkplug `is_historical`):
+    /// recorded, kept out of the live state.
+    pub historical: u64,
 }
 
 /// Asset index → its entity in the live world.
@@ -227,6 +233,13 @@ pub fn apply_samples(
     }
     let applied_us = now_us();
     for (sample, ack) in pending.0.drain(..) {
+        if sample.hops.historical {
+            counters.historical += 1;
+            if let Some(a) = ack {
+                a.send();
+            }
+            continue;
+        }
         let r = sample.property;
         let target = entities
             .0
@@ -298,6 +311,7 @@ pub fn apply_samples(
                     source_ts_us: src,
                     received_us: sample.hops.received_us,
                     applied_us,
+                    historical: false,
                 });
             }
         }

@@ -166,6 +166,12 @@ pub fn ingest_ui(
         };
         ui.colored_label(colour, counters.arrival_stamped.to_string());
         ui.end_row();
+        ui.label("historical (recorded, not live)").on_hover_text(
+            "Values a source sent late from its buffer (Sparkplug is_historical): recorded \
+             with their flag, never the live value.",
+        );
+        ui.label(counters.historical.to_string());
+        ui.end_row();
         ui.label("dead letters");
         ui.label(dead.total.to_string());
         ui.end_row();
@@ -244,7 +250,11 @@ pub fn live_values_ui(
                         let stale = p
                             .expected_period_ms
                             .is_some_and(|ms| age > (ms as i64) * 3000);
-                        let text = format!("{} ago · {}", age_text(age), l.origin.label());
+                        let mut text = format!("{} ago · {}", age_text(age), l.origin.label());
+                        if l.historical {
+                            // Only a replay shows one: the source sent it late.
+                            text.push_str(" · historical (sent late from the source's buffer)");
+                        }
                         if stale {
                             ui.colored_label(
                                 Color32::from_rgb(230, 180, 40),

@@ -45,6 +45,7 @@ fn sample(property: PropertyRef, value: SampleValue, ts_us: i64) -> Sample {
             received_us: ts_us + 500,
             decoded_us: ts_us + 600,
             arrival_stamped: false,
+            historical: false,
         },
     }
 }
@@ -1028,7 +1029,7 @@ fn a_row_the_database_refuses_becomes_a_dead_letter_and_the_rest_commits() {
              CREATE TABLE samples (ts_us BIGINT NOT NULL, prop_id INTEGER NOT NULL,
                 value DOUBLE CHECK (value IS NULL OR value < 1e9), text VARCHAR, blob_id BIGINT,
                 quality UTINYINT NOT NULL, origin UTINYINT NOT NULL, received_us BIGINT NOT NULL,
-                work_order VARCHAR, seq BIGINT, context_unavailable BOOLEAN);",
+                work_order VARCHAR, seq BIGINT, context_unavailable BOOLEAN, historical BOOLEAN);",
         )
         .expect("schema with a check");
     let reader = store.reader().expect("reader");
@@ -1310,4 +1311,42 @@ fn record_runs_on_opcua_alone_and_fails_loudly_when_no_source_connects() {
     );
     // Said when it happened, and not again on every retry.
     assert_eq!(stderr.matches("MQTT link down").count(), 1, "{stderr}");
+}
+
+/// A value the source sent late from its buffer (Sparkplug
+/// `is_historical`) is recorded with its flag, and a replay shows it as
+/// such; a present value after it is not flagged.
+#[test]
+fn historical_samples_are_recorded_flagged_and_replayed_as_such() {
+    let reg = registry();
+    let dir = tempfile::tempdir().expect("dir");
+    let r = open(&dir.path().join("h.duckdb"), &reg, fast_settings());
+    let power = prop(&reg, "L1-ROBOT-01", "power");
+    let mut late = sample(power, SampleValue::Number(7.5), T0);
+    late.hops.historical = true;
+    r.send(late);
+    r.send(sample(power, SampleValue::Number(8.5), T0 + 2 * S));
+    r.flush();
+    let flags: Vec<(f64, bool)> = {
+        let mut st = r
+            .reader
+            .prepare("SELECT value, historical FROM samples_readable ORDER BY ts")
+            .expect("prepare");
+        st.query_map([], |x| Ok((x.get(0)?, x.get(1)?)))
+            .expect("query")
+            .map(|x| x.expect("row"))
+            .collect()
+    };
+    assert_eq!(flags, vec![(7.5, true), (8.5, false)]);
+    let pid = r.props.id(power).expect("prop id");
+    let at = |t| {
+        query::state_at(&r.reader, &r.props, t)
+            .expect("state")
+            .values
+            .into_iter()
+            .find(|v| v.prop_id == pid)
+            .map(|v| (v.value, v.historical))
+    };
+    assert_eq!(at(T0 + S), Some((StoredValue::Number(7.5), true)));
+    assert_eq!(at(T0 + 3 * S), Some((StoredValue::Number(8.5), false)));
 }

@@ -1837,3 +1837,86 @@ fn as_a_sparkplug_host_the_twin_asks_for_rebirths_and_honours_deaths() {
     drop(app);
     adapter.stop();
 }
+
+/// Through a real mosquitto: a Sparkplug metric flagged `is_historical`
+/// (store-and-forward after a network outage) reaches the recorder's path
+/// flagged, and never moves the live view, which keeps the present value.
+#[test]
+fn historical_sparkplug_metrics_do_not_move_the_live_view() {
+    use mezzanine::ingest::sparkplug::{Metric, MetricValue, Payload, datatype};
+    use prost::Message;
+    let reg = registry();
+    let dir = tempfile::tempdir().expect("dir");
+    let port = free_port().expect("port");
+    let _mosquitto = start_mosquitto(port, dir.path());
+    let (tx, rx) = ingest_channel(1024);
+    let adapter =
+        spawn_mqtt_adapter(settings(port, "twin-historical"), reg.clone(), tx).expect("adapter");
+    let mut app = mezzanine::app::headless_twin(&reg, rx);
+    let start = Instant::now();
+    while app.world().resource::<LinkStatus>().mqtt != LinkState::Connected {
+        assert!(start.elapsed() < Duration::from_secs(20), "never connected");
+        app.update();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let now_ms = now_us() as u64 / 1000;
+    let metric = |v: f64, ts: u64, historical: bool| Metric {
+        name: Some("power".into()),
+        timestamp: Some(ts),
+        datatype: Some(datatype::DOUBLE),
+        is_historical: historical.then_some(true),
+        value: Some(MetricValue::DoubleValue(v)),
+        ..Default::default()
+    };
+    let p = Pub::new(port, "edge-buffered");
+    // The present value, then the buffer flushed after an outage.
+    p.publish(
+        "spBv1.0/acme/DDATA/line1/robot01",
+        Payload {
+            timestamp: Some(now_ms),
+            seq: Some(0),
+            metrics: vec![metric(9.0, now_ms, false)],
+        }
+        .encode_to_vec(),
+    );
+    p.publish(
+        "spBv1.0/acme/DDATA/line1/robot01",
+        Payload {
+            timestamp: Some(now_ms),
+            seq: Some(1),
+            metrics: vec![
+                metric(1.0, now_ms - 60_000, true),
+                metric(2.0, now_ms - 30_000, true),
+            ],
+        }
+        .encode_to_vec(),
+    );
+    let start = Instant::now();
+    loop {
+        app.update();
+        let c = app.world().resource::<mezzanine::twin::TwinCounters>();
+        if c.applied + c.historical >= 3 {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "{c:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let c = app
+        .world()
+        .resource::<mezzanine::twin::TwinCounters>()
+        .clone();
+    assert_eq!((c.applied, c.historical), (1, 2), "{c:?}");
+    let robot = reg.by_id("L1-ROBOT-01").expect("robot");
+    let power = reg.property_by_name(robot, "power").expect("power");
+    let entity = app.world().resource::<mezzanine::twin::AssetEntities>().0[&robot];
+    let live = app
+        .world()
+        .get::<mezzanine::twin::LiveValues>(entity)
+        .and_then(|v| v.0.get(power.property as usize).cloned().flatten())
+        .expect("live value");
+    assert_eq!(live.value, SampleValue::Number(9.0));
+    assert!(!live.historical);
+    drop(app);
+    adapter.stop();
+}

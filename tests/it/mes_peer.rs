@@ -632,6 +632,7 @@ fn sample(
             received_us: ts_us,
             decoded_us: ts_us,
             arrival_stamped: false,
+            historical: false,
         },
     }
 }

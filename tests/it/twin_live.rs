@@ -40,6 +40,7 @@ fn sample(
                 received_us: source_us + 10,
                 decoded_us: source_us + 20,
                 arrival_stamped: false,
+                historical: false,
             },
         },
         None,

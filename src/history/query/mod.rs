@@ -42,6 +42,8 @@ pub struct PropValue {
     pub value: StoredValue,
     pub quality: Quality,
     pub origin: Origin,
+    /// Sent late from the source's buffer (Sparkplug `is_historical`).
+    pub historical: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -75,7 +77,16 @@ pub fn state_at(conn: &Connection, props: &PropIds, t_us: i64) -> Result<StateAt
         )
         .map_err(q("finding the keyframe"))?;
     let mut by_prop: HashMap<i32, PropValue> = HashMap::new();
-    type Row = (i32, i64, Option<f64>, Option<String>, Option<i64>, u8, u8);
+    type Row = (
+        i32,
+        i64,
+        Option<f64>,
+        Option<String>,
+        Option<i64>,
+        u8,
+        u8,
+        Option<bool>,
+    );
     let read = |r: &duckdb::Row<'_>| -> duckdb::Result<Row> {
         Ok((
             r.get(0)?,
@@ -85,13 +96,14 @@ pub fn state_at(conn: &Connection, props: &PropIds, t_us: i64) -> Result<StateAt
             r.get(4)?,
             r.get(5)?,
             r.get(6)?,
+            r.get(7)?,
         ))
     };
     let mut rows: Vec<Row> = Vec::new();
     if let Some(k) = kf {
         let mut st = conn
             .prepare(
-                "SELECT prop_id, value_ts_us, value, text, blob_id, quality, origin
+                "SELECT prop_id, value_ts_us, value, text, blob_id, quality, origin, NULL::BOOLEAN
                  FROM keyframes WHERE ts_us = ?",
             )
             .map_err(q("reading the keyframe"))?;
@@ -106,7 +118,8 @@ pub fn state_at(conn: &Connection, props: &PropIds, t_us: i64) -> Result<StateAt
         let mut st = conn
             .prepare(
                 "SELECT prop_id, max(ts_us), arg_max_null(value, ts_us), arg_max_null(text, ts_us),
-                        arg_max_null(blob_id, ts_us), arg_max(quality, ts_us), arg_max(origin, ts_us)
+                        arg_max_null(blob_id, ts_us), arg_max(quality, ts_us), arg_max(origin, ts_us),
+                        arg_max_null(historical, ts_us)
                  FROM samples WHERE ts_us > ? AND ts_us <= ? GROUP BY prop_id",
             )
             .map_err(q("reading samples after the keyframe"))?;
@@ -117,7 +130,7 @@ pub fn state_at(conn: &Connection, props: &PropIds, t_us: i64) -> Result<StateAt
             rows.push(r.map_err(q("reading samples after the keyframe"))?);
         }
     }
-    for (prop_id, ts, value, text, blob_id, quality, origin) in rows {
+    for (prop_id, ts, value, text, blob_id, quality, origin, historical) in rows {
         if props.property(prop_id).is_none()
             || by_prop.get(&prop_id).is_some_and(|v| v.value_ts_us > ts)
         {
@@ -141,6 +154,7 @@ pub fn state_at(conn: &Connection, props: &PropIds, t_us: i64) -> Result<StateAt
                 value,
                 quality: quality_from_code(quality),
                 origin: origin_from_code(origin),
+                historical: historical == Some(true),
             },
         );
     }

@@ -672,6 +672,7 @@ impl Writer {
             work_order: self.mes.work_order(s.property.asset.0 as usize),
             seq,
             context_unavailable: self.mes.unavailable(),
+            historical: s.hops.historical,
         });
     }
 

@@ -29,6 +29,8 @@ pub(super) struct SampleRow {
     /// Recorded while the MES was unreachable: the work order is unknown
     /// until the back-fill after it returns.
     pub(super) context_unavailable: bool,
+    /// Sent late from the source's buffer (Sparkplug `is_historical`).
+    pub(super) historical: bool,
 }
 
 pub(super) struct BlobRow {
@@ -109,7 +111,8 @@ pub(super) fn append(
                 r.received_us,
                 r.work_order.as_deref(),
                 r.seq,
-                r.context_unavailable
+                r.context_unavailable,
+                r.historical
             ])?;
         }
         a.flush()?;

@@ -118,6 +118,7 @@ fn feed(writer: &HistoryWriter, from: u64, to: u64) -> Result<f64, BenchError> {
                 received_us: ts,
                 decoded_us: ts,
                 arrival_stamped: false,
+                historical: false,
             },
         };
         let ack = Ack::new(move || {
