@@ -14,12 +14,12 @@ use super::{HistoryError, sql_err as sql};
 use crate::registry::{AssetIdx, AssetRegistry, PropertyRef};
 
 /// The schema this build writes. Older files are migrated on open.
-pub const SCHEMA_VERSION: i64 = 5;
+pub const SCHEMA_VERSION: i64 = 6;
 
 /// Each migration takes the file from version `i` to `i + 1` (index 0 creates
 /// version 1). Appended columns keep the column order of older files, so a
 /// fresh file is built by running the whole chain.
-const MIGRATIONS: [&str; 5] = [
+const MIGRATIONS: [&str; 6] = [
     // v1: the first recorder.
     "CREATE TABLE meta (key VARCHAR PRIMARY KEY, value BIGINT NOT NULL);
      CREATE TABLE properties (prop_id INTEGER PRIMARY KEY, asset_id VARCHAR NOT NULL,
@@ -106,6 +106,9 @@ const MIGRATIONS: [&str; 5] = [
               s.blob_id, s.quality, s.origin, to_timestamp(s.received_us / 1e6) AS received,
               s.work_order, s.context_unavailable, s.ts_us, s.historical
        FROM samples s JOIN properties p USING (prop_id);",
+    // v6: the MQTT packet id of samples stamped at arrival, so a broker's
+    // redelivery after a restart is known as one.
+    "ALTER TABLE samples ADD COLUMN mqtt_pkid USMALLINT;",
 ];
 
 /// What happened when the file was opened.

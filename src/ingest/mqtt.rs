@@ -501,6 +501,12 @@ pub fn to_events(
     // A sample from a clock nobody should believe, or with a number that is
     // not one, is kept as a dead letter.
     for ev in &mut out {
+        if let IngestEvent::Sample(s, _) = ev {
+            if p.qos != QoS::AtMostOnce {
+                s.hops.mqtt_pkid = Some(p.pkid);
+            }
+            s.hops.redelivered = p.dup;
+        }
         if let IngestEvent::Sample(s, _) = ev
             && let Err(reason) = window
                 .check(s.hops.source_us, received_us)
@@ -610,6 +616,8 @@ pub fn decode_sparkplug(
                 decoded_us,
                 arrival_stamped: m.ts_ms.is_none(),
                 historical: m.historical,
+                mqtt_pkid: None,
+                redelivered: false,
             },
         }));
     }
@@ -650,6 +658,8 @@ pub fn decode_publish(
             decoded_us,
             arrival_stamped: decoded.source_ts_us.is_none(),
             historical: false,
+            mqtt_pkid: None,
+            redelivered: false,
         },
     };
     Ok((sample, decoded.unread_time_field))

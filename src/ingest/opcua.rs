@@ -484,6 +484,8 @@ pub fn data_change_to_sample(
             decoded_us,
             arrival_stamped: stamped.is_none(),
             historical: false,
+            mqtt_pkid: None,
+            redelivered: false,
         },
     })
 }

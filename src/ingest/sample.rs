@@ -171,6 +171,11 @@ pub struct HopStamps {
     /// The source sent it late, from its store-and-forward buffer (a
     /// Sparkplug `is_historical` metric): recorded, never the live value.
     pub historical: bool,
+    /// The MQTT packet id of a QoS 1 delivery, and whether the broker
+    /// flagged it as a redelivery (DUP): how a sample without a source time
+    /// is told apart from a resend of one already recorded.
+    pub mqtt_pkid: Option<u16>,
+    pub redelivered: bool,
 }
 
 /// One value of one asset property, normalized.

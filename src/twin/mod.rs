@@ -174,6 +174,7 @@ impl Plugin for TwinPlugin {
         app.init_resource::<AssetEntities>()
             .init_resource::<TwinCounters>()
             .init_resource::<PendingSamples>()
+            .init_resource::<PendingOffline>()
             .init_resource::<LatencyStats>()
             .add_message::<MachineStateUpdate>()
             .add_systems(

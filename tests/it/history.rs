@@ -46,6 +46,8 @@ fn sample(property: PropertyRef, value: SampleValue, ts_us: i64) -> Sample {
             decoded_us: ts_us + 600,
             arrival_stamped: false,
             historical: false,
+            mqtt_pkid: None,
+            redelivered: false,
         },
     }
 }
@@ -1029,7 +1031,8 @@ fn a_row_the_database_refuses_becomes_a_dead_letter_and_the_rest_commits() {
              CREATE TABLE samples (ts_us BIGINT NOT NULL, prop_id INTEGER NOT NULL,
                 value DOUBLE CHECK (value IS NULL OR value < 1e9), text VARCHAR, blob_id BIGINT,
                 quality UTINYINT NOT NULL, origin UTINYINT NOT NULL, received_us BIGINT NOT NULL,
-                work_order VARCHAR, seq BIGINT, context_unavailable BOOLEAN, historical BOOLEAN);",
+                work_order VARCHAR, seq BIGINT, context_unavailable BOOLEAN, historical BOOLEAN,
+                mqtt_pkid USMALLINT);",
         )
         .expect("schema with a check");
     let reader = store.reader().expect("reader");
@@ -1349,4 +1352,50 @@ fn historical_samples_are_recorded_flagged_and_replayed_as_such() {
     };
     assert_eq!(at(T0 + S), Some((StoredValue::Number(7.5), true)));
     assert_eq!(at(T0 + 3 * S), Some((StoredValue::Number(8.5), false)));
+}
+
+/// A sample without a source time is stamped at arrival, so a broker's
+/// redelivery (DUP, same packet id) of one already recorded would look new;
+/// it is known by its packet id, across a restart of the recorder. A new
+/// message that happens to reuse the packet id and value (not DUP) is kept.
+#[test]
+fn a_redelivered_sample_without_source_time_is_recorded_once_across_a_restart() {
+    let reg = registry();
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("h.duckdb");
+    let speed = prop(&reg, "L1-MILL-01", "spindle_speed");
+    let at_arrival = |v: f64, arrival_us: i64, pkid: u16, dup: bool| {
+        let mut s = sample(speed, SampleValue::Number(v), arrival_us);
+        s.hops.arrival_stamped = true;
+        s.hops.mqtt_pkid = Some(pkid);
+        s.hops.redelivered = dup;
+        s
+    };
+    let r = open(&path, &reg, fast_settings());
+    r.send(at_arrival(8000.0, T0, 7, false));
+    r.send(at_arrival(8100.0, T0 + S, 8, false));
+    r.flush();
+    r.writer.join();
+    // Killed before its acks went out: the broker sends both again, DUP.
+    let r = open(&path, &reg, fast_settings());
+    r.send(at_arrival(8000.0, T0 + 5 * S, 7, true));
+    r.send(at_arrival(8100.0, T0 + 5 * S + 1, 8, true));
+    // A redelivery of something never recorded is recorded.
+    r.send(at_arrival(8200.0, T0 + 5 * S + 2, 9, true));
+    // A new message reusing packet id 7 with the same value.
+    r.send(at_arrival(8000.0, T0 + 9 * S, 7, false));
+    r.flush();
+    assert_eq!(r.writer.stats.duplicates_dropped.load(Ordering::Relaxed), 2);
+    let values: Vec<f64> = {
+        let mut st = r
+            .reader
+            .prepare("SELECT value FROM samples ORDER BY ts_us")
+            .expect("prepare");
+        st.query_map([], |x| x.get(0))
+            .expect("query")
+            .map(|x| x.expect("row"))
+            .collect()
+    };
+    assert_eq!(values, vec![8000.0, 8100.0, 8200.0, 8000.0]);
+    r.writer.join();
 }

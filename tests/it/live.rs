@@ -889,7 +889,7 @@ fn hostile_payloads_become_dead_letters_and_the_app_stays_live() {
             ),
             "value NaN is not a finite number",
         ),
-        (robot, unknown_type, "no value of a supported type"),
+        (robot, unknown_type, "is not one the twin reads"),
         (robot, vec![0xff; 64], "not a Sparkplug B payload"),
     ];
     let publisher = Pub::with_max_packet(port, "fuzzer", 32 << 20);

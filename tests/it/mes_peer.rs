@@ -633,6 +633,8 @@ fn sample(
             decoded_us: ts_us,
             arrival_stamped: false,
             historical: false,
+            mqtt_pkid: None,
+            redelivered: false,
         },
     }
 }

@@ -41,6 +41,8 @@ fn sample(
                 decoded_us: source_us + 20,
                 arrival_stamped: false,
                 historical: false,
+                mqtt_pkid: None,
+                redelivered: false,
             },
         },
         None,

@@ -624,12 +624,24 @@ impl Writer {
             text.as_deref(),
             blob.as_ref().map(|b| (b.bin_hz, b.bytes.as_slice())),
         );
-        if !self.dedupe.first_time((prop_id, ts_us, print)) {
+        // Without a source time the stamp is the arrival, different on a
+        // redelivery: such a sample is also keyed by its MQTT packet id, and
+        // a redelivery (DUP) of one already recorded is a duplicate.
+        let pkid_key = s
+            .hops
+            .mqtt_pkid
+            .filter(|_| s.hops.arrival_stamped)
+            .map(|pkid| (prop_id, rows::pkid_slot(pkid), print));
+        let resent = pkid_key.is_some_and(|k| s.hops.redelivered && self.dedupe.contains(&k));
+        if resent || !self.dedupe.first_time((prop_id, ts_us, print)) {
             self.next_blob_id = blob_id_before;
             self.stats
                 .duplicates_dropped
                 .fetch_add(1, Ordering::Relaxed);
             return;
+        }
+        if let Some(k) = pkid_key {
+            self.dedupe.refresh(k);
         }
         let blob_id = blob.as_ref().map(|b| b.blob_id);
         if let Some(b) = blob {
@@ -673,6 +685,7 @@ impl Writer {
             seq,
             context_unavailable: self.mes.unavailable(),
             historical: s.hops.historical,
+            mqtt_pkid: s.hops.mqtt_pkid.filter(|_| s.hops.arrival_stamped),
         });
     }
 

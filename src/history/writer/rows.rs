@@ -31,6 +31,9 @@ pub(super) struct SampleRow {
     pub(super) context_unavailable: bool,
     /// Sent late from the source's buffer (Sparkplug `is_historical`).
     pub(super) historical: bool,
+    /// For a sample stamped at arrival: its MQTT packet id (to know a
+    /// redelivery after a restart).
+    pub(super) mqtt_pkid: Option<u16>,
 }
 
 pub(super) struct BlobRow {
@@ -112,7 +115,8 @@ pub(super) fn append(
                 r.work_order.as_deref(),
                 r.seq,
                 r.context_unavailable,
-                r.historical
+                r.historical,
+                r.mqtt_pkid
             ])?;
         }
         a.flush()?;
@@ -212,8 +216,16 @@ pub(super) fn fingerprint(
     h.finish()
 }
 
-/// An idempotency key: property id, source time, value fingerprint.
+/// An idempotency key: property id, source time, value fingerprint. For a
+/// sample stamped at arrival a second key puts its MQTT packet id in the
+/// time's place ([`pkid_slot`]).
 pub(super) type DedupeKey = (i32, i64, u64);
+
+/// Where a packet id goes in a [`DedupeKey`]: below any time the
+/// plausibility window lets in, so never a source time.
+pub(super) fn pkid_slot(pkid: u16) -> i64 {
+    i64::MIN + i64::from(pkid)
+}
 
 pub(super) type IntBuild = std::hash::BuildHasherDefault<IntHasher>;
 
@@ -240,10 +252,11 @@ impl Dedupe {
     /// still recognised as a duplicate.
     pub(super) fn seed(&mut self, conn: &Connection, last_ts_us: i64) -> Result<(), HistoryError> {
         let from = last_ts_us.saturating_sub(300_000_000);
-        let keys: Vec<DedupeKey> = {
+        let keys: Vec<(i32, i64, u64, Option<u16>)> = {
             let mut st = conn
                 .prepare(
-                    "SELECT s.prop_id, s.ts_us, s.value, s.text, b.bin_hz, b.bins_f32le \
+                    "SELECT s.prop_id, s.ts_us, s.value, s.text, b.bin_hz, b.bins_f32le, \
+                     s.mqtt_pkid \
                      FROM samples s LEFT JOIN blobs b ON b.blob_id = s.blob_id \
                      WHERE s.ts_us >= ? ORDER BY s.ts_us DESC LIMIT ?",
                 )
@@ -255,20 +268,39 @@ impl Dedupe {
                     let bin_hz: Option<f32> = r.get(4)?;
                     let bytes: Option<Vec<u8>> = r.get(5)?;
                     let blob = bin_hz.zip(bytes.as_deref());
+                    let pkid: Option<u16> = r.get(6)?;
                     Ok((
                         r.get(0)?,
                         r.get(1)?,
                         fingerprint(value, text.as_deref(), blob),
+                        pkid,
                     ))
                 })
                 .map_err(q("reading recent keys"))?;
             rows.collect::<Result<_, _>>()
                 .map_err(q("reading recent keys"))?
         };
-        for k in keys.into_iter().rev() {
-            self.first_time(k);
+        for (prop, ts, print, pkid) in keys.into_iter().rev() {
+            self.first_time((prop, ts, print));
+            if let Some(p) = pkid {
+                self.refresh((prop, pkid_slot(p), print));
+            }
         }
         Ok(())
+    }
+
+    pub(super) fn contains(&self, k: &DedupeKey) -> bool {
+        self.seen.contains(k)
+    }
+
+    /// Keeps `k` as the newest key (a packet id is reused: the latest
+    /// sample that carried it is the one a redelivery repeats).
+    pub(super) fn refresh(&mut self, k: DedupeKey) {
+        if self.seen.contains(&k) {
+            self.order.retain(|o| o != &k);
+            self.seen.remove(&k);
+        }
+        self.first_time(k);
     }
 
     /// True the first time a key is offered.

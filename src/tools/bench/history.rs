@@ -119,6 +119,8 @@ fn feed(writer: &HistoryWriter, from: u64, to: u64) -> Result<f64, BenchError> {
                 decoded_us: ts,
                 arrival_stamped: false,
                 historical: false,
+                mqtt_pkid: None,
+                redelivered: false,
             },
         };
         let ack = Ack::new(move || {
