@@ -6,7 +6,8 @@
 //! applied by a headless frame loop at 60 Hz) for M minutes. Every 5
 //! minutes (every minute in runs under 10 minutes) a row: resident memory,
 //! the recorder's backlog, and the p99 of source → twin and receipt →
-//! commit over that interval. At the end: what was lost, and how much the
+//! commit over that interval. At the end: what was not recorded after a
+//! 60 s drain (unacknowledged, so the broker's still), and how much the
 //! resident memory grew after the first interval (the warm-up).
 
 use std::sync::Arc;
@@ -150,8 +151,9 @@ pub fn run_soak(minutes: u64, rate_per_s: u64) -> Result<Vec<SoakRow>, BenchErro
         _ => "-".into(),
     };
     println!(
-        "published {total}, recorded {recorded}, lost {}; after the first interval → end: \
-         RSS {}, DuckDB's buffers {}, the rest {}",
+        "published {total}, recorded {recorded}, not recorded after a 60 s drain {} (never \
+         acknowledged, so still the broker's to deliver); after the first interval → end: RSS \
+         {}, DuckDB's buffers {}, the rest {}",
         total.saturating_sub(recorded),
         growth(|r| r.rss_mib),
         growth(|r| r.duckdb_mib),
