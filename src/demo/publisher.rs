@@ -139,6 +139,7 @@ pub fn spawn_publisher(
                     if let Some(node) = node {
                         let v = match &e.value {
                             SampleValue::Number(n) => Variant::Double(*n),
+                            SampleValue::Integer(i) => Variant::Int64(*i),
                             SampleValue::Bool(b) => Variant::Boolean(*b),
                             SampleValue::Text(t) => Variant::from(t.as_str()),
                             SampleValue::Spectrum { .. } => continue,

@@ -84,6 +84,10 @@ pub fn export_parquet(
                   CASE s.quality WHEN 0 THEN 'good' WHEN 1 THEN 'uncertain' ELSE 'bad' END AS quality,
                   CASE s.origin WHEN 0 THEN 'mqtt' ELSE 'opcua' END AS origin,
                   s.received_us, s.work_order,
+                  CASE s.vtype WHEN 1 THEN 'boolean' WHEN 2 THEN 'integer'
+                    ELSE CASE WHEN s.value IS NOT NULL THEN 'number' END END AS value_type,
+                  CASE WHEN s.vtype = 1 THEN s.value <> 0 END AS boolean_value,
+                  s.ivalue AS integer_value,
                   strftime(make_timestamp(s.ts_us), '%Y-%m-%d') AS day
            FROM samples s JOIN properties p USING (prop_id)
            WHERE s.ts_us >= {from_us} AND s.ts_us < {to_us}

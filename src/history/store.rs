@@ -14,12 +14,12 @@ use super::{HistoryError, sql_err as sql};
 use crate::registry::{AssetIdx, AssetRegistry, PropertyRef};
 
 /// The schema this build writes. Older files are migrated on open.
-pub const SCHEMA_VERSION: i64 = 6;
+pub const SCHEMA_VERSION: i64 = 7;
 
 /// Each migration takes the file from version `i` to `i + 1` (index 0 creates
 /// version 1). Appended columns keep the column order of older files, so a
 /// fresh file is built by running the whole chain.
-const MIGRATIONS: [&str; 6] = [
+const MIGRATIONS: [&str; 7] = [
     // v1: the first recorder.
     "CREATE TABLE meta (key VARCHAR PRIMARY KEY, value BIGINT NOT NULL);
      CREATE TABLE properties (prop_id INTEGER PRIMARY KEY, asset_id VARCHAR NOT NULL,
@@ -109,6 +109,20 @@ const MIGRATIONS: [&str; 6] = [
     // v6: the MQTT packet id of samples stamped at arrival, so a broker's
     // redelivery after a restart is known as one.
     "ALTER TABLE samples ADD COLUMN mqtt_pkid USMALLINT;",
+    // v7: the value's type as the source sent it: booleans (1/0 in `value`)
+    // and 64-bit integers (exact in `ivalue`) come back as such.
+    "ALTER TABLE samples ADD COLUMN ivalue BIGINT;
+     ALTER TABLE samples ADD COLUMN vtype UTINYINT;
+     ALTER TABLE keyframes ADD COLUMN ivalue BIGINT;
+     ALTER TABLE keyframes ADD COLUMN vtype UTINYINT;
+     CREATE OR REPLACE VIEW samples_readable AS
+       SELECT to_timestamp(s.ts_us / 1e6) AS ts, p.asset_id, p.property, p.unit, s.value, s.text,
+              s.blob_id, s.quality, s.origin, to_timestamp(s.received_us / 1e6) AS received,
+              s.work_order, s.context_unavailable, s.ts_us, s.historical,
+              CASE s.vtype WHEN 1 THEN 'boolean' WHEN 2 THEN 'integer' END AS value_type,
+              CASE WHEN s.vtype = 1 THEN s.value <> 0 END AS boolean_value,
+              s.ivalue AS integer_value
+       FROM samples s JOIN properties p USING (prop_id);",
 ];
 
 /// What happened when the file was opened.

@@ -65,10 +65,15 @@ fn json_type(v: &Value) -> &'static str {
 
 fn scalar(v: Value, unit: &str) -> Result<SampleValue, DecodeError> {
     match v {
-        Value::Number(n) => n
-            .as_f64()
-            .map(SampleValue::Number)
-            .ok_or(DecodeError::WrongType("a number out of range")),
+        // A big integer keeps every digit; others are doubles.
+        Value::Number(n) => match (n.as_i64(), n.as_u64()) {
+            (Some(i), _) => Ok(SampleValue::whole(i)),
+            (None, Some(u)) => Ok(SampleValue::whole_u64(u)),
+            _ => n
+                .as_f64()
+                .map(SampleValue::Number)
+                .ok_or(DecodeError::WrongType("a number out of range")),
+        },
         Value::Bool(b) => Ok(SampleValue::Bool(b)),
         Value::String(s) if unit == "1" => Ok(SampleValue::Text(s)),
         Value::String(_) => Err(DecodeError::TextForQuantity { unit: unit.into() }),
@@ -208,6 +213,7 @@ pub fn decode_json_as(
 pub fn encode_json(value: &SampleValue, ts_us: i64, reason: Option<&str>) -> Vec<u8> {
     let v = match value {
         SampleValue::Number(n) => serde_json::json!(n),
+        SampleValue::Integer(i) => serde_json::json!(i),
         SampleValue::Bool(b) => serde_json::json!(b),
         SampleValue::Text(s) => serde_json::json!(s),
         SampleValue::Spectrum { .. } => serde_json::json!(null),
@@ -302,6 +308,11 @@ mod tests {
         assert_eq!(d.reason.as_deref(), Some("tool breakage"));
         let d = decode_json(b"42", "count").expect("bare scalar");
         assert_eq!((d.value, d.source_ts_us), (SampleValue::Number(42.0), None));
+        // Past 2^53 an integer keeps every digit.
+        let d = decode_json(br#"{"value": 9007199254740993}"#, "count").expect("big");
+        assert_eq!(d.value, SampleValue::Integer(9_007_199_254_740_993));
+        let d = decode_json(br#"{"value": 18446744073709551615}"#, "count").expect("u64 max");
+        assert_eq!(d.value, SampleValue::Number(18_446_744_073_709_551_615.0));
     }
 
     #[test]

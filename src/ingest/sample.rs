@@ -73,6 +73,10 @@ pub fn time_label(us: i64) -> String {
 #[derive(Debug, Clone, PartialEq)]
 pub enum SampleValue {
     Number(f64),
+    /// A 64-bit integer a double cannot hold exactly (beyond 2^53), as an
+    /// OPC UA Int64/UInt64, a Sparkplug Int64/UInt64 or a JSON integer
+    /// sent it. Smaller integers are `Number`s (exact in a double).
+    Integer(i64),
     Bool(bool),
     Text(String),
     /// A vibration (or other) spectrum: equally spaced bins from 0 Hz.
@@ -82,7 +86,26 @@ pub enum SampleValue {
     },
 }
 
+/// Integers up to this magnitude are exact as a double.
+pub const EXACT_IN_F64: i64 = 1 << 53;
+
 impl SampleValue {
+    /// A whole number as the source sent it: a `Number` while a double
+    /// holds it exactly, else an `Integer`.
+    pub fn whole(v: i64) -> SampleValue {
+        if v.unsigned_abs() <= EXACT_IN_F64 as u64 {
+            SampleValue::Number(v as f64)
+        } else {
+            SampleValue::Integer(v)
+        }
+    }
+
+    /// An unsigned whole number: as [`SampleValue::whole`], a double past
+    /// `i64::MAX`.
+    pub fn whole_u64(v: u64) -> SampleValue {
+        i64::try_from(v).map_or(SampleValue::Number(v as f64), SampleValue::whole)
+    }
+
     /// Ok unless a number (or a spectrum's bin width or a bin) is NaN or
     /// infinite, which no process value is: such a sample becomes a dead
     /// letter with this reason instead of poisoning averages and plots.
@@ -112,6 +135,7 @@ impl SampleValue {
     pub fn as_f64(&self) -> Option<f64> {
         match self {
             SampleValue::Number(v) => Some(*v),
+            SampleValue::Integer(i) => Some(*i as f64),
             SampleValue::Bool(b) => Some(f64::from(u8::from(*b))),
             _ => None,
         }

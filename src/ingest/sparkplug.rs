@@ -155,10 +155,10 @@ fn metric_value(m: &Metric) -> Result<SampleValue, String> {
             Some(datatype::INT32) => f64::from(*v as i32),
             _ => f64::from(*v),
         })),
-        Some(MetricValue::LongValue(v)) => Ok(SampleValue::Number(match m.datatype {
-            Some(datatype::INT64) => *v as i64 as f64,
-            _ => *v as f64,
-        })),
+        Some(MetricValue::LongValue(v)) => Ok(match m.datatype {
+            Some(datatype::INT64) => SampleValue::whole(*v as i64),
+            _ => SampleValue::whole_u64(*v),
+        }),
         Some(MetricValue::FloatValue(v)) => Ok(SampleValue::Number(f64::from(*v))),
         Some(MetricValue::DoubleValue(v)) => Ok(SampleValue::Number(*v)),
         Some(MetricValue::BooleanValue(b)) => Ok(SampleValue::Bool(*b)),
@@ -341,6 +341,7 @@ pub fn encode(metrics: &[(&str, &SampleValue)], ts_ms: u64, seq: u64) -> Vec<u8>
         .filter_map(|(name, v)| {
             let (datatype, value) = match v {
                 SampleValue::Number(n) => (datatype::DOUBLE, MetricValue::DoubleValue(*n)),
+                SampleValue::Integer(i) => (datatype::INT64, MetricValue::LongValue(*i as u64)),
                 SampleValue::Bool(b) => (datatype::BOOLEAN, MetricValue::BooleanValue(*b)),
                 SampleValue::Text(t) => (datatype::STRING, MetricValue::StringValue(t.clone())),
                 SampleValue::Spectrum { .. } => return None,

@@ -387,6 +387,8 @@ fn apply_recorded(
         };
         let value = match &v.value {
             StoredValue::Number(x) => SampleValue::Number(*x),
+            StoredValue::Bool(b) => SampleValue::Bool(*b),
+            StoredValue::Integer(i) => SampleValue::Integer(*i),
             StoredValue::Text(t) => SampleValue::Text(t.clone()),
             StoredValue::Spectrum { bin_hz, bins, .. } => SampleValue::Spectrum {
                 bin_hz: *bin_hz,

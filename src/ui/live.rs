@@ -200,6 +200,7 @@ fn value_text(v: &SampleValue, unit: &str) -> String {
     match v {
         SampleValue::Number(n) if n.fract() == 0.0 && n.abs() < 1e12 => format!("{n:.0} {unit}"),
         SampleValue::Number(n) => format!("{n:.2} {unit}"),
+        SampleValue::Integer(i) => format!("{i} {unit}"),
         SampleValue::Bool(b) => b.to_string(),
         SampleValue::Text(t) => t.clone(),
         SampleValue::Spectrum { bin_hz, bins } => {

@@ -1032,7 +1032,7 @@ fn a_row_the_database_refuses_becomes_a_dead_letter_and_the_rest_commits() {
                 value DOUBLE CHECK (value IS NULL OR value < 1e9), text VARCHAR, blob_id BIGINT,
                 quality UTINYINT NOT NULL, origin UTINYINT NOT NULL, received_us BIGINT NOT NULL,
                 work_order VARCHAR, seq BIGINT, context_unavailable BOOLEAN, historical BOOLEAN,
-                mqtt_pkid USMALLINT);",
+                mqtt_pkid USMALLINT, ivalue BIGINT, vtype UTINYINT);",
         )
         .expect("schema with a check");
     let reader = store.reader().expect("reader");
@@ -1398,4 +1398,66 @@ fn a_redelivered_sample_without_source_time_is_recorded_once_across_a_restart() 
     };
     assert_eq!(values, vec![8000.0, 8100.0, 8200.0, 8000.0]);
     r.writer.join();
+}
+
+/// Booleans and 64-bit integers beyond 2^53 come back as the source sent
+/// them: in a replay (state at T, from samples and from keyframes), in the
+/// readable view and in a Parquet export.
+#[test]
+fn booleans_and_big_integers_come_back_as_sent() {
+    let reg = registry();
+    let dir = tempfile::tempdir().expect("dir");
+    let settings = WriterSettings {
+        keyframe_every_rows: 2,
+        ..fast_settings()
+    };
+    let r = open(&dir.path().join("h.duckdb"), &reg, settings);
+    let count = prop(&reg, "L1-MILL-01", "part_count");
+    let speed = prop(&reg, "L1-MILL-01", "spindle_speed");
+    let big: i64 = 9_007_199_254_740_993; // 2^53 + 1: no double holds it
+    r.send(sample(count, SampleValue::Integer(big), T0));
+    r.send(sample(speed, SampleValue::Bool(true), T0));
+    r.flush();
+    r.send(sample(count, SampleValue::Integer(big + 2), T0 + S));
+    r.flush();
+    let at = |t, p| {
+        let pid = r.props.id(p).expect("id");
+        query::state_at(&r.reader, &r.props, t)
+            .expect("state")
+            .values
+            .into_iter()
+            .find(|v| v.prop_id == pid)
+            .map(|v| v.value)
+    };
+    assert_eq!(at(T0, count), Some(StoredValue::Integer(big)));
+    assert_eq!(at(T0 + 2 * S, count), Some(StoredValue::Integer(big + 2)));
+    assert_eq!(at(T0 + 2 * S, speed), Some(StoredValue::Bool(true)));
+    assert!(r.writer.stats.keyframes.load(Ordering::Relaxed) >= 1);
+    let (ty, exact): (String, i64) = r
+        .reader
+        .query_row(
+            "SELECT value_type, integer_value FROM samples_readable
+             WHERE property = 'part_count' ORDER BY ts LIMIT 1",
+            [],
+            |x| Ok((x.get(0)?, x.get(1)?)),
+        )
+        .expect("view");
+    assert_eq!((ty.as_str(), exact), ("integer", big));
+    let out = dir.path().join("export");
+    mezzanine::history::export::export_parquet(&r.reader, T0 - S, T0 + 10 * S, &out)
+        .expect("export");
+    let c = Connection::open_in_memory().expect("duckdb");
+    let (n_int, first, flag): (i64, i64, bool) = c
+        .query_row(
+            &format!(
+                "SELECT count(*) FILTER (WHERE value_type = 'integer'),
+                        min(integer_value), bool_or(boolean_value)
+                 FROM read_parquet('{}/samples/**/*.parquet', hive_partitioning = true)",
+                out.display()
+            ),
+            [],
+            |x| Ok((x.get(0)?, x.get(1)?, x.get(2)?)),
+        )
+        .expect("read back");
+    assert_eq!((n_int, first, flag), (2, big, true));
 }

@@ -1920,3 +1920,48 @@ fn historical_sparkplug_metrics_do_not_move_the_live_view() {
     drop(app);
     adapter.stop();
 }
+
+/// From a real async-opcua server: an Int64 beyond 2^53 arrives exact, a
+/// Boolean as a boolean (the recorder then keeps both types).
+#[test]
+fn opcua_int64_and_boolean_values_keep_their_type() {
+    let reg = registry();
+    let dir = tempfile::tempdir().expect("dir");
+    let port = free_port().expect("port");
+    let server = start_opcua_server(&reg, port, dir.path().join("server")).expect("server");
+    let (tx, rx) = ingest_channel(10_000);
+    let adapter = spawn_opcua_adapter(
+        OpcUaSettings {
+            endpoint: server.endpoint(),
+            security_policy: "None".into(),
+            security_mode: "None".into(),
+            username: None,
+            password: None,
+            pki_dir: dir.path().join("client"),
+            sampling_interval_ms: 50.0,
+        },
+        reg.clone(),
+        tx,
+    )
+    .expect("adapter");
+    let big: i64 = 9_007_199_254_740_993;
+    let parts = NodeId::new(2, "Line1.Mill01.Counters.Parts");
+    let load = NodeId::new(2, "Line1.Mill01.Spindle.Load");
+    let mut ev = Vec::new();
+    let start = Instant::now();
+    let want = |ev: &[IngestEvent]| {
+        let s = samples_of(ev);
+        s.iter().any(|s| s.value == SampleValue::Integer(big))
+            && s.iter().any(|s| s.value == SampleValue::Bool(true))
+    };
+    while !want(&ev) {
+        assert!(start.elapsed() < Duration::from_secs(30), "{ev:?}");
+        server.set_values(vec![
+            (parts.clone(), Variant::Int64(big), now_us()),
+            (load.clone(), Variant::Boolean(true), now_us()),
+        ]);
+        ev.extend(collect(&rx, Duration::from_millis(300), |_| false));
+    }
+    adapter.stop();
+    server.stop();
+}

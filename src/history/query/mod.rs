@@ -11,6 +11,8 @@
 
 use std::collections::HashMap;
 
+use crate::history::writer::{VTYPE_BOOL, VTYPE_INT};
+
 use duckdb::{Connection, params};
 
 mod buckets;
@@ -25,6 +27,10 @@ use crate::twin::DOWN_CODES;
 /// A value as stored.
 #[derive(Debug, Clone, PartialEq)]
 pub enum StoredValue {
+    /// A boolean as the source sent it.
+    Bool(bool),
+    /// A 64-bit integer a double cannot hold exactly.
+    Integer(i64),
     Number(f64),
     Text(String),
     Spectrum {
@@ -86,6 +92,8 @@ pub fn state_at(conn: &Connection, props: &PropIds, t_us: i64) -> Result<StateAt
         u8,
         u8,
         Option<bool>,
+        Option<i64>,
+        Option<u8>,
     );
     let read = |r: &duckdb::Row<'_>| -> duckdb::Result<Row> {
         Ok((
@@ -97,13 +105,16 @@ pub fn state_at(conn: &Connection, props: &PropIds, t_us: i64) -> Result<StateAt
             r.get(5)?,
             r.get(6)?,
             r.get(7)?,
+            r.get(8)?,
+            r.get(9)?,
         ))
     };
     let mut rows: Vec<Row> = Vec::new();
     if let Some(k) = kf {
         let mut st = conn
             .prepare(
-                "SELECT prop_id, value_ts_us, value, text, blob_id, quality, origin, NULL::BOOLEAN
+                "SELECT prop_id, value_ts_us, value, text, blob_id, quality, origin, NULL::BOOLEAN,
+                        ivalue, vtype
                  FROM keyframes WHERE ts_us = ?",
             )
             .map_err(q("reading the keyframe"))?;
@@ -119,7 +130,8 @@ pub fn state_at(conn: &Connection, props: &PropIds, t_us: i64) -> Result<StateAt
             .prepare(
                 "SELECT prop_id, max(ts_us), arg_max_null(value, ts_us), arg_max_null(text, ts_us),
                         arg_max_null(blob_id, ts_us), arg_max(quality, ts_us), arg_max(origin, ts_us),
-                        arg_max_null(historical, ts_us)
+                        arg_max_null(historical, ts_us), arg_max_null(ivalue, ts_us),
+                        arg_max_null(vtype, ts_us)
                  FROM samples WHERE ts_us > ? AND ts_us <= ? GROUP BY prop_id",
             )
             .map_err(q("reading samples after the keyframe"))?;
@@ -130,14 +142,18 @@ pub fn state_at(conn: &Connection, props: &PropIds, t_us: i64) -> Result<StateAt
             rows.push(r.map_err(q("reading samples after the keyframe"))?);
         }
     }
-    for (prop_id, ts, value, text, blob_id, quality, origin, historical) in rows {
+    for (prop_id, ts, value, text, blob_id, quality, origin, historical, ivalue, vtype) in rows {
         if props.property(prop_id).is_none()
             || by_prop.get(&prop_id).is_some_and(|v| v.value_ts_us > ts)
         {
             continue;
         }
         let value = match (value, text, blob_id) {
-            (Some(v), _, _) => StoredValue::Number(v),
+            (Some(v), _, _) => match (vtype, ivalue) {
+                (Some(VTYPE_BOOL), _) => StoredValue::Bool(v != 0.0),
+                (Some(VTYPE_INT), Some(i)) => StoredValue::Integer(i),
+                _ => StoredValue::Number(v),
+            },
             (_, Some(t), _) => StoredValue::Text(t),
             (_, _, Some(id)) => StoredValue::Spectrum {
                 blob_id: id,

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 
 use duckdb::{Connection, params};
 
-use super::rows::{IntBuild, SampleRow, stored_columns};
+use super::rows::{IntBuild, SampleRow, Typed, stored_columns};
 use super::{WriterSettings, WriterStats};
 use crate::history::query::state_at;
 use crate::history::store::PropIds;
@@ -27,6 +27,7 @@ pub(super) struct LastRow {
     pub(super) blob_id: Option<i64>,
     pub(super) quality: u8,
     pub(super) origin: u8,
+    pub(super) typed: Typed,
 }
 
 /// Every property's last value and where the last keyframe stands.
@@ -46,7 +47,7 @@ impl Keyframes {
             .map_err(q("reading the last keyframe"))?;
         let mut last = HashMap::default();
         for v in state_at(conn, props, i64::MAX)?.values {
-            let (value, text, blob_id) = stored_columns(v.value);
+            let (value, text, blob_id, typed) = stored_columns(v.value);
             last.insert(
                 v.prop_id,
                 LastRow {
@@ -56,6 +57,7 @@ impl Keyframes {
                     blob_id,
                     quality: quality_code(v.quality),
                     origin: origin_code(v.origin),
+                    typed,
                 },
             );
         }
@@ -115,7 +117,7 @@ impl Keyframes {
             let r = &samples[i];
             c.execute(
                 "INSERT INTO keyframes
-                 SELECT DISTINCT k.ts_us, ?, ?, ?, ?, ?, ?, ? FROM keyframes k
+                 SELECT DISTINCT k.ts_us, ?, ?, ?, ?, ?, ?, ?, ?, ? FROM keyframes k
                  WHERE k.ts_us >= ? AND NOT EXISTS (
                    SELECT 1 FROM keyframes n
                    WHERE n.ts_us = k.ts_us AND n.prop_id = ? AND n.value_ts_us >= ?)",
@@ -127,6 +129,8 @@ impl Keyframes {
                     r.blob_id,
                     r.quality,
                     r.origin,
+                    r.typed.ivalue,
+                    r.typed.vtype,
                     r.ts_us,
                     r.prop_id,
                     r.ts_us
@@ -149,7 +153,9 @@ impl Keyframes {
                 l.text.as_deref(),
                 l.blob_id,
                 l.quality,
-                l.origin
+                l.origin,
+                l.typed.ivalue,
+                l.typed.vtype
             ])?;
         }
         a.flush()

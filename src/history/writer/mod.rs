@@ -21,6 +21,8 @@ mod keyframes;
 mod mes_context;
 mod rows;
 
+pub(crate) use rows::{VTYPE_BOOL, VTYPE_INT};
+
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -617,10 +619,11 @@ impl Writer {
         };
         let ts_us = s.hops.source_us;
         let blob_id_before = self.next_blob_id;
-        let (value, text, blob) =
+        let (value, text, blob, typed) =
             rows::encode_value(s.value, ts_us, prop_id, &mut self.next_blob_id);
         let print = rows::fingerprint(
             value,
+            typed.ivalue,
             text.as_deref(),
             blob.as_ref().map(|b| (b.bin_hz, b.bytes.as_slice())),
         );
@@ -664,6 +667,7 @@ impl Writer {
                 blob_id,
                 quality,
                 origin,
+                typed,
             },
         );
         if late {
@@ -686,6 +690,7 @@ impl Writer {
             context_unavailable: self.mes.unavailable(),
             historical: s.hops.historical,
             mqtt_pkid: s.hops.mqtt_pkid.filter(|_| s.hops.arrival_stamped),
+            typed,
         });
     }
 

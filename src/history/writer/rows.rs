@@ -34,6 +34,7 @@ pub(super) struct SampleRow {
     /// For a sample stamped at arrival: its MQTT packet id (to know a
     /// redelivery after a restart).
     pub(super) mqtt_pkid: Option<u16>,
+    pub(super) typed: Typed,
 }
 
 pub(super) struct BlobRow {
@@ -54,11 +55,31 @@ pub(super) fn encode_value(
     ts_us: i64,
     prop_id: i32,
     next_blob_id: &mut i64,
-) -> (Option<f64>, Option<String>, Option<BlobRow>) {
+) -> (Option<f64>, Option<String>, Option<BlobRow>, Typed) {
+    let plain = Typed::default();
     match value {
-        SampleValue::Number(v) => (Some(v), None, None),
-        SampleValue::Bool(b) => (Some(f64::from(u8::from(b))), None, None),
-        SampleValue::Text(t) => (None, Some(t), None),
+        SampleValue::Number(v) => (Some(v), None, None, plain),
+        // Rollups and trends read `value`; the type and the exact integer
+        // ride beside it.
+        SampleValue::Bool(b) => (
+            Some(f64::from(u8::from(b))),
+            None,
+            None,
+            Typed {
+                ivalue: None,
+                vtype: Some(VTYPE_BOOL),
+            },
+        ),
+        SampleValue::Integer(i) => (
+            Some(i as f64),
+            None,
+            None,
+            Typed {
+                ivalue: Some(i),
+                vtype: Some(VTYPE_INT),
+            },
+        ),
+        SampleValue::Text(t) => (None, Some(t), None, plain),
         SampleValue::Spectrum { bin_hz, bins } => {
             let blob_id = *next_blob_id;
             *next_blob_id += 1;
@@ -76,19 +97,52 @@ pub(super) fn encode_value(
                     bin_hz,
                     bytes,
                 }),
+                plain,
             )
         }
     }
 }
 
+/// `vtype` of a row holding a boolean (1 or 0 in `value`).
+pub(crate) const VTYPE_BOOL: u8 = 1;
+/// `vtype` of a row holding a 64-bit integer (exact in `ivalue`, rounded
+/// in `value`). NULL: a number, a text or a spectrum, as the columns say.
+pub(crate) const VTYPE_INT: u8 = 2;
+
+/// A value's type beyond its `value` column: what a replay and an export
+/// need to give back what the source sent.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct Typed {
+    pub(super) ivalue: Option<i64>,
+    pub(super) vtype: Option<u8>,
+}
+
 /// The stored value's columns (the inverse of [`encode_value`], with the
 /// spectrum left in its blob).
-pub(super) fn stored_columns(v: StoredValue) -> (Option<f64>, Option<String>, Option<i64>) {
+pub(super) fn stored_columns(v: StoredValue) -> (Option<f64>, Option<String>, Option<i64>, Typed) {
     match v {
-        StoredValue::Number(x) => (Some(x), None, None),
-        StoredValue::Text(t) => (None, Some(t), None),
-        StoredValue::Spectrum { blob_id, .. } => (None, None, Some(blob_id)),
-        StoredValue::Missing => (None, None, None),
+        StoredValue::Number(x) => (Some(x), None, None, Typed::default()),
+        StoredValue::Bool(b) => (
+            Some(f64::from(u8::from(b))),
+            None,
+            None,
+            Typed {
+                ivalue: None,
+                vtype: Some(VTYPE_BOOL),
+            },
+        ),
+        StoredValue::Integer(i) => (
+            Some(i as f64),
+            None,
+            None,
+            Typed {
+                ivalue: Some(i),
+                vtype: Some(VTYPE_INT),
+            },
+        ),
+        StoredValue::Text(t) => (None, Some(t), None, Typed::default()),
+        StoredValue::Spectrum { blob_id, .. } => (None, None, Some(blob_id), Typed::default()),
+        StoredValue::Missing => (None, None, None, Typed::default()),
     }
 }
 
@@ -116,7 +170,9 @@ pub(super) fn append(
                 r.seq,
                 r.context_unavailable,
                 r.historical,
-                r.mqtt_pkid
+                r.mqtt_pkid,
+                r.typed.ivalue,
+                r.typed.vtype
             ])?;
         }
         a.flush()?;
@@ -190,13 +246,18 @@ impl std::hash::Hasher for IntHasher {
 }
 
 /// What tells two values of one property at one source time apart: the
-/// number's bits, or a hash of the text or of the spectrum.
+/// exact integer, the number's bits, or a hash of the text or of the
+/// spectrum.
 pub(super) fn fingerprint(
     value: Option<f64>,
+    ivalue: Option<i64>,
     text: Option<&str>,
     blob: Option<(f32, &[u8])>,
 ) -> u64 {
     use std::hash::Hasher;
+    if let Some(i) = ivalue {
+        return (i as u64).rotate_left(17) ^ 0x9e37_79b9_7f4a_7c15;
+    }
     if let Some(v) = value {
         return v.to_bits();
     }
@@ -256,7 +317,7 @@ impl Dedupe {
             let mut st = conn
                 .prepare(
                     "SELECT s.prop_id, s.ts_us, s.value, s.text, b.bin_hz, b.bins_f32le, \
-                     s.mqtt_pkid \
+                     s.mqtt_pkid, s.ivalue \
                      FROM samples s LEFT JOIN blobs b ON b.blob_id = s.blob_id \
                      WHERE s.ts_us >= ? ORDER BY s.ts_us DESC LIMIT ?",
                 )
@@ -269,10 +330,11 @@ impl Dedupe {
                     let bytes: Option<Vec<u8>> = r.get(5)?;
                     let blob = bin_hz.zip(bytes.as_deref());
                     let pkid: Option<u16> = r.get(6)?;
+                    let ivalue: Option<i64> = r.get(7)?;
                     Ok((
                         r.get(0)?,
                         r.get(1)?,
-                        fingerprint(value, text.as_deref(), blob),
+                        fingerprint(value, ivalue, text.as_deref(), blob),
                         pkid,
                     ))
                 })
