@@ -185,6 +185,12 @@ fn start_mqtt(
                     cfg.sparkplug.rebirth_min_interval_s.max(1),
                 ),
                 host_id: cfg.sparkplug.host_id.clone(),
+                // Beside the history file, so each recording keeps its own.
+                alias_file: Some(
+                    cfg.history
+                        .db_path()
+                        .with_extension("sparkplug-aliases.json"),
+                ),
             },
         },
         registry,

@@ -53,6 +53,9 @@ pub struct SparkplugHost {
     pub rebirth_min_interval: Duration,
     /// Publishes `spBv1.0/STATE/<host_id>` (retained) when set.
     pub host_id: Option<String>,
+    /// Where the aliases of the last births are kept across restarts
+    /// (None: not kept).
+    pub alias_file: Option<PathBuf>,
 }
 
 /// The STATE topic of a Sparkplug host application.
@@ -307,6 +310,13 @@ async fn run(
     let mut backoff = Duration::from_millis(100);
     let mut connected = false;
     let mut decode = DecodeState::new(settings.payloads.clone(), settings.sparkplug.clone());
+    if let Some(f) = &settings.sparkplug.alias_file {
+        let (book, error) = AliasBook::load(f);
+        if let Some(e) = error {
+            warn!("Sparkplug aliases of the last run not read ({e}); they are learned again");
+        }
+        decode.aliases = book;
+    }
     let window = tx.time_window();
     while !stop.load(Ordering::Relaxed) {
         let polled = tokio::time::timeout(Duration::from_millis(250), eventloop.poll()).await;
@@ -432,6 +442,11 @@ pub fn to_events(
         && matches!(topic.message_type, "NDEATH" | "DDEATH")
     {
         state.aliases.forget(&topic);
+        if let Some(f) = &state.host.alias_file
+            && let Err(e) = state.aliases.save(f)
+        {
+            warn!("Sparkplug aliases not saved: {e}");
+        }
         let source = topic.source_id();
         let assets = if topic.device.is_some() {
             registry
@@ -474,6 +489,11 @@ pub fn to_events(
         })
         .collect();
         state.request_rebirths(client);
+        if let Some(f) = &state.host.alias_file
+            && let Err(e) = state.aliases.save(f)
+        {
+            warn!("Sparkplug aliases not saved: {e}");
+        }
         out
     } else {
         let layout = state.layouts.for_topic(&p.topic);

@@ -137,7 +137,12 @@ pub struct AliasBook {
     last_seq: HashMap<String, u64>,
     /// Edge node → why a rebirth would help, until taken.
     rebirth_wanted: HashMap<String, String>,
+    /// A birth changed the aliases since the last [`AliasBook::save`].
+    changed: bool,
 }
+
+/// The aliases as kept on disk: source → alias → metric name.
+type SavedAliases = std::collections::BTreeMap<String, std::collections::BTreeMap<u64, String>>;
 
 /// Why a metric of a decodable payload was skipped.
 #[derive(Debug, Clone, PartialEq)]
@@ -203,6 +208,49 @@ fn datatype_name(code: u32) -> String {
 }
 
 impl AliasBook {
+    /// The aliases the last births announced, as saved by a previous run
+    /// (absent or unreadable: an empty book, and the error for the log).
+    pub fn load(path: &std::path::Path) -> (Self, Option<String>) {
+        let mut book = Self::default();
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return (book, None),
+            Err(e) => return (book, Some(format!("{}: {e}", path.display()))),
+        };
+        match serde_json::from_str::<SavedAliases>(&text) {
+            Ok(saved) => {
+                book.by_source = saved
+                    .into_iter()
+                    .map(|(s, m)| (s, m.into_iter().collect()))
+                    .collect();
+                (book, None)
+            }
+            Err(e) => (book, Some(format!("{}: {e}", path.display()))),
+        }
+    }
+
+    /// Writes the aliases when a birth changed them (to a temporary file,
+    /// then renamed, so a crash never leaves half a file).
+    pub fn save(&mut self, path: &std::path::Path) -> Result<(), String> {
+        if !self.changed {
+            return Ok(());
+        }
+        let saved: SavedAliases = self
+            .by_source
+            .iter()
+            .map(|(s, m)| (s.clone(), m.iter().map(|(a, n)| (*a, n.clone())).collect()))
+            .collect();
+        let text = serde_json::to_string_pretty(&saved).map_err(|e| e.to_string())?;
+        let tmp = path.with_extension("json.tmp");
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        }
+        std::fs::write(&tmp, text).map_err(|e| format!("{}: {e}", tmp.display()))?;
+        std::fs::rename(&tmp, path).map_err(|e| format!("{}: {e}", path.display()))?;
+        self.changed = false;
+        Ok(())
+    }
+
     /// Why edge nodes should publish their births again, since the last
     /// call: (`group/edge`, reason).
     pub fn take_rebirth_wanted(&mut self) -> Vec<(String, String)> {
@@ -213,6 +261,7 @@ impl AliasBook {
     /// its next birth.
     pub fn forget(&mut self, topic: &SparkplugTopic<'_>) {
         let source = topic.source_id();
+        let before = self.by_source.len();
         if topic.device.is_none() {
             let prefix = format!("{source}/");
             self.by_source
@@ -221,6 +270,7 @@ impl AliasBook {
         } else {
             self.by_source.remove(&source);
         }
+        self.changed |= self.by_source.len() != before;
     }
 
     /// Follows the edge node's `seq` (0–255, one per message, 0 again at
@@ -262,12 +312,14 @@ impl AliasBook {
         let birth = topic.message_type.ends_with("BIRTH");
         self.note_seq(topic, p.seq);
         if birth {
-            let book = self.by_source.entry(source.clone()).or_default();
-            book.clear();
-            for m in &p.metrics {
-                if let (Some(a), Some(n)) = (m.alias, &m.name) {
-                    book.insert(a, n.clone());
-                }
+            let learned: HashMap<u64, String> = p
+                .metrics
+                .iter()
+                .filter_map(|m| Some((m.alias?, m.name.clone()?)))
+                .collect();
+            if self.by_source.get(&source) != Some(&learned) {
+                self.changed = true;
+                self.by_source.insert(source.clone(), learned);
             }
         }
         let mut out = Vec::new();

@@ -1691,6 +1691,7 @@ fn as_a_sparkplug_host_the_twin_asks_for_rebirths_and_honours_deaths() {
         request_rebirth: true,
         rebirth_min_interval: Duration::from_millis(1_500),
         host_id: Some("mezzanine-test".into()),
+        alias_file: None,
     };
     let adapter = spawn_mqtt_adapter(s, reg.clone(), tx).expect("adapter");
     let mut app = mezzanine::app::headless_twin(&reg, rx);
@@ -1964,4 +1965,82 @@ fn opcua_int64_and_boolean_values_keep_their_type() {
     }
     adapter.stop();
     server.stop();
+}
+
+/// The aliases of the last births are kept beside the history: after a
+/// restart of the twin, alias-only data from an edge node that did not
+/// publish its births again is read at once (through a real mosquitto).
+#[test]
+fn sparkplug_aliases_survive_a_restart_of_the_twin() {
+    use mezzanine::ingest::mqtt::SparkplugHost;
+    use mezzanine::ingest::sparkplug::{Metric, MetricValue, Payload, datatype};
+    use prost::Message;
+    let reg = registry();
+    let dir = tempfile::tempdir().expect("dir");
+    let port = free_port().expect("port");
+    let _mosquitto = start_mosquitto(port, dir.path());
+    let aliases = dir.path().join("history.sparkplug-aliases.json");
+    let twin = |id: &str| {
+        let (tx, rx) = ingest_channel(1024);
+        let mut s = settings(port, id);
+        s.sparkplug = SparkplugHost {
+            alias_file: Some(aliases.clone()),
+            ..SparkplugHost::default()
+        };
+        let adapter = spawn_mqtt_adapter(s, reg.clone(), tx).expect("adapter");
+        let ev = collect(&rx, Duration::from_secs(20), |e| connected(e, Origin::Mqtt));
+        assert!(connected(&ev, Origin::Mqtt), "{ev:?}");
+        std::thread::sleep(Duration::from_millis(300));
+        (adapter, rx)
+    };
+    let power = |name: Option<&str>, v: f64| Metric {
+        name: name.map(str::to_string),
+        alias: Some(4),
+        datatype: Some(datatype::DOUBLE),
+        value: Some(MetricValue::DoubleValue(v)),
+        ..Default::default()
+    };
+    let payload = |seq: u64, m: Metric| {
+        Payload {
+            timestamp: Some(now_us() as u64 / 1000),
+            seq: Some(seq),
+            metrics: vec![m],
+        }
+        .encode_to_vec()
+    };
+    let edge = Pub::new(port, "edge-keeps-going");
+    let (first, rx) = twin("twin-run-1");
+    edge.publish(
+        "spBv1.0/acme/DBIRTH/line1/robot01",
+        payload(1, power(Some("power"), 1.0)),
+    );
+    let ev = collect(&rx, Duration::from_secs(20), |e| non_link(e) >= 1);
+    assert_eq!(samples_of(&ev).len(), 1, "{ev:?}");
+    first.stop();
+    let kept = std::fs::read_to_string(&aliases).expect("aliases kept");
+    assert!(
+        kept.contains("acme/line1/robot01") && kept.contains("power"),
+        "{kept}"
+    );
+    // A new run; the edge node sends data by alias only.
+    let (second, rx) = twin("twin-run-2");
+    edge.publish(
+        "spBv1.0/acme/DDATA/line1/robot01",
+        payload(2, power(None, 2.5)),
+    );
+    let ev = collect(&rx, Duration::from_secs(20), |e| non_link(e) >= 1);
+    assert!(dead_letters_of(&ev).is_empty(), "{ev:?}");
+    let robot = reg.by_id("L1-ROBOT-01").expect("robot");
+    let got: Vec<_> = samples_of(&ev)
+        .iter()
+        .map(|s| (Some(s.property), s.value.clone()))
+        .collect();
+    assert_eq!(
+        got,
+        vec![(
+            reg.property_by_name(robot, "power"),
+            SampleValue::Number(2.5)
+        )]
+    );
+    second.stop();
 }
