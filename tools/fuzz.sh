@@ -51,7 +51,8 @@ fuzz_one() {
     # Keep the smallest set of inputs that covers what the corpus covers.
     local merged
     merged=$(mktemp -d)
-    if nice -n 19 "$bin_dir/$t" -merge=1 "$merged" "fuzz/corpus/$t" >>"$logs/$t.merge.log" 2>&1; then
+    if nice -n 19 "$bin_dir/$t" -merge=1 "$merged" "fuzz/corpus/$t" >>"$logs/$t.merge.log" 2>&1 \
+        && [ -n "$(ls -A "$merged")" ]; then
         rm -f "fuzz/corpus/$t"/*
         mv "$merged"/* "fuzz/corpus/$t"/ 2>/dev/null || true
     else
