@@ -193,6 +193,49 @@ fn adapter_on_embedded_broker(
     (broker, adapter, rx)
 }
 
+/// An OPC UA adapter (policy None) on `endpoint`, its client PKI in `dir`.
+fn opcua_adapter(
+    endpoint: String,
+    reg: &Arc<AssetRegistry>,
+    dir: &std::path::Path,
+) -> (mezzanine::ingest::opcua::OpcUaAdapter, IngestReceiver) {
+    let (tx, rx) = ingest_channel(10_000);
+    let adapter = spawn_opcua_adapter(
+        OpcUaSettings {
+            endpoint,
+            security_policy: "None".into(),
+            security_mode: "None".into(),
+            username: None,
+            password: None,
+            pki_dir: dir.join("client"),
+            sampling_interval_ms: 50.0,
+        },
+        reg.clone(),
+        tx,
+    )
+    .expect("adapter");
+    (adapter, rx)
+}
+
+/// An MQTT adapter with `s` feeding a headless twin, stepped until the
+/// link is up and its subscription has settled.
+fn twin_on_broker(
+    s: MqttSettings,
+    reg: &Arc<AssetRegistry>,
+) -> (mezzanine::ingest::mqtt::MqttAdapter, bevy::app::App) {
+    let (tx, rx) = ingest_channel(1024);
+    let adapter = spawn_mqtt_adapter(s, reg.clone(), tx).expect("adapter");
+    let mut app = mezzanine::app::headless_twin(reg, rx);
+    let start = Instant::now();
+    while app.world().resource::<LinkStatus>().mqtt != LinkState::Connected {
+        assert!(start.elapsed() < Duration::from_secs(20), "never connected");
+        app.update();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    (adapter, app)
+}
+
 #[test]
 fn embedded_broker_decodes_good_payloads_and_dead_letters_bad_ones() {
     let reg = registry();
@@ -703,21 +746,7 @@ fn opcua_subscription_recovers_after_server_restart_and_meets_mqtt_on_one_proper
     let dir = tempfile::tempdir().expect("dir");
     let port = free_port().expect("port");
     let server = start_opcua_server(&reg, port, dir.path().join("server")).expect("server");
-    let (tx, rx) = ingest_channel(10_000);
-    let adapter = spawn_opcua_adapter(
-        OpcUaSettings {
-            endpoint: server.endpoint(),
-            security_policy: "None".into(),
-            security_mode: "None".into(),
-            username: None,
-            password: None,
-            pki_dir: dir.path().join("client"),
-            sampling_interval_ms: 50.0,
-        },
-        reg.clone(),
-        tx,
-    )
-    .expect("adapter");
+    let (adapter, rx) = opcua_adapter(server.endpoint(), &reg, dir.path());
     let ev = collect(&rx, Duration::from_secs(30), |e| {
         connected(e, Origin::OpcUa)
     });
@@ -1430,18 +1459,9 @@ quality = "data.q"
     let dir = tempfile::tempdir().expect("dir");
     let port = free_port().expect("port");
     let _mosquitto = start_mosquitto(port, dir.path());
-    let (tx, rx) = ingest_channel(1024);
     let mut s = settings(port, "twin-uns-dialects");
     s.payloads = PayloadLayouts::from_rules(&cfg.mqtt.payloads);
-    let adapter = spawn_mqtt_adapter(s, reg.clone(), tx).expect("adapter");
-    let mut app = mezzanine::app::headless_twin(&reg, rx);
-    let start = Instant::now();
-    while app.world().resource::<LinkStatus>().mqtt != LinkState::Connected {
-        assert!(start.elapsed() < Duration::from_secs(20), "never connected");
-        app.update();
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    std::thread::sleep(Duration::from_millis(300));
+    let (adapter, mut app) = twin_on_broker(s, &reg);
 
     let p = Pub::new(port, "paho-style-publisher");
     let t_ms: i64 = 1_795_500_000_123;
@@ -1582,21 +1602,7 @@ fn opcua_node_ids_by_namespace_uri_resolve_through_the_server() {
     let reg = Arc::new(AssetRegistry::new(
         parse_registry(&spec.to_toml(), std::path::Path::new("plant.toml")).expect("registry"),
     ));
-    let (tx, rx) = ingest_channel(10_000);
-    let adapter = spawn_opcua_adapter(
-        OpcUaSettings {
-            endpoint: server.endpoint(),
-            security_policy: "None".into(),
-            security_mode: "None".into(),
-            username: None,
-            password: None,
-            pki_dir: dir.path().join("client"),
-            sampling_interval_ms: 50.0,
-        },
-        reg.clone(),
-        tx,
-    )
-    .expect("adapter");
+    let (adapter, rx) = opcua_adapter(server.endpoint(), &reg, dir.path());
     let speed = NodeId::new(2, "Line1.Mill01.Spindle.Speed");
     let mut ev = Vec::new();
     let start = Instant::now();
@@ -1685,7 +1691,6 @@ fn as_a_sparkplug_host_the_twin_asks_for_rebirths_and_honours_deaths() {
         });
     }
     std::thread::sleep(Duration::from_millis(300));
-    let (tx, rx) = ingest_channel(1024);
     let mut s = settings(port, "twin-host");
     s.sparkplug = SparkplugHost {
         request_rebirth: true,
@@ -1693,8 +1698,7 @@ fn as_a_sparkplug_host_the_twin_asks_for_rebirths_and_honours_deaths() {
         host_id: Some("mezzanine-test".into()),
         alias_file: None,
     };
-    let adapter = spawn_mqtt_adapter(s, reg.clone(), tx).expect("adapter");
-    let mut app = mezzanine::app::headless_twin(&reg, rx);
+    let (adapter, mut app) = twin_on_broker(s, &reg);
     let step = |app: &mut bevy::app::App, ms: u64| {
         let end = Instant::now() + Duration::from_millis(ms);
         while Instant::now() < end {
@@ -1702,12 +1706,6 @@ fn as_a_sparkplug_host_the_twin_asks_for_rebirths_and_honours_deaths() {
             std::thread::sleep(Duration::from_millis(20));
         }
     };
-    let start = Instant::now();
-    while app.world().resource::<LinkStatus>().mqtt != LinkState::Connected {
-        assert!(start.elapsed() < Duration::from_secs(20), "never connected");
-        step(&mut app, 50);
-    }
-    step(&mut app, 300);
     let ncmds = |seen: &Log| -> Vec<Payload> {
         seen.lock()
             .expect("log")
@@ -1850,17 +1848,7 @@ fn historical_sparkplug_metrics_do_not_move_the_live_view() {
     let dir = tempfile::tempdir().expect("dir");
     let port = free_port().expect("port");
     let _mosquitto = start_mosquitto(port, dir.path());
-    let (tx, rx) = ingest_channel(1024);
-    let adapter =
-        spawn_mqtt_adapter(settings(port, "twin-historical"), reg.clone(), tx).expect("adapter");
-    let mut app = mezzanine::app::headless_twin(&reg, rx);
-    let start = Instant::now();
-    while app.world().resource::<LinkStatus>().mqtt != LinkState::Connected {
-        assert!(start.elapsed() < Duration::from_secs(20), "never connected");
-        app.update();
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    std::thread::sleep(Duration::from_millis(300));
+    let (adapter, mut app) = twin_on_broker(settings(port, "twin-historical"), &reg);
     let now_ms = now_us() as u64 / 1000;
     let metric = |v: f64, ts: u64, historical: bool| Metric {
         name: Some("power".into()),
@@ -1930,21 +1918,7 @@ fn opcua_int64_and_boolean_values_keep_their_type() {
     let dir = tempfile::tempdir().expect("dir");
     let port = free_port().expect("port");
     let server = start_opcua_server(&reg, port, dir.path().join("server")).expect("server");
-    let (tx, rx) = ingest_channel(10_000);
-    let adapter = spawn_opcua_adapter(
-        OpcUaSettings {
-            endpoint: server.endpoint(),
-            security_policy: "None".into(),
-            security_mode: "None".into(),
-            username: None,
-            password: None,
-            pki_dir: dir.path().join("client"),
-            sampling_interval_ms: 50.0,
-        },
-        reg.clone(),
-        tx,
-    )
-    .expect("adapter");
+    let (adapter, rx) = opcua_adapter(server.endpoint(), &reg, dir.path());
     let big: i64 = 9_007_199_254_740_993;
     let parts = NodeId::new(2, "Line1.Mill01.Counters.Parts");
     let load = NodeId::new(2, "Line1.Mill01.Spindle.Load");
