@@ -61,24 +61,14 @@ pub(super) fn encode_value(
         SampleValue::Number(v) => (Some(v), None, None, plain),
         // Rollups and trends read `value`; the type and the exact integer
         // ride beside it.
-        SampleValue::Bool(b) => (
-            Some(f64::from(u8::from(b))),
-            None,
-            None,
-            Typed {
-                ivalue: None,
-                vtype: Some(VTYPE_BOOL),
-            },
-        ),
-        SampleValue::Integer(i) => (
-            Some(i as f64),
-            None,
-            None,
-            Typed {
-                ivalue: Some(i),
-                vtype: Some(VTYPE_INT),
-            },
-        ),
+        SampleValue::Bool(b) => {
+            let (v, t) = Typed::boolean(b);
+            (v, None, None, t)
+        }
+        SampleValue::Integer(i) => {
+            let (v, t) = Typed::integer(i);
+            (v, None, None, t)
+        }
         SampleValue::Text(t) => (None, Some(t), None, plain),
         SampleValue::Spectrum { bin_hz, bins } => {
             let blob_id = *next_blob_id;
@@ -117,29 +107,39 @@ pub(super) struct Typed {
     pub(super) vtype: Option<u8>,
 }
 
+impl Typed {
+    /// A boolean's `value` (1 or 0) and its type.
+    fn boolean(b: bool) -> (Option<f64>, Typed) {
+        let t = Typed {
+            ivalue: None,
+            vtype: Some(VTYPE_BOOL),
+        };
+        (Some(f64::from(u8::from(b))), t)
+    }
+
+    /// An integer's rounded `value` and the exact one.
+    fn integer(i: i64) -> (Option<f64>, Typed) {
+        let t = Typed {
+            ivalue: Some(i),
+            vtype: Some(VTYPE_INT),
+        };
+        (Some(i as f64), t)
+    }
+}
+
 /// The stored value's columns (the inverse of [`encode_value`], with the
 /// spectrum left in its blob).
 pub(super) fn stored_columns(v: StoredValue) -> (Option<f64>, Option<String>, Option<i64>, Typed) {
     match v {
         StoredValue::Number(x) => (Some(x), None, None, Typed::default()),
-        StoredValue::Bool(b) => (
-            Some(f64::from(u8::from(b))),
-            None,
-            None,
-            Typed {
-                ivalue: None,
-                vtype: Some(VTYPE_BOOL),
-            },
-        ),
-        StoredValue::Integer(i) => (
-            Some(i as f64),
-            None,
-            None,
-            Typed {
-                ivalue: Some(i),
-                vtype: Some(VTYPE_INT),
-            },
-        ),
+        StoredValue::Bool(b) => {
+            let (v, t) = Typed::boolean(b);
+            (v, None, None, t)
+        }
+        StoredValue::Integer(i) => {
+            let (v, t) = Typed::integer(i);
+            (v, None, None, t)
+        }
         StoredValue::Text(t) => (None, Some(t), None, Typed::default()),
         StoredValue::Spectrum { blob_id, .. } => (None, None, Some(blob_id), Typed::default()),
         StoredValue::Missing => (None, None, None, Typed::default()),
