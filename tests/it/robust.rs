@@ -1,8 +1,9 @@
 //! Randomized robustness, seeded so a failure replays: encode → decode
 //! round trips of the payload formats, and every parser fed mutated valid
 //! inputs (bit flips, truncations, splices, random bytes) must answer with
-//! a value or an error, never a panic. Not a coverage-guided fuzzer; a
-//! fixed-seed sweep that runs in seconds in every `cargo test`.
+//! a value or an error, never a panic (a fixed-seed sweep that runs in
+//! seconds); and the coverage-guided fuzzer's corpus (`make fuzz`,
+//! `fuzz/corpus/`) replayed through the same entry points.
 
 use std::path::Path;
 
