@@ -193,6 +193,34 @@ fn adapter_on_embedded_broker(
     (broker, adapter, rx)
 }
 
+/// A Sparkplug B payload of `metrics` with sequence number `seq`, stamped
+/// now, as an edge node sends it.
+fn sp_payload(seq: u64, metrics: Vec<mezzanine::ingest::sparkplug::Metric>) -> Vec<u8> {
+    use prost::Message;
+    mezzanine::ingest::sparkplug::Payload {
+        timestamp: Some(now_us() as u64 / 1000),
+        seq: Some(seq),
+        metrics,
+    }
+    .encode_to_vec()
+}
+
+/// A Double metric, by name, alias or both.
+fn sp_double(
+    name: Option<&str>,
+    alias: Option<u64>,
+    v: f64,
+) -> mezzanine::ingest::sparkplug::Metric {
+    use mezzanine::ingest::sparkplug::{Metric, MetricValue, datatype};
+    Metric {
+        name: name.map(str::to_string),
+        alias,
+        datatype: Some(datatype::DOUBLE),
+        value: Some(MetricValue::DoubleValue(v)),
+        ..Default::default()
+    }
+}
+
 /// An OPC UA adapter (policy None) on `endpoint`, its client PKI in `dir`.
 fn opcua_adapter(
     endpoint: String,
@@ -1298,8 +1326,7 @@ fn a_read_only_broker_account_is_all_the_twin_needs() {
 /// be placed is dead-lettered in words.
 #[test]
 fn folder_style_sparkplug_metrics_map_through_the_registry() {
-    use mezzanine::ingest::sparkplug::{Metric, MetricValue, Payload, datatype};
-    use prost::Message;
+    use mezzanine::ingest::sparkplug::{Metric, MetricValue, datatype};
     let dir = tempfile::tempdir().expect("dir");
     // The demo plant's robot, its metrics named the Ignition way.
     let mut spec = PlantSpec::demo().registry();
@@ -1339,18 +1366,11 @@ fn folder_style_sparkplug_metrics_map_through_the_registry() {
         value: Some(v),
         ..Default::default()
     };
-    let payload = |metrics: Vec<Metric>, seq: u64| {
-        Payload {
-            timestamp: Some(1_795_500_000_000),
-            seq: Some(seq),
-            metrics,
-        }
-        .encode_to_vec()
-    };
     let p = Pub::new(port, "ignition-edge");
     p.publish(
         "spBv1.0/acme/DBIRTH/line1/robot01",
-        payload(
+        sp_payload(
+            0,
             vec![
                 metric(
                     Some("Drive/Power"),
@@ -1371,12 +1391,12 @@ fn folder_style_sparkplug_metrics_map_through_the_registry() {
                     datatype::DOUBLE,
                 ),
             ],
-            0,
         ),
     );
     p.publish(
         "spBv1.0/acme/DDATA/line1/robot01",
-        payload(
+        sp_payload(
+            1,
             vec![
                 metric(None, 1, MetricValue::DoubleValue(2.25), datatype::DOUBLE),
                 metric(None, 2, MetricValue::FloatValue(33.5), datatype::FLOAT),
@@ -1387,7 +1407,6 @@ fn folder_style_sparkplug_metrics_map_through_the_registry() {
                     ..Default::default()
                 },
             ],
-            1,
         ),
     );
     let ev = collect(&rx, Duration::from_secs(20), |e| non_link(e) >= 7);
@@ -1656,7 +1675,7 @@ fn opcua_node_ids_by_namespace_uri_resolve_through_the_server() {
 #[test]
 fn as_a_sparkplug_host_the_twin_asks_for_rebirths_and_honours_deaths() {
     use mezzanine::ingest::mqtt::SparkplugHost;
-    use mezzanine::ingest::sparkplug::{Metric, MetricValue, Payload, datatype};
+    use mezzanine::ingest::sparkplug::{MetricValue, Payload};
     use prost::Message;
     use std::sync::Mutex;
     let reg = registry();
@@ -1714,31 +1733,17 @@ fn as_a_sparkplug_host_the_twin_asks_for_rebirths_and_honours_deaths() {
             .map(|(_, p, _)| Payload::decode(&p[..]).expect("an NCMD payload"))
             .collect()
     };
-    let payload = |seq: u64, metrics: Vec<Metric>| {
-        Payload {
-            timestamp: Some(now_us() as u64 / 1000),
-            seq: Some(seq),
-            metrics,
-        }
-        .encode_to_vec()
-    };
-    let power = |alias: u64, name: Option<&str>, v: f64| Metric {
-        name: name.map(str::to_string),
-        alias: Some(alias),
-        datatype: Some(datatype::DOUBLE),
-        value: Some(MetricValue::DoubleValue(v)),
-        ..Default::default()
-    };
+    let power = |alias: u64, name: Option<&str>, v: f64| sp_double(name, Some(alias), v);
     let edge = Pub::new(port, "edge-line1");
     // The edge node keeps sending alias-only data it announced before the
     // twin started: two messages, one request.
     edge.publish(
         "spBv1.0/acme/DDATA/line1/robot01",
-        payload(7, vec![power(1, None, 1.0)]),
+        sp_payload(7, vec![power(1, None, 1.0)]),
     );
     edge.publish(
         "spBv1.0/acme/DDATA/line1/robot01",
-        payload(8, vec![power(1, None, 2.0)]),
+        sp_payload(8, vec![power(1, None, 2.0)]),
     );
     step(&mut app, 800);
     let asked = ncmds(&seen);
@@ -1752,14 +1757,14 @@ fn as_a_sparkplug_host_the_twin_asks_for_rebirths_and_honours_deaths() {
         Some(MetricValue::BooleanValue(true))
     );
     // The node answers with its births; alias-only data now lands.
-    edge.publish("spBv1.0/acme/NBIRTH/line1", payload(0, vec![]));
+    edge.publish("spBv1.0/acme/NBIRTH/line1", sp_payload(0, vec![]));
     edge.publish(
         "spBv1.0/acme/DBIRTH/line1/robot01",
-        payload(1, vec![power(1, Some("power"), 3.0)]),
+        sp_payload(1, vec![power(1, Some("power"), 3.0)]),
     );
     edge.publish(
         "spBv1.0/acme/DDATA/line1/robot01",
-        payload(2, vec![power(1, None, 4.5)]),
+        sp_payload(2, vec![power(1, None, 4.5)]),
     );
     step(&mut app, 800);
     let robot = reg.by_id("L1-ROBOT-01").expect("robot");
@@ -1776,13 +1781,13 @@ fn as_a_sparkplug_host_the_twin_asks_for_rebirths_and_honours_deaths() {
     step(&mut app, 1_000);
     edge.publish(
         "spBv1.0/acme/DDATA/line1/robot01",
-        payload(5, vec![power(1, None, 5.0)]),
+        sp_payload(5, vec![power(1, None, 5.0)]),
     );
     step(&mut app, 800);
     assert_eq!(ncmds(&seen).len(), 2, "a sequence gap asks again");
 
     // A device death: stale at once, with the reason.
-    edge.publish("spBv1.0/acme/DDEATH/line1/robot01", payload(6, vec![]));
+    edge.publish("spBv1.0/acme/DDEATH/line1/robot01", sp_payload(6, vec![]));
     step(&mut app, 600);
     let fresh = app
         .world()
@@ -1797,7 +1802,7 @@ fn as_a_sparkplug_host_the_twin_asks_for_rebirths_and_honours_deaths() {
     // Born again and talking: live.
     edge.publish(
         "spBv1.0/acme/DBIRTH/line1/robot01",
-        payload(7, vec![power(1, Some("power"), 6.0)]),
+        sp_payload(7, vec![power(1, Some("power"), 6.0)]),
     );
     step(&mut app, 800);
     let fresh = app
@@ -1842,8 +1847,7 @@ fn as_a_sparkplug_host_the_twin_asks_for_rebirths_and_honours_deaths() {
 /// flagged, and never moves the live view, which keeps the present value.
 #[test]
 fn historical_sparkplug_metrics_do_not_move_the_live_view() {
-    use mezzanine::ingest::sparkplug::{Metric, MetricValue, Payload, datatype};
-    use prost::Message;
+    use mezzanine::ingest::sparkplug::{Metric, MetricValue, datatype};
     let reg = registry();
     let dir = tempfile::tempdir().expect("dir");
     let port = free_port().expect("port");
@@ -1862,24 +1866,17 @@ fn historical_sparkplug_metrics_do_not_move_the_live_view() {
     // The present value, then the buffer flushed after an outage.
     p.publish(
         "spBv1.0/acme/DDATA/line1/robot01",
-        Payload {
-            timestamp: Some(now_ms),
-            seq: Some(0),
-            metrics: vec![metric(9.0, now_ms, false)],
-        }
-        .encode_to_vec(),
+        sp_payload(0, vec![metric(9.0, now_ms, false)]),
     );
     p.publish(
         "spBv1.0/acme/DDATA/line1/robot01",
-        Payload {
-            timestamp: Some(now_ms),
-            seq: Some(1),
-            metrics: vec![
+        sp_payload(
+            1,
+            vec![
                 metric(1.0, now_ms - 60_000, true),
                 metric(2.0, now_ms - 30_000, true),
             ],
-        }
-        .encode_to_vec(),
+        ),
     );
     let start = Instant::now();
     loop {
@@ -1947,8 +1944,6 @@ fn opcua_int64_and_boolean_values_keep_their_type() {
 #[test]
 fn sparkplug_aliases_survive_a_restart_of_the_twin() {
     use mezzanine::ingest::mqtt::SparkplugHost;
-    use mezzanine::ingest::sparkplug::{Metric, MetricValue, Payload, datatype};
-    use prost::Message;
     let reg = registry();
     let dir = tempfile::tempdir().expect("dir");
     let port = free_port().expect("port");
@@ -1967,21 +1962,8 @@ fn sparkplug_aliases_survive_a_restart_of_the_twin() {
         std::thread::sleep(Duration::from_millis(300));
         (adapter, rx)
     };
-    let power = |name: Option<&str>, v: f64| Metric {
-        name: name.map(str::to_string),
-        alias: Some(4),
-        datatype: Some(datatype::DOUBLE),
-        value: Some(MetricValue::DoubleValue(v)),
-        ..Default::default()
-    };
-    let payload = |seq: u64, m: Metric| {
-        Payload {
-            timestamp: Some(now_us() as u64 / 1000),
-            seq: Some(seq),
-            metrics: vec![m],
-        }
-        .encode_to_vec()
-    };
+    let power = |name: Option<&str>, v: f64| sp_double(name, Some(4), v);
+    let payload = |seq: u64, m| sp_payload(seq, vec![m]);
     let edge = Pub::new(port, "edge-keeps-going");
     let (first, rx) = twin("twin-run-1");
     edge.publish(
