@@ -16,11 +16,12 @@
 //!  7  reconcile          authority rules → discrepancies
 //!  8  demo               the embedded plant: broker, OPC UA server, PLC and MES simulators
 //!  9  playback           the time cursor: live or replay, changed only through commands
-//! 10  render             the 3D view: status colours, camera, picking
-//! 11  ui                 egui panels; they only send commands
-//! 12  cli                the command line's types
-//! 13  app                the desktop app assembled from the plugins above
-//! 14  tools              headless subcommands (check, record, export, bench, …)
+//! 10  whatif             forks of the plant as worlds, the event engine, scenarios, statistics
+//! 11  render             the 3D view: status colours, camera, picking
+//! 12  ui                 egui panels; they only send commands
+//! 13  cli                the command line's types
+//! 14  app                the desktop app assembled from the plugins above
+//! 15  tools              headless subcommands (check, record, export, bench, whatif, …)
 //! ```
 //!
 //! Each frame runs the systems in one chained set:
@@ -47,13 +48,14 @@ pub mod scene;
 pub mod tools;
 pub mod twin;
 pub mod ui;
+pub mod whatif;
 
 /// The benchmarks, where tests and `benches/` have always found them.
 pub use tools::bench;
 
 /// The layers of the crate, lowest first: a module may import only from
-/// modules in layers before its own. Planned layers (what-if, OEE,
-/// scheduling, quality) go between `playback` and `render`.
+/// modules in layers before its own. Planned layers (OEE, scheduling,
+/// quality) go beside `whatif`, between `playback` and `render`.
 pub const LAYERS: &[&[&str]] = &[
     &["config", "contract"],
     &["registry"],
@@ -65,6 +67,7 @@ pub const LAYERS: &[&[&str]] = &[
     &["reconcile"],
     &["demo"],
     &["playback"],
+    &["whatif"],
     &["render"],
     &["ui"],
     &["cli"],

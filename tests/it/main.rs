@@ -22,6 +22,7 @@ mod registry;
 mod robust;
 mod screenshot;
 mod twin_live;
+mod whatif;
 
 use std::path::PathBuf;
 

@@ -1,0 +1,364 @@
+//! What-if: the engine against hand computations and queueing theory,
+//! determinism, common random numbers, hypotheticals, forks and cancel.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mezzanine::whatif::model_file::{load_model, parse_model};
+use mezzanine::whatif::scenario::{Change, apply, parse_scenarios};
+use mezzanine::whatif::stats::Estimate;
+use mezzanine::whatif::{Engine, Model, Pool, Progress, Replications, RunOptions, Study};
+
+fn data(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/whatif")
+        .join(name)
+}
+
+fn model(name: &str) -> Arc<Model> {
+    Arc::new(load_model(&data(name)).unwrap())
+}
+
+fn run_once(m: &Arc<Model>, seed: u64, rep: u32) -> mezzanine::whatif::Outcome {
+    Engine::new(m.clone(), seed, rep, RunOptions::default())
+        .run(None)
+        .unwrap()
+}
+
+#[test]
+fn two_machines_in_series_finish_when_the_hand_computation_says() {
+    let m = model("flow-shop.toml");
+    let o = run_once(&m, 1, 0);
+    // M1 runs 4, 2, 6, 2, 4 s: done at 4, 6, 12, 14, 18.
+    // M2 runs 6, 3, 9, 3, 6 s from max(M1 done, M2 free):
+    // 4→10, 10→13, 13→22, 22→25, 25→31.
+    assert_eq!(o.order_done_s, vec![10.0, 13.0, 22.0, 25.0, 31.0]);
+    assert_eq!(o.units_done, vec![9, 9]);
+    // M1 works 18 of 31 s (the rest of the horizon it is starved).
+    assert_eq!(o.time_in[0][0], 18.0);
+    assert_eq!(o.time_in[1][0], 27.0);
+    let (l, lw, _) = o.little();
+    assert!((o.wip_area - o.wip_area_by_job).abs() < 1e-9);
+    assert!(l > 0.0 && lw > 0.0);
+}
+
+fn single_machine(rule: &str) -> mezzanine::whatif::Outcome {
+    // Five jobs, p = 3, 1, 4, 2, 5 s; due 4, 9, 8, 3, 14 s.
+    let mut text = format!(
+        "version = 1\nhorizon = 100\n[[station]]\nid = \"M\"\ndispatch = \"{rule}\"\n\
+         [[product]]\nid = \"P\"\n[[product.step]]\nstation = \"M\"\ntime = 1\n"
+    );
+    for (i, (p, d)) in [(3, 4), (1, 9), (4, 8), (2, 3), (5, 14)].iter().enumerate() {
+        text.push_str(&format!(
+            "[[order]]\nid = \"J{}\"\nproduct = \"P\"\nquantity = {p}\ndue = {d}\n",
+            i + 1
+        ));
+    }
+    let m = Arc::new(parse_model(Path::new("single.toml"), &text).unwrap());
+    run_once(&m, 1, 0)
+}
+
+fn mean_flow_and_max_lateness(o: &mezzanine::whatif::Outcome) -> (f64, f64) {
+    let due = [4.0, 9.0, 8.0, 3.0, 14.0];
+    let mean = o.order_done_s.iter().sum::<f64>() / 5.0;
+    let lmax = o
+        .order_done_s
+        .iter()
+        .zip(due)
+        .map(|(c, d)| c - d)
+        .fold(f64::MIN, f64::max);
+    (mean, lmax)
+}
+
+#[test]
+fn spt_minimises_mean_flow_time_and_edd_maximum_lateness() {
+    let spt = single_machine("SPT");
+    let edd = single_machine("EDD");
+    let fifo = single_machine("FIFO");
+    // SPT: J2, J4, J1, J3, J5 → 1, 3, 6, 10, 15.
+    assert_eq!(spt.order_done_s, vec![6.0, 1.0, 10.0, 3.0, 15.0]);
+    // EDD: J4, J1, J3, J2, J5 → 2, 5, 9, 10, 15.
+    assert_eq!(edd.order_done_s, vec![5.0, 10.0, 9.0, 2.0, 15.0]);
+    assert_eq!(fifo.order_done_s, vec![3.0, 4.0, 8.0, 10.0, 15.0]);
+    assert_eq!(mean_flow_and_max_lateness(&spt), (7.0, 2.0));
+    assert_eq!(mean_flow_and_max_lateness(&edd), (8.2, 1.0));
+    assert_eq!(mean_flow_and_max_lateness(&fifo), (8.0, 7.0));
+    for rule in ["CR", "ATC"] {
+        let o = single_machine(rule);
+        let (mean, lmax) = mean_flow_and_max_lateness(&o);
+        assert!(mean >= 7.0 && lmax >= 1.0, "{rule}: {mean} {lmax}");
+    }
+}
+
+#[test]
+fn mm1_mean_wait_matches_queueing_theory_and_littles_law_holds() {
+    let m = model("mm1.toml");
+    let runs = Pool::new(2)
+        .run(&[m], 0..20, 7, false, &Progress::new())
+        .unwrap()
+        .remove(0);
+    let wq = Estimate::of(runs.iter().map(|o| o.mean_wait_s()));
+    assert!(
+        (wq.mean - 4.0).abs() <= wq.half_width,
+        "Wq {:.3} ± {:.3} does not cover 4.0",
+        wq.mean,
+        wq.half_width
+    );
+    let l = Estimate::of(runs.iter().map(|o| o.wip()));
+    assert!((l.mean - 4.0).abs() <= l.half_width.max(0.3), "L {l:?}");
+    for o in &runs {
+        let (l, lw, gap) = o.little();
+        assert!(gap < 0.05, "L {l} vs λW {lw}");
+        assert!((o.wip_area - o.wip_area_by_job).abs() / o.wip_area < 1e-9);
+    }
+}
+
+fn line_study(
+    changes: Vec<(String, Vec<Change>)>,
+    reps: u32,
+    threads: usize,
+) -> mezzanine::whatif::StudyResult {
+    let base = model("line.toml");
+    let scenarios = changes
+        .into_iter()
+        .map(|(n, c)| (n, Arc::new(apply(&base, &c).unwrap())))
+        .collect();
+    let study = Study {
+        baseline: base,
+        scenarios,
+        seed: 11,
+        replications: Replications::Fixed(reps),
+        trace: false,
+    };
+    Pool::new(threads)
+        .run_study(&study, &Progress::new())
+        .unwrap()
+}
+
+#[test]
+fn same_seed_same_result_on_any_number_of_threads_and_nothing_changed_is_zero() {
+    let scen = || {
+        vec![
+            ("null".to_string(), vec![]),
+            (
+                "mill down".to_string(),
+                vec![Change::MachineDown {
+                    machine: "MILL-1".into(),
+                    from_h: 1.0,
+                    for_h: 2.0,
+                }],
+            ),
+        ]
+    };
+    let digests = |r: &mezzanine::whatif::StudyResult| {
+        r.runs
+            .iter()
+            .map(|v| v.iter().map(|o| o.digest()).collect::<Vec<_>>())
+            .collect::<Vec<_>>()
+    };
+    let one = line_study(scen(), 8, 1);
+    let two = line_study(scen(), 8, 2);
+    let four = line_study(scen(), 8, 4);
+    assert_eq!(digests(&one), digests(&two));
+    assert_eq!(digests(&one), digests(&four));
+    // Replications differ from each other.
+    assert_ne!(one.runs[0][0].digest(), one.runs[0][1].digest());
+    // The null scenario is the baseline, bit for bit: every difference is 0.
+    assert_eq!(digests(&one)[0], digests(&one)[1]);
+    let report = mezzanine::whatif::Report::new(&one);
+    for k in &report.kpis {
+        assert_eq!(k.diffs[0].mean, 0.0, "{}", k.name);
+        assert_eq!(k.diffs[0].half_width, 0.0, "{}", k.name);
+    }
+}
+
+#[test]
+fn common_random_numbers_leave_other_machines_draws_alone() {
+    // Changing MILL-2's cycle time leaves MILL-1 (another routing) as it
+    // was until they interact: they share only the wash after them, whose
+    // buffer is big enough here, so MILL-1's time in each state is identical.
+    let r = line_study(
+        vec![(
+            "mill-2 slower".into(),
+            vec![Change::CycleTime {
+                machine: "MILL-2".into(),
+                factor: 1.3,
+            }],
+        )],
+        4,
+        2,
+    );
+    for (b, s) in r.runs[0].iter().zip(&r.runs[1]) {
+        assert_eq!(
+            b.units_done[0], s.units_done[0],
+            "the saw is upstream of both"
+        );
+        assert_eq!(b.time_in[1], s.time_in[1], "MILL-1's draws are its own");
+        assert_ne!(b.time_in[2], s.time_in[2], "MILL-2 changed");
+    }
+}
+
+#[test]
+fn each_hypothetical_moves_the_outcome_the_expected_way() {
+    let down = Change::MachineDown {
+        machine: "MILL-1".into(),
+        from_h: 0.0,
+        for_h: 4.0,
+    };
+    let r = line_study(
+        vec![
+            ("down".into(), vec![down]),
+            (
+                "faster".into(),
+                vec![Change::CycleTime {
+                    machine: "MILL-1".into(),
+                    factor: 0.6,
+                }],
+            ),
+            (
+                "mttr x3".into(),
+                vec![Change::Mttr {
+                    machine: "MILL-1".into(),
+                    factor: 3.0,
+                }],
+            ),
+            (
+                "mtbf x0.3".into(),
+                vec![Change::Mtbf {
+                    machine: "MILL-1".into(),
+                    factor: 0.3,
+                }],
+            ),
+            (
+                "scrap".into(),
+                vec![Change::ScrapRate {
+                    machine: "MILL-1".into(),
+                    rate: 0.3,
+                }],
+            ),
+            (
+                "overtime".into(),
+                vec![Change::Overtime {
+                    from_h: 0.0,
+                    for_h: 16.0,
+                }],
+            ),
+            (
+                "shift off".into(),
+                vec![Change::ShiftOff {
+                    from_h: 1.0,
+                    for_h: 3.0,
+                }],
+            ),
+            (
+                "alternative".into(),
+                vec![Change::Alternative {
+                    product: "housing".into(),
+                    step: 2,
+                    machine: "MILL-2".into(),
+                }],
+            ),
+            (
+                "rush".into(),
+                vec![Change::RushOrder {
+                    id: "RUSH".into(),
+                    product: "housing".into(),
+                    quantity: 30,
+                    due_h: Some(2.0),
+                    release_h: 0.0,
+                }],
+            ),
+        ],
+        10,
+        2,
+    );
+    let report = mezzanine::whatif::Report::new(&r);
+    let kpi = |name: &str| report.kpis.iter().find(|k| k.name == name).unwrap().clone();
+    let units = kpi("units completed");
+    let tard = kpi("total tardiness");
+    let later = |v: usize| units.diffs[v - 1].mean < 0.0 || tard.diffs[v - 1].mean > 0.0;
+    let earlier = |v: usize| units.diffs[v - 1].mean > 0.0 || tard.diffs[v - 1].mean < 0.0;
+    assert!(
+        later(1),
+        "machine down: {:?} {:?}",
+        units.diffs[0],
+        tard.diffs[0]
+    );
+    assert!(
+        earlier(2),
+        "faster: {:?} {:?}",
+        units.diffs[1],
+        tard.diffs[1]
+    );
+    assert!(later(3), "mttr: {:?}", units.diffs[2]);
+    assert!(later(4), "mtbf: {:?}", units.diffs[3]);
+    assert!(units.diffs[4].mean < 0.0, "scrap: {:?}", units.diffs[4]);
+    assert!(earlier(6), "overtime: {:?}", units.diffs[5]);
+    assert!(later(7), "shift off: {:?}", units.diffs[6]);
+    assert!(
+        earlier(8),
+        "alternative: {:?} {:?}",
+        units.diffs[7],
+        tard.diffs[7]
+    );
+    // The rush order is an order more (and the others wait for it).
+    assert_eq!(report.orders.len(), 4);
+    let orders_done = kpi("orders done");
+    assert!(orders_done.values[9].mean >= orders_done.values[0].mean);
+    // Every hypothetical with a down machine is significantly worse.
+    assert!(units.diffs[0].significant());
+}
+
+#[test]
+fn a_study_is_cancelled_within_50_ms() {
+    let mut m = (*model("mm1.toml")).clone();
+    m.horizon_s = 1e12;
+    let m = Arc::new(m);
+    let progress = Progress::new();
+    let p2 = progress.clone();
+    let handle = std::thread::Builder::new()
+        .name("whatif-test".into())
+        .spawn(move || Pool::new(2).run(&[m], 0..4, 1, false, &p2).is_err())
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let t = Instant::now();
+    progress.cancel();
+    let cancelled = handle.join().unwrap();
+    let took = t.elapsed();
+    assert!(cancelled);
+    assert!(took < Duration::from_millis(50), "took {took:?}");
+}
+
+#[test]
+fn scenario_and_model_files_report_problems_at_line_and_column() {
+    let err = parse_scenarios(
+        Path::new("s.toml"),
+        "version = 1\n[[scenario]]\nname = \"x\"\n[[scenario.change]]\nkind = \"machine_dwn\"\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("s.toml:5:8"), "{err}");
+    assert!(err.contains("machine_dwn"), "{err}");
+    let err = parse_model(
+        Path::new("m.toml"),
+        "version = 1\nhorizon = 10\n[[station]]\nid = \"A\"\n[[product]]\nid = \"P\"\n\
+         [[product.step]]\nstation = \"B\"\ntime = { dist = \"exp\", mean = -1 }\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("m.toml:8:11: no station \"B\""), "{err}");
+    assert!(err.contains("m.toml:9:8"), "{err}");
+    let err = parse_model(Path::new("m.toml"), "version = 2\nhorizon = 1\n")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("m.toml:1:11"), "{err}");
+    let s = parse_scenarios(
+        Path::new("s.toml"),
+        "version = 1\nreplications = 5\n[[scenario]]\nname = \"down\"\n[[scenario.change]]\n\
+         kind = \"machine_down\"\nmachine = \"NOPE\"\nfrom_h = 0\nfor_h = 1\n",
+    )
+    .unwrap();
+    let e = apply(&model("line.toml"), &s.scenarios[0].changes).unwrap_err();
+    assert!(e.contains("NOPE"), "{e}");
+}
