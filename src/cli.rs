@@ -196,11 +196,85 @@ pub enum Command {
         #[arg(long)]
         thumbprint: Option<String>,
     },
+    /// What-if: run a scenario file against the plant forked from the
+    /// history (`--at`) or a standalone model (`--model`), print baseline vs
+    /// each scenario with 95 % confidence intervals; or back-test the
+    /// simulation against a recorded window (`whatif backtest`).
+    Whatif(WhatifArgs),
     /// Regenerate the demo plant's layout and registry.
     GenerateDemoPlant {
         /// Output folder.
         #[arg(long, default_value = "scenes")]
         out: PathBuf,
+    },
+}
+
+/// `mezzanine whatif …`.
+#[derive(clap::Args, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct WhatifArgs {
+    #[command(subcommand)]
+    pub command: Option<WhatifCommand>,
+    /// The scenario file (TOML). Without one, the baseline alone runs.
+    pub scenario: Option<PathBuf>,
+    /// A standalone model file (TOML) instead of the plant.
+    #[arg(long, conflicts_with = "at")]
+    pub model: Option<PathBuf>,
+    /// Fork the plant as recorded at this time (RFC 3339 with offset,
+    /// `YYYY-MM-DD HH:MM[:SS]` in the plant's zone, or `latest`).
+    #[arg(long)]
+    pub at: Option<String>,
+    /// Replications per variant (overrides the scenario file).
+    #[arg(long)]
+    pub replications: Option<u32>,
+    /// Simulated hours after the fork (overrides the scenario file; default 8).
+    #[arg(long)]
+    pub horizon_h: Option<f64>,
+    /// Hours of history before the fork to fit the machines on (default 8).
+    #[arg(long, default_value_t = 8.0)]
+    pub fit_hours: f64,
+    /// Write the KPI table as CSV.
+    #[arg(long)]
+    pub csv: Option<PathBuf>,
+    /// Write every machine's state over time and every order's moves
+    /// (replication 0 of each variant) as Parquet.
+    #[arg(long)]
+    pub trace: Option<PathBuf>,
+    /// Worker threads (default: cores − 1, at least 1).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// History file (DuckDB), overriding the config.
+    #[arg(long)]
+    pub history: Option<PathBuf>,
+    /// Asset registry (TOML), overriding the config.
+    #[arg(long)]
+    pub registry: Option<PathBuf>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum WhatifCommand {
+    /// Fork from the recorded state at --from, simulate to --to with the
+    /// orders as the MES had them, compare with what was recorded.
+    Backtest {
+        /// T0 (same forms as `export --from`).
+        #[arg(long)]
+        from: String,
+        /// T1.
+        #[arg(long)]
+        to: String,
+        /// Fit the machines on the history from here to T0 (default: as
+        /// long before T0 as the window is long).
+        #[arg(long)]
+        fit_from: Option<String>,
+        #[arg(long, default_value_t = 20)]
+        replications: u32,
+        /// Write the per-machine comparison as CSV.
+        #[arg(long)]
+        csv: Option<PathBuf>,
+        #[arg(long)]
+        history: Option<PathBuf>,
+        #[arg(long)]
+        registry: Option<PathBuf>,
     },
 }
 

@@ -58,6 +58,7 @@ fn main() -> ExitCode {
             history,
             registry,
         }) => tools::import_schedule::run(config, &file, history, registry),
+        Some(Command::Whatif(args)) => tools::whatif::run(config, args),
         Some(Command::DemoPlant {
             mqtt,
             opcua,

@@ -387,6 +387,9 @@ fn asset_record(m: &MachineSpec) -> AssetRecord {
             nominal.insert("spindle_temp_limit".into(), q(65.0, "degC"));
             nominal.insert("vibration_limit".into(), q(4.5, "mm/s"));
             nominal.insert("rated_power".into(), q(power, "kW"));
+            // Lots that may wait at the machine, and a product change.
+            nominal.insert("queue_capacity".into(), q(4.0, "count"));
+            nominal.insert("changeover_time".into(), q(20.0, "min"));
         }
         Robot => {
             props.extend([
@@ -405,6 +408,11 @@ fn asset_record(m: &MachineSpec) -> AssetRecord {
             ]);
             nominal.insert("max_belt_speed".into(), q(18.0, "m/min"));
             nominal.insert("length".into(), q(f64::from(m.length_m), "m"));
+            // End to end at the running belt speed (12 m/min).
+            nominal.insert(
+                "transport_time".into(),
+                q((f64::from(m.length_m) / 12.0 * 60.0).round(), "s"),
+            );
         }
         WashStation => {
             props.extend([

@@ -25,6 +25,10 @@ pub const KNOWN_UNITS: &[&str] = &[
     "kg", "N", "Nm", "parts/h",
 ];
 
+/// The units of a nominal time (`ideal_cycle_time`, `transport_time`,
+/// `changeover_time`).
+pub const TIME_UNITS: &[&str] = &["ms", "s", "min", "h"];
+
 /// Everything that can go wrong reading a registry.
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
@@ -501,12 +505,35 @@ pub fn parse_registry(text: &str, path: &Path) -> Result<Registry, RegistryError
         for (key, q) in &a.nominal {
             let unit = Spanned::new(q.span(), q.get_ref().unit.clone());
             check_unit(&mut c, &unit, format!("asset[{ai}].nominal.{key}.unit"));
-            if !q.get_ref().value.is_finite() {
+            let (v, u) = (q.get_ref().value, q.get_ref().unit.as_str());
+            if !v.is_finite() {
                 c.push(
                     q,
                     format!("asset[{ai}].nominal.{key}.value"),
                     "must be a finite number".into(),
                 );
+            }
+            // The parameters the what-if model reads: a time, a count.
+            let problem = match key.as_str() {
+                "ideal_cycle_time" | "transport_time" | "changeover_time"
+                    if !TIME_UNITS.contains(&u) =>
+                {
+                    Some(format!(
+                        "is a time: unit must be one of {TIME_UNITS:?}, not `{u}`"
+                    ))
+                }
+                "ideal_cycle_time" if v <= 0.0 => Some("must be > 0".into()),
+                "transport_time" | "changeover_time" if v < 0.0 => Some("must be ≥ 0".into()),
+                "queue_capacity" if u != "count" => Some(format!(
+                    "is a number of lots: unit must be `count`, not `{u}`"
+                )),
+                "queue_capacity" if v < 0.0 || v.fract() != 0.0 => {
+                    Some("must be a whole number ≥ 0".into())
+                }
+                _ => None,
+            };
+            if let Some(p) = problem {
+                c.push(q, format!("asset[{ai}].nominal.{key}"), p);
             }
         }
     }

@@ -144,6 +144,8 @@ struct Server {
     phase: Phase,
     done_at: f64,
     remaining: f64,
+    /// Length of the current phase, s (for the share of it done).
+    length: f64,
     suspended: bool,
     epoch: u32,
     family: Option<u32>,
@@ -224,6 +226,9 @@ pub struct Outcome {
     /// Per station: seconds in each [`SimState`] (after the warm-up).
     pub time_in: Vec<[f64; 7]>,
     pub units_done: Vec<u64>,
+    /// Units of the jobs in process at the end, by the share of their
+    /// processing done (what a part counter would have counted of them).
+    pub units_in_process: Vec<f64>,
     pub jobs_done: Vec<u64>,
     /// Jobs that arrived after the warm-up and completed.
     pub completed: u64,
@@ -359,6 +364,7 @@ impl Engine {
                     phase: Phase::Idle,
                     done_at: 0.0,
                     remaining: 0.0,
+                    length: 0.0,
                     suspended: false,
                     epoch: 0,
                     family: st.initial_family,
@@ -452,6 +458,7 @@ impl Engine {
                 order_good: vec![0; n_orders],
                 time_in: vec![[0.0; 7]; n_st],
                 units_done: vec![0; n_st],
+                units_in_process: vec![0.0; n_st],
                 jobs_done: vec![0; n_st],
                 completed: 0,
                 completed_units: 0,
@@ -715,6 +722,7 @@ impl Engine {
         let now = self.now;
         let sv = &mut self.servers[v as usize];
         sv.phase = phase;
+        sv.length = dur;
         sv.epoch = sv.epoch.wrapping_add(1);
         if working {
             sv.suspended = false;
@@ -1182,6 +1190,19 @@ impl Engine {
             self.out.time_in[s as usize] = st.time_in;
             self.out.units_done[s as usize] = st.units_done;
             self.out.jobs_done[s as usize] = st.jobs_done;
+            for v in st.servers.clone() {
+                let sv = &self.servers[v as usize];
+                if sv.phase == Phase::Run && sv.length > 0.0 {
+                    let left = if sv.suspended {
+                        sv.remaining
+                    } else {
+                        (sv.done_at - self.now).max(0.0)
+                    };
+                    let done = (1.0 - left / sv.length).clamp(0.0, 1.0);
+                    self.out.units_in_process[s as usize] +=
+                        done * f64::from(self.jobs[sv.job as usize].units);
+                }
+            }
         }
         // Jobs still in the system count their time up to now.
         let warm = self.model.warmup_s;

@@ -15,14 +15,14 @@
 //! - `backtest`: a fork from the recorded past, compared with what happened.
 //! - `rng`, `dist`: keyed random streams and distributions.
 
-// pub mod backtest;
+pub mod backtest;
 pub mod dist;
 pub mod engine;
-// pub mod fit;
+pub mod fit;
 pub mod fork;
 pub mod model;
 pub mod model_file;
-// pub mod plant;
+pub mod plant;
 pub mod pool;
 pub mod report;
 pub mod rng;

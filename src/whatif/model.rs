@@ -213,6 +213,9 @@ pub struct Model {
     pub off_shift: Vec<(f64, f64)>,
     /// A shift calendar was given (false: all time counts as working).
     pub has_calendar: bool,
+    /// The unit reports show times in (`s`, `min` or `h`), and its seconds.
+    pub time_unit: &'static str,
+    pub time_unit_s: f64,
 }
 
 impl Model {

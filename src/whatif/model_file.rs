@@ -198,6 +198,14 @@ pub fn unit_seconds(unit: &str) -> Option<f64> {
     })
 }
 
+fn unit_name(u: &str) -> &'static str {
+    match u {
+        "min" => "min",
+        "h" => "h",
+        _ => "s",
+    }
+}
+
 /// Problems found while reading a file, each at its place.
 pub(crate) struct Located<'a> {
     text: &'a str,
@@ -258,15 +266,18 @@ pub fn parse_model(path: &Path, text: &str) -> Result<Model, WhatIfError> {
             ),
         );
     }
-    let unit_s = match &f.time_unit {
-        None => 1.0,
-        Some(u) => unit_seconds(u.get_ref()).unwrap_or_else(|| {
-            c.at(
-                u.span(),
-                format!("time_unit {:?} is not s, min or h", u.get_ref()),
-            );
-            1.0
-        }),
+    let (time_unit, unit_s) = match &f.time_unit {
+        None => ("s", 1.0),
+        Some(u) => match unit_seconds(u.get_ref()) {
+            Some(v) => (unit_name(u.get_ref()), v),
+            None => {
+                c.at(
+                    u.span(),
+                    format!("time_unit {:?} is not s, min or h", u.get_ref()),
+                );
+                ("s", 1.0)
+            }
+        },
     };
     let horizon_s = *f.horizon.get_ref() * unit_s;
     if !(horizon_s.is_finite() && horizon_s > 0.0) {
@@ -288,6 +299,8 @@ pub fn parse_model(path: &Path, text: &str) -> Result<Model, WhatIfError> {
         arrivals: Vec::new(),
         off_shift: Vec::new(),
         has_calendar: !f.off.is_empty(),
+        time_unit,
+        time_unit_s: unit_s,
     };
     for o in &f.off {
         let (a, b) = *o.get_ref();

@@ -95,6 +95,7 @@ impl Pool {
     }
 
     /// Runs replications `reps` of each model; `out[m][r - reps.start]`.
+    /// `trace`: replication 0 keeps its trace and operation ends.
     pub fn run(
         &self,
         models: &[Arc<Model>],
@@ -102,6 +103,21 @@ impl Pool {
         seed: u64,
         trace: bool,
         progress: &Progress,
+    ) -> Result<Vec<Vec<Outcome>>, Cancelled> {
+        self.run_with(models, reps, seed, progress, |r| RunOptions {
+            record_trace: trace && r == 0,
+            record_ops: trace && r == 0,
+        })
+    }
+
+    /// As [`Pool::run`], with the options of each replication.
+    pub fn run_with(
+        &self,
+        models: &[Arc<Model>],
+        reps: std::ops::Range<u32>,
+        seed: u64,
+        progress: &Progress,
+        options: impl Fn(u32) -> RunOptions + Sync,
     ) -> Result<Vec<Vec<Outcome>>, Cancelled> {
         let n_rep = (reps.end - reps.start) as usize;
         let total = models.len() * n_rep;
@@ -120,10 +136,7 @@ impl Pool {
                     return;
                 }
                 let (m, r) = (k / n_rep, reps.start + (k % n_rep) as u32);
-                let opts = RunOptions {
-                    record_trace: trace && r == 0,
-                    record_ops: trace && r == 0,
-                };
+                let opts = options(r);
                 let engine = Engine::new(models[m].clone(), seed, r, opts);
                 match engine.run(Some(progress.flag())) {
                     Ok(o) => {

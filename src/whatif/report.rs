@@ -22,6 +22,7 @@ pub struct KpiRow {
 
 /// The KPIs, each a function of one outcome.
 pub fn kpis(model: &Model) -> Vec<(&'static str, &'static str, Box<dyn Fn(&Outcome) -> f64>)> {
+    let (unit, u) = (model.time_unit, model.time_unit_s);
     let due: Vec<Option<f64>> = model.orders.iter().map(|o| o.due_s).collect();
     let due2 = due.clone();
     let n_orders = model.orders.len();
@@ -43,13 +44,13 @@ pub fn kpis(model: &Model) -> Vec<(&'static str, &'static str, Box<dyn Fn(&Outco
         ),
         (
             "mean flow time",
-            "h",
-            Box::new(|o: &Outcome| o.mean_flow_s() / 3600.0),
+            unit,
+            Box::new(move |o: &Outcome| o.mean_flow_s() / u),
         ),
         (
             "mean wait in queue",
-            "h",
-            Box::new(|o: &Outcome| o.mean_wait_s() / 3600.0),
+            unit,
+            Box::new(move |o: &Outcome| o.mean_wait_s() / u),
         ),
     ];
     if n_orders > 0 {
@@ -79,14 +80,14 @@ pub fn kpis(model: &Model) -> Vec<(&'static str, &'static str, Box<dyn Fn(&Outco
         ));
         out.push((
             "total tardiness",
-            "h",
+            unit,
             Box::new(move |o: &Outcome| {
                 due2.iter()
                     .zip(&o.order_done_s)
                     .map(|(d, t)| match d {
                         Some(d) => {
                             let end = if t.is_nan() { o.horizon_s } else { *t };
-                            (end - d).max(0.0) / 3600.0
+                            (end - d).max(0.0) / u
                         }
                         None => 0.0,
                     })
@@ -101,9 +102,11 @@ pub fn kpis(model: &Model) -> Vec<(&'static str, &'static str, Box<dyn Fn(&Outco
 #[derive(Debug, Clone)]
 pub struct Report {
     pub names: Vec<String>,
+    /// The unit of every time in the report (the model's).
+    pub time_unit: &'static str,
     pub replications: usize,
     pub kpis: Vec<KpiRow>,
-    /// Per order of the baseline: id, due (h), completion per variant (h),
+    /// Per order of the baseline: id, due, completion per variant,
     /// differences, and in how many replications it was not done.
     pub orders: Vec<OrderRow>,
     /// Per machine: utilisation per variant and each difference.
@@ -120,8 +123,9 @@ pub struct Report {
 #[derive(Debug, Clone)]
 pub struct OrderRow {
     pub id: String,
-    pub due_h: Option<f64>,
-    pub done_h: Vec<Estimate>,
+    /// In the model's time unit.
+    pub due: Option<f64>,
+    pub done: Vec<Estimate>,
     pub diffs: Vec<Estimate>,
     pub not_done: Vec<usize>,
 }
@@ -159,12 +163,16 @@ impl Report {
             let per: Vec<Vec<f64>> = r
                 .runs
                 .iter()
-                .map(|v| v.iter().map(|x| x.order_done_s[oi] / 3600.0).collect())
+                .map(|v| {
+                    v.iter()
+                        .map(|x| x.order_done_s[oi] / base.time_unit_s)
+                        .collect()
+                })
                 .collect();
             orders.push(OrderRow {
                 id: o.id.clone(),
-                due_h: o.due_s.map(|d| d / 3600.0),
-                done_h: per
+                due: o.due_s.map(|d| d / base.time_unit_s),
+                done: per
                     .iter()
                     .map(|v| Estimate::of(v.iter().copied()))
                     .collect(),
@@ -230,6 +238,7 @@ impl Report {
         }
         Report {
             names: r.names.clone(),
+            time_unit: base.time_unit,
             replications: r.runs.first().map_or(0, Vec::len),
             kpis: kpi_rows,
             orders,
@@ -318,7 +327,7 @@ impl Report {
             .filter(|o| {
                 o.diffs
                     .iter()
-                    .any(|d| d.mean.abs() > 1e-9 || d.n < o.done_h[0].n)
+                    .any(|d| d.mean.abs() > 1e-9 || d.n < o.done[0].n)
             })
             .collect();
         if !self.orders.is_empty() {
@@ -332,14 +341,16 @@ impl Report {
                 let mut line = format!(
                     "  {:<14} due {:>8}",
                     o.id,
-                    o.due_h.map_or("–".into(), |d| format!("{d:.2} h"))
+                    o.due
+                        .map_or("–".into(), |d| format!("{d:.2} {}", self.time_unit))
                 );
-                for (v, e) in o.done_h.iter().enumerate() {
+                for (v, e) in o.done.iter().enumerate() {
                     let nd = o.not_done[v];
                     let _ = write!(
                         line,
-                        " | done {:>7.2} h{}",
+                        " | done {:>7.2} {}{}",
                         e.mean,
+                        self.time_unit,
                         if nd > 0 {
                             format!(" ({nd} not done)")
                         } else {
@@ -348,7 +359,11 @@ impl Report {
                     );
                 }
                 for d in &o.diffs {
-                    let _ = write!(line, " | Δ {:+.2} ± {:.2} h", d.mean, d.half_width);
+                    let _ = write!(
+                        line,
+                        " | Δ {:+.2} ± {:.2} {}",
+                        d.mean, d.half_width, self.time_unit
+                    );
                 }
                 let _ = writeln!(s, "{line}");
             }
@@ -391,15 +406,16 @@ impl Report {
             }
         }
         for o in &self.orders {
-            for (v, e) in o.done_h.iter().enumerate() {
+            for (v, e) in o.done.iter().enumerate() {
                 let (dm, dh) = match v.checked_sub(1).and_then(|i| o.diffs.get(i)) {
                     Some(d) => (d.mean.to_string(), d.half_width.to_string()),
                     None => (String::new(), String::new()),
                 };
                 let _ = writeln!(
                     s,
-                    "order {} completion,h,{},{},{},{},{},{}",
+                    "order {} completion,{},{},{},{},{},{},{}",
                     csv(&o.id),
+                    self.time_unit,
                     csv(&self.names[v]),
                     e.mean,
                     e.half_width,

@@ -1,0 +1,397 @@
+//! `mezzanine whatif`: a scenario file and a plant (forked from the
+//! history) or a model file in; baseline vs each scenario with 95 %
+//! confidence intervals on stdout, a progress bar on stderr, and CSV and
+//! Parquet for analysts. `mezzanine whatif backtest`: a recorded window
+//! in, the simulation's errors against it out.
+
+use std::io::{IsTerminal, Write as _};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+
+use super::tool_config;
+use crate::cli::{WhatifArgs, WhatifCommand, parse_time};
+use crate::config::AppConfig;
+use crate::history::Store;
+use crate::registry::{AssetRegistry, load_registry};
+use crate::whatif::backtest::{BacktestSettings, backtest};
+use crate::whatif::engine::TraceRow;
+use crate::whatif::fit::fit_machine;
+use crate::whatif::model_file::load_model;
+use crate::whatif::plant::{
+    PlantSettings, build_model, is_machine, recorded_mes_events, snapshot_from_history,
+};
+use crate::whatif::scenario::{ScenarioFile, apply, load_scenarios};
+use crate::whatif::{Model, Pool, Progress, Replications, Report, Study, StudyResult};
+
+pub fn run(config: Option<PathBuf>, args: WhatifArgs) -> anyhow::Result<ExitCode> {
+    if let Some(WhatifCommand::Backtest {
+        from,
+        to,
+        fit_from,
+        replications,
+        csv,
+        history,
+        registry,
+    }) = args.command
+    {
+        return run_backtest(
+            config,
+            &from,
+            &to,
+            fit_from.as_deref(),
+            replications,
+            csv,
+            history,
+            registry,
+        );
+    }
+    let scenarios = match &args.scenario {
+        Some(p) => load_scenarios(p)?,
+        None => ScenarioFile {
+            name: "baseline".into(),
+            horizon_h: None,
+            replications: Replications::Fixed(20),
+            seed: 1,
+            scenarios: Vec::new(),
+        },
+    };
+    let horizon_h = args.horizon_h.or(scenarios.horizon_h);
+    let (base, fits_text) = match (&args.model, &args.at) {
+        (Some(m), _) => {
+            let mut model = load_model(m)?;
+            if let Some(h) = horizon_h {
+                model.horizon_s = h * 3600.0;
+            }
+            (model, Vec::new())
+        }
+        (None, Some(at)) => fork_from_history(
+            config,
+            at,
+            horizon_h.unwrap_or(8.0),
+            args.fit_hours,
+            args.history,
+            args.registry,
+        )?,
+        (None, None) => anyhow::bail!(
+            "say what to simulate: --at <time> (the plant as recorded then, or `latest`) or --model <file.toml>"
+        ),
+    };
+    let base = Arc::new(base);
+    let mut variants = Vec::new();
+    for s in &scenarios.scenarios {
+        let m =
+            apply(&base, &s.changes).map_err(|message| crate::whatif::WhatIfError::Scenario {
+                name: s.name.clone(),
+                message,
+            })?;
+        variants.push((s.name.clone(), Arc::new(m)));
+    }
+    let replications = match args.replications {
+        Some(n) => Replications::Fixed(n.max(2)),
+        None => scenarios.replications,
+    };
+    let pool = match args.threads {
+        Some(n) => Pool::new(n),
+        None => Pool::default_size(),
+    };
+    let study = Study {
+        baseline: base.clone(),
+        scenarios: variants,
+        seed: scenarios.seed,
+        replications,
+        trace: args.trace.is_some(),
+    };
+    println!("What-if: {}", base.name);
+    if base.origin_us != 0 {
+        println!("  forked at {}", crate::mes::rfc3339(base.origin_us));
+    }
+    println!(
+        "  horizon {:.2} h; {} machines, {} orders, {} arrival streams; shift calendar: {}",
+        base.horizon_s / 3600.0,
+        base.stations.len(),
+        base.orders.len(),
+        base.arrivals.len(),
+        if base.has_calendar {
+            "yes"
+        } else {
+            "none (all time counted as working)"
+        }
+    );
+    for line in &fits_text {
+        println!("  {line}");
+    }
+    for s in &scenarios.scenarios {
+        println!("  scenario {:?}:", s.name);
+        for c in &s.changes {
+            println!("    - {}", c.describe());
+        }
+    }
+    let t = Instant::now();
+    let result = with_progress(|p| Ok(pool.run_study(&study, p)?))?;
+    let wall = t.elapsed();
+    let events: u64 = result.runs.iter().flatten().map(|o| o.events).sum();
+    println!(
+        "  {} replications × {} variants on {} threads in {:.2} s ({:.1} M events/s), seed {}\n",
+        result.runs[0].len(),
+        result.runs.len(),
+        result.threads,
+        wall.as_secs_f64(),
+        events as f64 / wall.as_secs_f64().max(1e-9) / 1e6,
+        result.seed
+    );
+    let report = Report::new(&result);
+    print!("{}", report.to_text());
+    if let Some(p) = &args.csv {
+        std::fs::write(p, report.to_csv()).with_context(|| format!("writing {}", p.display()))?;
+        println!("wrote {}", p.display());
+    }
+    if let Some(p) = &args.trace {
+        let rows = write_trace(&result, p)?;
+        println!("wrote {} ({rows} rows)", p.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs `f` with a progress bar on the terminal.
+fn with_progress<T>(
+    f: impl FnOnce(&Progress) -> Result<T, crate::whatif::WhatIfError>,
+) -> anyhow::Result<T> {
+    let progress = Progress::new();
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let tty = std::io::stderr().is_terminal();
+    let bar = {
+        let (p, done) = (progress.clone(), done.clone());
+        std::thread::Builder::new()
+            .name("whatif-progress".into())
+            .spawn(move || {
+                while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                    if tty {
+                        let (d, t) = p.counts();
+                        let pct = p.percent();
+                        let filled = (pct / 5.0) as usize;
+                        eprint!(
+                            "\r  [{}{}] {pct:5.1} % ({d}/{t} replications)",
+                            "#".repeat(filled),
+                            " ".repeat(20 - filled.min(20))
+                        );
+                        let _ = std::io::stderr().flush();
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                if tty {
+                    eprint!("\r{}\r", " ".repeat(60));
+                }
+            })
+            .ok()
+    };
+    let r = f(&progress);
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    if let Some(b) = bar {
+        let _ = b.join();
+    }
+    Ok(r?)
+}
+
+fn open_history(
+    config: Option<PathBuf>,
+    history: Option<PathBuf>,
+    registry: Option<PathBuf>,
+) -> anyhow::Result<(AppConfig, AssetRegistry, Store)> {
+    let cfg = tool_config(config, history, registry)?;
+    let registry = AssetRegistry::new(load_registry(&cfg.plant.registry)?);
+    let path = cfg.history.db_path();
+    if !path.exists() {
+        anyhow::bail!("no history file at {}", path.display());
+    }
+    let store = Store::open(&path, &registry).with_context(|| {
+        format!(
+            "opening the history file {} (a recorder or the app writing to it holds it: stop it, or copy the file)",
+            path.display()
+        )
+    })?;
+    Ok((cfg, registry, store))
+}
+
+/// Plant seconds per recorded second: the embedded demo's time scale.
+fn time_scale(cfg: &AppConfig) -> f64 {
+    if cfg.embedded_demo() {
+        cfg.demo.time_scale
+    } else {
+        1.0
+    }
+}
+
+fn fork_from_history(
+    config: Option<PathBuf>,
+    at: &str,
+    horizon_h: f64,
+    fit_hours: f64,
+    history: Option<PathBuf>,
+    registry: Option<PathBuf>,
+) -> anyhow::Result<(Model, Vec<String>)> {
+    let (cfg, registry, store) = open_history(config, history, registry)?;
+    let conn = &store.conn;
+    let range = crate::history::query::recorded_range(conn)?
+        .ok_or_else(|| anyhow::anyhow!("the history holds no samples yet"))?;
+    let at_us = if at == "latest" {
+        range.1
+    } else {
+        parse_time(at, &registry.plant().time_zone).map_err(anyhow::Error::msg)?
+    };
+    if at_us < range.0 || at_us > range.1 {
+        anyhow::bail!(
+            "--at {} is outside the recording ({} to {})",
+            crate::mes::rfc3339(at_us),
+            crate::mes::rfc3339(range.0),
+            crate::mes::rfc3339(range.1)
+        );
+    }
+    let fit_from = (at_us - (fit_hours * 3.6e9) as i64).max(range.0);
+    let mut fits = Vec::new();
+    for (i, a) in registry.assets().iter().enumerate() {
+        if is_machine(&registry, &a.id) {
+            fits.push(fit_machine(
+                conn,
+                &store.props,
+                &registry,
+                crate::registry::AssetIdx(i as u32),
+                fit_from,
+                at_us,
+            )?);
+        }
+    }
+    let events = recorded_mes_events(conn, at_us)?;
+    let snap = snapshot_from_history(conn, &store.props, &registry, &events, at_us, None)?;
+    let settings = PlantSettings {
+        horizon_s: horizon_h * 3600.0,
+        time_scale: time_scale(&cfg),
+        off_shift_us: Vec::new(),
+        has_calendar: false,
+    };
+    let (model, notes) = build_model(&registry, &snap, &fits, &settings)?;
+    let mut text = vec![format!(
+        "fitted on {:.2} h of history before the fork:",
+        (at_us - fit_from) as f64 / 3.6e9
+    )];
+    for f in &fits {
+        text.extend(f.describe().into_iter().map(|l| format!("  {l}")));
+    }
+    text.extend(notes.into_iter().map(|n| format!("note: {n}")));
+    Ok((model, text))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_backtest(
+    config: Option<PathBuf>,
+    from: &str,
+    to: &str,
+    fit_from: Option<&str>,
+    replications: u32,
+    csv: Option<PathBuf>,
+    history: Option<PathBuf>,
+    registry: Option<PathBuf>,
+) -> anyhow::Result<ExitCode> {
+    let (cfg, registry, store) = open_history(config, history, registry)?;
+    let tz = registry.plant().time_zone.clone();
+    let from_us = parse_time(from, &tz).map_err(anyhow::Error::msg)?;
+    let to_us = parse_time(to, &tz).map_err(anyhow::Error::msg)?;
+    let fit_from_us = match fit_from {
+        Some(f) => parse_time(f, &tz).map_err(anyhow::Error::msg)?,
+        None => from_us - (to_us - from_us),
+    };
+    let settings = BacktestSettings {
+        from_us,
+        to_us,
+        fit_from_us,
+        replications,
+        seed: 1,
+        time_scale: time_scale(&cfg),
+    };
+    let pool = Pool::default_size();
+    let bt =
+        with_progress(|p| backtest(&store.conn, &store.props, &registry, &settings, &pool, p))?;
+    println!("Fitted on the window before T0:");
+    for f in &bt.fits {
+        for l in f.describe() {
+            println!("  {l}");
+        }
+    }
+    println!();
+    print!("{}", bt.to_text());
+    if let Some(p) = csv {
+        std::fs::write(&p, bt.to_csv()).with_context(|| format!("writing {}", p.display()))?;
+        println!("wrote {}", p.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Writes replication 0's trace of every variant as one Parquet file:
+/// `variant, kind (state | job), t_s, ts_us, machine, state, order_id, event`.
+fn write_trace(r: &StudyResult, path: &Path) -> anyhow::Result<usize> {
+    let conn = duckdb::Connection::open_in_memory().context("opening DuckDB in memory")?;
+    conn.execute_batch(
+        "CREATE TABLE trace (variant VARCHAR, kind VARCHAR, t_s DOUBLE, ts_us BIGINT,
+                             machine VARCHAR, state VARCHAR, order_id VARCHAR, event VARCHAR)",
+    )?;
+    let mut rows = 0;
+    {
+        let mut app = conn.appender("trace")?;
+        for (v, runs) in r.runs.iter().enumerate() {
+            let model = &r.models[v];
+            let Some(o) = runs.first() else { continue };
+            let ts = |t: f64| model.origin_us + (t * 1e6) as i64;
+            for row in &o.trace {
+                match row {
+                    TraceRow::State {
+                        t_s,
+                        station,
+                        state,
+                    } => {
+                        app.append_row(duckdb::params![
+                            r.names[v],
+                            "state",
+                            t_s,
+                            ts(*t_s),
+                            model.stations[*station as usize].id,
+                            state.label(),
+                            None::<String>,
+                            None::<String>
+                        ])?;
+                    }
+                    TraceRow::Job {
+                        t_s,
+                        order,
+                        job,
+                        station,
+                        what,
+                    } => {
+                        let order_id = model
+                            .orders
+                            .get(*order as usize)
+                            .map_or_else(|| format!("job-{job}"), |o| o.id.clone());
+                        let machine = model.stations.get(*station as usize).map(|s| s.id.clone());
+                        app.append_row(duckdb::params![
+                            r.names[v],
+                            "job",
+                            t_s,
+                            ts(*t_s),
+                            machine,
+                            None::<String>,
+                            order_id,
+                            what
+                        ])?;
+                    }
+                }
+                rows += 1;
+            }
+        }
+    }
+    let target = path.display().to_string().replace('\'', "''");
+    conn.execute_batch(&format!("COPY trace TO '{target}' (FORMAT PARQUET)"))
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(rows)
+}
