@@ -158,9 +158,9 @@ pub enum Command {
         registry: Option<PathBuf>,
     },
     /// Measure a pipeline and print a table (`bench ingest`, `bench history`,
-    /// `bench soak`).
+    /// `bench soak`, `bench whatif`).
     Bench {
-        /// Which pipeline: `ingest`, `history` or `soak`.
+        /// Which pipeline: `ingest`, `history`, `soak` or `whatif`.
         what: String,
         /// A run under 30 s at smaller rates (soak: one minute).
         #[arg(long)]

@@ -16,7 +16,9 @@
 //! time suspend it the same way. A finished job goes to the least loaded
 //! machine of its next step if that buffer has room (a place is reserved
 //! for the transport), else the machine holds it, blocked, until room
-//! frees (blocking after service).
+//! frees (blocking after service). Released orders wait in an order pool
+//! in front of their first machine, which its buffer capacity does not
+//! limit (the capacity is for what upstream machines pass on).
 
 use std::cmp::Ordering;
 use std::collections::{BinaryHeap, VecDeque};
@@ -165,6 +167,9 @@ struct Job {
     queued_s: f64,
     counted: bool,
     in_system: bool,
+    /// Waiting as a released order (in the order pool before its first
+    /// machine), not in the machine's physical buffer.
+    pooled: bool,
     /// The station it is at or travelling to.
     station: u32,
 }
@@ -172,6 +177,10 @@ struct Job {
 #[derive(Debug, Clone)]
 struct StationRt {
     queue: Vec<u32>,
+    /// Jobs in the queue that came from upstream (the buffer's content;
+    /// released orders wait in the order pool and do not count).
+    physical: u32,
+    /// Places reserved for jobs on their way from upstream.
     reserved: u32,
     blocked: VecDeque<u32>,
     servers: std::ops::Range<u32>,
@@ -382,6 +391,7 @@ impl Engine {
                 .collect();
             stations.push(StationRt {
                 queue: Vec::with_capacity(expected_jobs.min(4096)),
+                physical: 0,
                 reserved: 0,
                 blocked: VecDeque::with_capacity(8),
                 servers: first..servers.len() as u32,
@@ -538,6 +548,7 @@ impl Engine {
                 let s = self.pick_station(j);
                 self.jobs[j as usize].station = s;
                 self.jobs[j as usize].queued_s = 0.0;
+                self.jobs[j as usize].pooled = true;
                 self.stations[s as usize].queue.push(j);
             } else {
                 self.push(o.release_s, Kind::Release, j, 0);
@@ -565,6 +576,7 @@ impl Engine {
             queued_s: 0.0,
             counted: false,
             in_system: false,
+            pooled: false,
             station: NONE,
         };
         match self.free.pop() {
@@ -634,13 +646,17 @@ impl Engine {
         let st = &self.stations[s as usize];
         match self.model.stations[s as usize].buffer_capacity {
             None => true,
-            Some(cap) => (st.queue.len() as u32 + st.reserved) < cap,
+            Some(cap) => (st.physical + st.reserved) < cap,
         }
     }
 
-    /// Sends a job to station `s`'s buffer after `transport` seconds.
-    fn route(&mut self, j: u32, s: u32, transport: f64) {
-        self.stations[s as usize].reserved += 1;
+    /// Sends a job to station `s`'s buffer after `transport` seconds (a
+    /// released order to its order pool, not taking a buffer place).
+    fn route(&mut self, j: u32, s: u32, transport: f64, pooled: bool) {
+        self.jobs[j as usize].pooled = pooled;
+        if !pooled {
+            self.stations[s as usize].reserved += 1;
+        }
         self.jobs[j as usize].station = s;
         self.push(self.now + transport, Kind::Arrive, j, s);
     }
@@ -654,6 +670,7 @@ impl Engine {
             // More jobs in process than servers: queue it first.
             self.stations[s as usize].queue.insert(0, j);
             self.jobs[j as usize].station = s;
+            self.jobs[j as usize].pooled = true;
             return;
         };
         let family = self.model.products[self.jobs[j as usize].product as usize].family;
@@ -768,6 +785,9 @@ impl Engine {
             };
             let qi = self.choose(s);
             let j = self.stations[s as usize].queue.remove(qi);
+            if !self.jobs[j as usize].pooled {
+                self.stations[s as usize].physical -= 1;
+            }
             let (counted, queued_s) = {
                 let job = &self.jobs[j as usize];
                 (job.counted, job.queued_s)
@@ -856,7 +876,7 @@ impl Engine {
             self.servers[v as usize].job = NONE;
             self.servers[v as usize].phase = Phase::Idle;
             self.servers[v as usize].dest = NONE;
-            self.route(j, s, transport);
+            self.route(j, s, transport, false);
             self.try_start(up);
             self.touch(up);
         }
@@ -1004,7 +1024,7 @@ impl Engine {
                 let sv = &mut self.servers[v as usize];
                 sv.job = NONE;
                 sv.phase = Phase::Idle;
-                self.route(j, d, transport);
+                self.route(j, d, transport, false);
             } else {
                 let sv = &mut self.servers[v as usize];
                 sv.phase = Phase::Blocked;
@@ -1050,7 +1070,7 @@ impl Engine {
                 let j = self.new_job(NONE, a.product, a.quantity, due, 1.0);
                 self.enter_system(j, self.now);
                 let s = self.pick_station(j);
-                self.route(j, s, 0.0);
+                self.route(j, s, 0.0, true);
                 let (stream, n) = &mut self.arrivals[ai];
                 *n += 1;
                 if a.limit.is_none_or(|l| *n < l) {
@@ -1061,12 +1081,15 @@ impl Engine {
             Kind::Release => {
                 self.enter_system(ev.a, self.now);
                 let s = self.pick_station(ev.a);
-                self.route(ev.a, s, 0.0);
+                self.route(ev.a, s, 0.0, true);
             }
             Kind::Arrive => {
                 let (j, s) = (ev.a, ev.b);
                 let st = &mut self.stations[s as usize];
-                st.reserved -= 1;
+                if !self.jobs[j as usize].pooled {
+                    st.reserved -= 1;
+                    st.physical += 1;
+                }
                 st.queue.push(j);
                 self.jobs[j as usize].queued_s = self.now;
                 if self.opts.record_trace {

@@ -362,3 +362,197 @@ fn scenario_and_model_files_report_problems_at_line_and_column() {
     let e = apply(&model("line.toml"), &s.scenarios[0].changes).unwrap_err();
     assert!(e.contains("NOPE"), "{e}");
 }
+
+// --- forks of a live world --------------------------------------------------
+
+use bevy::prelude::*;
+use mezzanine::bench::whatif::{live_world, model_of};
+use mezzanine::registry::AssetRegistry;
+use mezzanine::whatif::fork::{Fork, SimClock, SimMachine, SimOrder};
+
+const AT_US: i64 = 1_780_000_000_000_000;
+
+fn demo_registry() -> AssetRegistry {
+    AssetRegistry::new(mezzanine::demo::plant::PlantSpec::demo().registry())
+}
+
+/// Everything of the live world a fork reads, as text.
+fn live_digest(world: &mut World) -> String {
+    let mut states: Vec<String> = world
+        .query::<(&mezzanine::twin::BoundAsset, &mezzanine::twin::AssetState)>()
+        .iter(world)
+        .map(|(b, s)| format!("{b:?}{s:?}"))
+        .collect();
+    states.sort();
+    let book = &world.resource::<mezzanine::mes::MesState>().0.book;
+    let mut orders: Vec<String> = book.orders.values().map(|o| format!("{o:?}")).collect();
+    orders.sort();
+    let mut assets: Vec<String> = book.assets.iter().map(|a| format!("{a:?}")).collect();
+    assets.sort();
+    format!("{states:?}{orders:?}{assets:?}{}", world.entities().len())
+}
+
+#[test]
+fn a_fork_reads_the_live_world_once_and_leaves_it_unchanged() {
+    let reg = demo_registry();
+    let mut live = live_world(&reg, 24, AT_US);
+    let before = live_digest(&mut live);
+    let model = Arc::new(model_of(&live, AT_US));
+    assert_eq!(model.origin_us, AT_US);
+    assert!(model.stations.iter().any(|s| s.id == "L1-MILL-03"));
+    assert_eq!(model.orders.len(), 24);
+    // A fork in its own world, and a study with a scenario beside it.
+    let mut fork = Fork::new(model.clone(), 1, 0);
+    let machines = fork.world.query::<&SimMachine>().iter(&fork.world).count();
+    let orders = fork.world.query::<&SimOrder>().iter(&fork.world).count();
+    assert_eq!((machines, orders), (model.stations.len(), 24));
+    fork.advance_to(3.0 * 3600.0);
+    assert_eq!(fork.clock().now_s, 3.0 * 3600.0);
+    assert_eq!(
+        fork.world.resource::<SimClock>().now_us(),
+        AT_US + 3 * 3_600_000_000
+    );
+    let done = fork
+        .world
+        .query::<&SimOrder>()
+        .iter(&fork.world)
+        .filter(|o| o.done_s.is_some())
+        .count();
+    assert!(done > 0, "no order done in 3 h");
+    let working = fork
+        .world
+        .query::<&SimMachine>()
+        .iter(&fork.world)
+        .filter(|m| m.units_done > 0)
+        .count();
+    assert!(working >= 6, "{working} machines made parts");
+    let down = Arc::new(
+        apply(
+            &model,
+            &[Change::MachineDown {
+                machine: "L1-MILL-03".into(),
+                from_h: 0.0,
+                for_h: 2.0,
+            }],
+        )
+        .unwrap(),
+    );
+    let study = Study {
+        baseline: model,
+        scenarios: vec![("mill 3 down".into(), down)],
+        seed: 3,
+        replications: Replications::Fixed(5),
+        trace: false,
+    };
+    let r = Pool::new(2).run_study(&study, &Progress::new()).unwrap();
+    assert_eq!(r.runs[1].len(), 5);
+    // The live world is as it was.
+    assert_eq!(live_digest(&mut live), before);
+}
+
+#[test]
+fn a_fork_stepped_by_frames_equals_one_run_to_the_horizon() {
+    let reg = demo_registry();
+    let live = live_world(&reg, 24, AT_US);
+    let model = Arc::new(model_of(&live, AT_US));
+    let mut fork = Fork::new(model.clone(), 9, 2);
+    for minute in 1..=480 {
+        fork.advance_to(f64::from(minute) * 60.0);
+    }
+    let stepped = fork
+        .world
+        .remove_resource::<mezzanine::whatif::fork::EngineState>()
+        .unwrap()
+        .0
+        .finish_outcome();
+    let whole = Engine::new(model, 9, 2, RunOptions::default())
+        .run(None)
+        .unwrap();
+    assert_eq!(stepped.digest(), whole.digest());
+}
+
+// --- the command line and the benchmark -------------------------------------
+
+fn bin() -> std::process::Command {
+    std::process::Command::new(env!("CARGO_BIN_EXE_mezzanine"))
+}
+
+#[test]
+fn whatif_command_prints_intervals_and_writes_csv_and_a_parquet_trace() {
+    let dir = tempfile::tempdir().unwrap();
+    let scen = dir.path().join("s.toml");
+    std::fs::write(
+        &scen,
+        "version = 1\nname = \"mill down\"\nreplications = 6\nseed = 4\n\
+         [[scenario]]\nname = \"MILL-1 down 2 h\"\n[[scenario.change]]\nkind = \"machine_down\"\n\
+         machine = \"MILL-1\"\nfrom_h = 1\nfor_h = 2\n",
+    )
+    .unwrap();
+    let (csv, trace) = (dir.path().join("k.csv"), dir.path().join("t.parquet"));
+    let out = bin()
+        .args(["whatif"])
+        .arg(&scen)
+        .arg("--model")
+        .arg(data("line.toml"))
+        .arg("--csv")
+        .arg(&csv)
+        .arg("--trace")
+        .arg(&trace)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("MILL-1 down from +1 h for 2 h"), "{text}");
+    assert!(text.contains("Δ MILL-1 down 2 h"), "{text}");
+    assert!(text.contains("Little's law"), "{text}");
+    assert!(text.contains("Bottleneck, baseline:"), "{text}");
+    let csv_text = std::fs::read_to_string(&csv).unwrap();
+    assert!(csv_text.starts_with("kpi,unit,variant,mean"));
+    assert!(csv_text.contains("throughput,jobs/h,MILL-1 down 2 h,"));
+    let conn = duckdb::Connection::open_in_memory().unwrap();
+    let (states, jobs, variants): (i64, i64, i64) = conn
+        .query_row(
+            &format!(
+                "SELECT count(*) FILTER (kind = 'state'), count(*) FILTER (kind = 'job'),
+                        count(DISTINCT variant) FROM read_parquet('{}')",
+                trace.display()
+            ),
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    assert!(states > 10 && jobs > 10, "{states} {jobs}");
+    assert_eq!(variants, 2);
+    // A bad scenario file: the line and column, exit code 2.
+    std::fs::write(&scen, "version = 1\n[[scenario]]\nname = 3\n").unwrap();
+    let out = bin()
+        .arg("whatif")
+        .arg(&scen)
+        .arg("--model")
+        .arg(data("line.toml"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("s.toml:3:8"), "{err}");
+}
+
+#[test]
+fn bench_whatif_prints_its_table() {
+    let out = bin().args(["bench", "whatif", "--quick"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    for row in [
+        "M/M/1",
+        "fork: demo plant",
+        "fork: synthetic plant",
+        "one 8-h shift",
+        "100 replications",
+    ] {
+        assert!(text.contains(row), "{row} missing:\n{text}");
+    }
+}

@@ -26,6 +26,7 @@ use crate::twin::TwinCounters;
 
 pub mod history;
 pub mod soak;
+pub mod whatif;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BenchError {
@@ -131,13 +132,16 @@ pub fn run(
             run_ingest_bench(quick)?;
         }
         "history" => history::run_history_bench(quick)?,
+        "whatif" => whatif::run_whatif_bench(quick)?,
         "soak" => {
             soak::run_soak(
                 minutes.unwrap_or(if quick { 1 } else { 30 }),
                 rate_per_s.unwrap_or(soak::SOAK_RATE_PER_S),
             )?;
         }
-        other => anyhow::bail!("unknown benchmark `{other}` (try `ingest`, `history` or `soak`)"),
+        other => anyhow::bail!(
+            "unknown benchmark `{other}` (try `ingest`, `history`, `soak` or `whatif`)"
+        ),
     };
     Ok(std::process::ExitCode::SUCCESS)
 }
