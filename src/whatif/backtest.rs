@@ -184,10 +184,22 @@ pub fn backtest(
         }
     }
     let mut machines = Vec::new();
+    let mut unrouted = Vec::new();
     for (si, st) in model.stations.iter().enumerate() {
         let Some(act) = actual.iter().find(|a| a.asset_id == st.id) else {
             continue;
         };
+        // A machine no order is routed through only idles in the model:
+        // nothing to compare.
+        let routed = model.products.iter().any(|p| {
+            p.routing
+                .iter()
+                .any(|step| step.stations.contains(&(si as u32)))
+        });
+        if !routed {
+            unrouted.push(st.id.clone());
+            continue;
+        }
         let mut sim_t = [0.0; 7];
         for r in &runs {
             for (k, v) in r.time_in[si].iter().enumerate() {
@@ -211,6 +223,13 @@ pub fn backtest(
             actual_completions: completions.iter().filter(|c| c.asset_id == st.id).count(),
             sim_completions,
         });
+    }
+    let mut notes = notes;
+    if !unrouted.is_empty() {
+        notes.push(format!(
+            "not compared (no order's routing goes through them): {}",
+            unrouted.join(", ")
+        ));
     }
     Ok(Backtest {
         settings: s.clone(),

@@ -148,6 +148,9 @@ struct Server {
     remaining: f64,
     /// Length of the current phase, s (for the share of it done).
     length: f64,
+    /// Units this job's step processes here (fewer than the job's for an
+    /// order already in process at the fork).
+    units: u32,
     suspended: bool,
     epoch: u32,
     family: Option<u32>,
@@ -374,6 +377,7 @@ impl Engine {
                     done_at: 0.0,
                     remaining: 0.0,
                     length: 0.0,
+                    units: 0,
                     suspended: false,
                     epoch: 0,
                     family: st.initial_family,
@@ -677,6 +681,7 @@ impl Engine {
         self.jobs[j as usize].station = s;
         self.servers[v as usize].job = j;
         self.servers[v as usize].family = Some(family);
+        self.servers[v as usize].units = units;
         let work = self.draw_work(j, s, units);
         self.start_phase(v, Phase::Run, work);
     }
@@ -801,6 +806,7 @@ impl Engine {
                 self.model.stations[s as usize].setup_s(self.servers[v as usize].family, family);
             self.servers[v as usize].job = j;
             self.servers[v as usize].family = Some(family);
+            self.servers[v as usize].units = self.jobs[j as usize].units;
             if setup > 0.0 {
                 self.start_phase(v, Phase::Setup, setup);
             } else {
@@ -983,18 +989,18 @@ impl Engine {
         self.advance_clock(s);
         self.stations[s as usize].running -= 1;
         let mst = &self.model.stations[s as usize];
-        let (scrap, units) = {
-            let job = &self.jobs[j as usize];
+        let units = self.servers[v as usize].units;
+        let scrap = {
             let st = &mut self.stations[s as usize];
             let mut scrap = 0;
             if mst.scrap_rate > 0.0 {
-                for _ in 0..job.units {
+                for _ in 0..units {
                     if st.quality.chance(mst.scrap_rate) {
                         scrap += 1;
                     }
                 }
             }
-            (scrap, job.units)
+            scrap
         };
         if self.now >= self.model.warmup_s {
             self.stations[s as usize].units_done += u64::from(units);
@@ -1222,8 +1228,7 @@ impl Engine {
                         (sv.done_at - self.now).max(0.0)
                     };
                     let done = (1.0 - left / sv.length).clamp(0.0, 1.0);
-                    self.out.units_in_process[s as usize] +=
-                        done * f64::from(self.jobs[sv.job as usize].units);
+                    self.out.units_in_process[s as usize] += done * f64::from(sv.units);
                 }
             }
         }

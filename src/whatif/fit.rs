@@ -19,6 +19,9 @@ use crate::history::store::PropIds;
 use crate::registry::{AssetIdx, AssetRegistry, PropertyRef};
 use crate::twin::MachineState;
 
+/// Durations a stop reason needs to be drawn from its own.
+pub const MIN_OWN: usize = 5;
+
 /// One kind of stop as observed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StopFit {
@@ -71,42 +74,67 @@ pub struct MachineFit {
 
 impl MachineFit {
     /// The stop modes for the model: between = exponential with the
-    /// observed running time per stop, duration = the observed durations.
+    /// observed running time per stop, duration = the observed durations
+    /// (pooled over the kind when a reason has fewer than 5).
     pub fn stop_modes(&self) -> Vec<StopMode> {
         self.stops
             .iter()
-            .filter(|s| s.count > 0 && !s.durations_s.is_empty() && self.running_s > 0.0)
-            .map(|s| StopMode {
-                name: s.name.clone(),
-                kind: s.kind,
-                between: Dist::Exponential {
-                    mean: self.running_s / f64::from(s.count),
-                },
-                duration: Dist::Empirical(Arc::from(s.durations_s.as_slice())),
+            .filter(|s| s.count > 0 && self.running_s > 0.0)
+            .filter_map(|s| {
+                // A reason seen fewer than MIN_OWN times borrows the
+                // durations of every stop of its kind on this machine.
+                let durations: Vec<f64> = if s.durations_s.len() >= MIN_OWN {
+                    s.durations_s.clone()
+                } else {
+                    self.stops
+                        .iter()
+                        .filter(|o| o.kind == s.kind)
+                        .flat_map(|o| o.durations_s.iter().copied())
+                        .collect()
+                };
+                (!durations.is_empty()).then(|| StopMode {
+                    name: s.name.clone(),
+                    kind: s.kind,
+                    between: Dist::Exponential {
+                        mean: self.running_s / f64::from(s.count),
+                    },
+                    duration: Dist::Empirical(Arc::from(durations.as_slice())),
+                })
             })
             .collect()
     }
 
     /// What is left of a stop of `kind` (`name`) that has lasted
-    /// `elapsed_s`: the mean excess of the observed durations beyond it
-    /// (a quarter of the mean when none lasted that long).
+    /// `elapsed_s`: the mean excess beyond it of the observed durations of
+    /// that reason (else of that kind); a quarter of their mean when none
+    /// lasted that long.
     pub fn residual_s(&self, kind: StopKind, name: &str, elapsed_s: f64) -> Option<f64> {
-        let s = self
+        // This reason's durations, else every duration of this kind.
+        let own: Vec<f64> = self
             .stops
             .iter()
-            .find(|s| s.kind == kind && s.name == name)
-            .or_else(|| self.stops.iter().find(|s| s.kind == kind))?;
-        if s.durations_s.is_empty() {
+            .filter(|s| s.kind == kind && s.name == name)
+            .flat_map(|s| s.durations_s.iter().copied())
+            .collect();
+        let durations = if own.is_empty() {
+            self.stops
+                .iter()
+                .filter(|s| s.kind == kind)
+                .flat_map(|s| s.durations_s.iter().copied())
+                .collect()
+        } else {
+            own
+        };
+        if durations.is_empty() {
             return None;
         }
-        let longer: Vec<f64> = s
-            .durations_s
+        let longer: Vec<f64> = durations
             .iter()
             .filter(|d| **d > elapsed_s)
             .map(|d| d - elapsed_s)
             .collect();
         Some(if longer.is_empty() {
-            0.25 * s.mean_duration_s()
+            0.25 * durations.iter().sum::<f64>() / durations.len() as f64
         } else {
             longer.iter().sum::<f64>() / longer.len() as f64
         })

@@ -556,3 +556,166 @@ fn bench_whatif_prints_its_table() {
         assert!(text.contains(row), "{row} missing:\n{text}");
     }
 }
+
+// --- back-testing against a recorded demo run -------------------------------
+
+use mezzanine::contract::Contract;
+use mezzanine::demo::mes::{MesSim, ShopFloor};
+use mezzanine::demo::plc::PlcSim;
+use mezzanine::history::{HistoryWriter, Store, WriterMsg, WriterSettings};
+use mezzanine::ingest::{HopStamps, Origin, Quality, Recorded, Sample};
+use mezzanine::whatif::backtest::{BacktestSettings, backtest};
+
+/// Records `minutes` of the demo plant (its PLC and MES simulators at the
+/// demo's time scale, 10) into a history file through the real writer,
+/// faster than real time: the simulators are stepped by their own clocks
+/// instead of waiting for the wall clock, and nothing goes over a broker.
+fn record_demo(path: &Path, minutes: i64) -> (Arc<AssetRegistry>, i64) {
+    let reg = Arc::new(demo_registry());
+    let store = Store::open(path, &reg).unwrap();
+    let writer = HistoryWriter::spawn(store, reg.clone(), WriterSettings::default(), 4096).unwrap();
+    let start = AT_US;
+    let mut plc = PlcSim::new(reg.clone(), 42, start, 10.0);
+    let mut mes = MesSim::new(&reg, 42, start, 10.0);
+    let floor = ShopFloor::new(&reg);
+    let contract = Contract::load().unwrap();
+    for step in 1..=minutes * 600 {
+        let now = start + step * 100_000;
+        for e in plc.step(100) {
+            let s = Sample {
+                property: e.property,
+                value: e.value,
+                reason: e.reason,
+                quality: Quality::Good,
+                origin: Origin::Mqtt,
+                hops: HopStamps {
+                    source_us: e.ts_us,
+                    received_us: e.ts_us + 800,
+                    decoded_us: e.ts_us + 900,
+                    ..Default::default()
+                },
+            };
+            writer.recorder.send(Recorded::Sample(s, None)).unwrap();
+        }
+        for (a, parts, scrap) in plc.counters() {
+            floor.set(a, parts, scrap);
+        }
+        for m in mes.step(now, Some(&floor)) {
+            let e = contract.decode(&m.payload, &m.topic).unwrap();
+            writer.app.send(WriterMsg::mes_event(&e)).unwrap();
+        }
+    }
+    writer.flush().unwrap();
+    drop(writer);
+    (reg, start)
+}
+
+/// Per machining asset: the deviation and mean of the parts the demo PLC
+/// simulator makes in minutes [from, to) over `seeds` seeds.
+fn demo_parts_sd(
+    reg: &Arc<AssetRegistry>,
+    seeds: u64,
+    from_min: i64,
+    to_min: i64,
+) -> std::collections::HashMap<String, (f64, f64)> {
+    let mut per: std::collections::HashMap<String, Vec<f64>> = Default::default();
+    for seed in 100..100 + seeds {
+        let mut plc = PlcSim::new(reg.clone(), seed, AT_US, 10.0);
+        for _ in 0..from_min * 600 {
+            plc.step(100);
+        }
+        let a: Vec<(mezzanine::registry::AssetIdx, u64, u64)> = plc.counters().collect();
+        for _ in from_min * 600..to_min * 600 {
+            plc.step(100);
+        }
+        for ((asset, p0, _), (_, p1, _)) in a.iter().zip(plc.counters()) {
+            let id = reg.get(*asset).unwrap().id.clone();
+            per.entry(id).or_default().push((p1 - p0) as f64);
+        }
+    }
+    per.into_iter()
+        .map(|(id, v)| {
+            let e = Estimate::of(v.iter().copied());
+            let sd = e.half_width / mezzanine::whatif::stats::t975(v.len() - 1)
+                * (v.len() as f64).sqrt();
+            (id, (sd, e.mean))
+        })
+        .collect()
+}
+
+#[test]
+fn a_back_test_on_a_recorded_demo_run_predicts_parts_and_states_within_bounds() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("demo.duckdb");
+    // 180 recorded minutes (30 plant hours): fit on the first 150,
+    // back-test the last 30.
+    let (reg, start) = record_demo(&path, 180);
+    let store = Store::open(&path, &reg).unwrap();
+    let min = 60_000_000;
+    let settings = BacktestSettings {
+        fit_from_us: start + min,
+        from_us: start + 150 * min,
+        to_us: start + 180 * min,
+        replications: 20,
+        seed: 1,
+        time_scale: 10.0,
+    };
+    let bt = backtest(
+        &store.conn,
+        &store.props,
+        &reg,
+        &settings,
+        &Pool::new(2),
+        &Progress::new(),
+    )
+    .unwrap();
+    println!("{}", bt.to_text());
+    for f in &bt.fits {
+        println!("{}", f.describe().join("\n"));
+    }
+    let mills: Vec<_> = bt
+        .machines
+        .iter()
+        .filter(|m| m.asset_id.contains("MILL") || m.asset_id.contains("LATHE"))
+        .collect();
+    assert_eq!(mills.len(), 6);
+    assert!(bt.machines.iter().all(|m| !m.asset_id.contains("ROBOT")));
+    // The bound comes from the variability of the plant itself: the demo's
+    // PLC simulator run with other seeds over the same window gives the
+    // run-to-run deviation of each machine's parts. The recorded window is
+    // one such run; the fit window is another, five times as long, so the
+    // fitted rate carries a fifth of that variance; and the simulation's
+    // mean has its own spread. Three deviations of the sum.
+    let plant_sd = demo_parts_sd(&reg, 12, 150, 180);
+    let mut cv_sum = 0.0;
+    for m in &mills {
+        let actual = m.actual_parts.expect("recorded parts") as f64;
+        assert!(actual > 10.0, "{}: {actual} parts", m.asset_id);
+        let (sd, mean) = plant_sd[&m.asset_id];
+        cv_sum += sd / mean;
+        let sim_sd = m.sim_parts.half_width / 2.09;
+        let bound = 3.0 * (sd * sd * (1.0 + 30.0 / 150.0) + sim_sd * sim_sd).sqrt();
+        println!(
+            "{}: simulated {:.1}, recorded {actual}, plant run-to-run sd {sd:.1} (mean {mean:.1}), bound ±{bound:.1}",
+            m.asset_id, m.sim_parts.mean
+        );
+        assert!(
+            (m.sim_parts.mean - actual).abs() <= bound,
+            "{}: simulated {:.1} vs recorded {actual} (bound {bound:.1})",
+            m.asset_id,
+            m.sim_parts.mean
+        );
+    }
+    // Mean absolute percentage error: about 0.8 × the coefficient of
+    // variation for pure noise; twice that is the bound.
+    let (mape, _) = bt.parts_error();
+    let mape_bound = 2.0 * 100.0 * cv_sum / mills.len() as f64;
+    println!("parts MAPE {mape:.1} % (bound {mape_bound:.1} %)");
+    assert!(
+        mape < mape_bound,
+        "parts MAPE {mape:.1} % over {mape_bound:.1} %"
+    );
+    let (cm, _, _) = bt.completion_error();
+    assert!(!bt.completions.is_empty());
+    assert!(cm.is_finite());
+}
