@@ -233,6 +233,9 @@ pub struct WhatifArgs {
     /// Hours of history before the fork to fit the machines on (default 8).
     #[arg(long, default_value_t = 8.0)]
     pub fit_hours: f64,
+    /// Shift calendar (TOML), overriding the config's `[plant] shift_calendar`.
+    #[arg(long)]
+    pub calendar: Option<PathBuf>,
     /// Write the KPI table as CSV.
     #[arg(long)]
     pub csv: Option<PathBuf>,

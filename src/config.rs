@@ -521,6 +521,9 @@ pub struct PlantConfig {
     pub scene: PathBuf,
     /// Asset registry (TOML).
     pub registry: PathBuf,
+    /// Shift calendar (TOML, `crate::calendar`); none: all time counts as
+    /// planned working time, and what-if says so.
+    pub shift_calendar: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -552,6 +555,7 @@ impl Default for PlantConfig {
         Self {
             scene: shipped("scenes/demo-plant.glb"),
             registry: shipped("scenes/demo-plant.toml"),
+            shift_calendar: None,
         }
     }
 }
@@ -609,6 +613,7 @@ impl AppConfig {
             &mut cfg.mqtt.client_key_file,
             &mut cfg.mes.ca_file,
             &mut cfg.history.path,
+            &mut cfg.plant.shift_calendar,
         ]
         .into_iter()
         .flatten()
@@ -657,6 +662,14 @@ impl AppConfig {
             return Err(ConfigError::Missing {
                 what: "asset registry",
                 path: self.plant.registry.clone(),
+            });
+        }
+        if let Some(c) = &self.plant.shift_calendar
+            && !c.exists()
+        {
+            return Err(ConfigError::Missing {
+                what: "shift calendar",
+                path: c.clone(),
             });
         }
         if self.mqtt.topic_roots.is_empty() {

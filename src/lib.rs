@@ -6,7 +6,8 @@
 //! fails the suite on an import against the flow):
 //!
 //! ```text
-//!  0  config, contract   settings; the MES event contract (envelope, schemas, schedule record)
+//!  0  config, contract,  settings; the MES event contract (envelope, schemas, schedule record);
+//!     calendar           the shift calendar (planned working time)
 //!  1  registry           assets: ISA-95 path ↔ glTF node ↔ topics ↔ OPC UA node ids
 //!  2  ingest             MQTT / OPC UA bytes → Sample, MES bytes → Envelope, dead letters
 //!  3  twin               live state per asset (samples → AssetState, LiveValues)
@@ -31,6 +32,7 @@
 //! chain drains.
 
 pub mod app;
+pub mod calendar;
 pub mod cli;
 pub mod config;
 pub mod contract;
@@ -57,7 +59,7 @@ pub use tools::bench;
 /// modules in layers before its own. Planned layers (OEE, scheduling,
 /// quality) go beside `whatif`, between `playback` and `render`.
 pub const LAYERS: &[&[&str]] = &[
-    &["config", "contract"],
+    &["config", "contract", "calendar"],
     &["registry"],
     &["ingest"],
     &["twin"],

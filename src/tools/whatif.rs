@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 
 use super::tool_config;
+use crate::calendar::ShiftCalendar;
 use crate::cli::{WhatifArgs, WhatifCommand, parse_time};
 use crate::config::AppConfig;
 use crate::history::Store;
@@ -73,6 +74,7 @@ pub fn run(config: Option<PathBuf>, args: WhatifArgs) -> anyhow::Result<ExitCode
             at,
             horizon_h.unwrap_or(8.0),
             args.fit_hours,
+            args.calendar.clone(),
             args.history,
             args.registry,
         )?,
@@ -225,15 +227,25 @@ fn time_scale(cfg: &AppConfig) -> f64 {
     }
 }
 
+/// The shift calendar: `--calendar`, else the config's.
+fn calendar(cfg: &AppConfig, flag: Option<PathBuf>) -> anyhow::Result<Option<ShiftCalendar>> {
+    match flag.or_else(|| cfg.plant.shift_calendar.clone()) {
+        Some(p) => Ok(Some(ShiftCalendar::load(&p)?)),
+        None => Ok(None),
+    }
+}
+
 fn fork_from_history(
     config: Option<PathBuf>,
     at: &str,
     horizon_h: f64,
     fit_hours: f64,
+    calendar_flag: Option<PathBuf>,
     history: Option<PathBuf>,
     registry: Option<PathBuf>,
 ) -> anyhow::Result<(Model, Vec<String>)> {
     let (cfg, registry, store) = open_history(config, history, registry)?;
+    let cal = calendar(&cfg, calendar_flag)?;
     let conn = &store.conn;
     let range = crate::history::query::recorded_range(conn)?
         .ok_or_else(|| anyhow::anyhow!("the history holds no samples yet"))?;
@@ -266,11 +278,14 @@ fn fork_from_history(
     }
     let events = recorded_mes_events(conn, at_us)?;
     let snap = snapshot_from_history(conn, &store.props, &registry, &events, at_us, None)?;
+    let horizon_us = (horizon_h * 3.6e9) as i64;
     let settings = PlantSettings {
         horizon_s: horizon_h * 3600.0,
         time_scale: time_scale(&cfg),
-        off_shift_us: Vec::new(),
-        has_calendar: false,
+        off_shift_us: cal
+            .as_ref()
+            .map_or_else(Vec::new, |c| c.off(at_us, at_us + horizon_us)),
+        has_calendar: cal.is_some(),
     };
     let (model, notes) = build_model(&registry, &snap, &fits, &settings)?;
     let mut text = vec![format!(
@@ -310,6 +325,7 @@ fn run_backtest(
         replications,
         seed: 1,
         time_scale: time_scale(&cfg),
+        calendar: calendar(&cfg, None)?,
     };
     let pool = Pool::default_size();
     let bt =

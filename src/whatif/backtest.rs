@@ -37,6 +37,8 @@ pub struct BacktestSettings {
     pub replications: u32,
     pub seed: u64,
     pub time_scale: f64,
+    /// The plant's shift calendar, if it has one.
+    pub calendar: Option<crate::calendar::ShiftCalendar>,
 }
 
 /// One machine: recorded vs simulated.
@@ -130,14 +132,17 @@ pub fn backtest(
     let plant = PlantSettings {
         horizon_s: (s.to_us - s.from_us) as f64 / 1e6,
         time_scale: s.time_scale,
-        off_shift_us: Vec::new(),
-        has_calendar: false,
+        off_shift_us: s
+            .calendar
+            .as_ref()
+            .map_or_else(Vec::new, |c| c.off(s.from_us, s.to_us)),
+        has_calendar: s.calendar.is_some(),
     };
     let (model, notes) = build_model(registry, &snap, &fits, &plant)?;
     let model = Arc::new(model);
     let runs = pool
         .run_with(
-            &[model.clone()],
+            std::slice::from_ref(&model),
             0..s.replications.max(2),
             s.seed,
             progress,

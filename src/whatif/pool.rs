@@ -231,7 +231,7 @@ fn precise_enough(runs: &[Vec<Outcome>], pct: f64) -> bool {
     };
     let base = tp(&runs[0]);
     let b = Estimate::of(base.iter().copied());
-    if !(b.mean > 0.0) {
+    if b.mean.is_nan() || b.mean <= 0.0 {
         return true;
     }
     let limit = b.mean * pct / 100.0;

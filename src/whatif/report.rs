@@ -21,12 +21,15 @@ pub struct KpiRow {
 }
 
 /// The KPIs, each a function of one outcome.
-pub fn kpis(model: &Model) -> Vec<(&'static str, &'static str, Box<dyn Fn(&Outcome) -> f64>)> {
+/// A KPI: its name, its unit and how to read it off one outcome.
+pub type Kpi = (&'static str, &'static str, Box<dyn Fn(&Outcome) -> f64>);
+
+pub fn kpis(model: &Model) -> Vec<Kpi> {
     let (unit, u) = (model.time_unit, model.time_unit_s);
     let due: Vec<Option<f64>> = model.orders.iter().map(|o| o.due_s).collect();
     let due2 = due.clone();
     let n_orders = model.orders.len();
-    let mut out: Vec<(&'static str, &'static str, Box<dyn Fn(&Outcome) -> f64>)> = vec![
+    let mut out: Vec<Kpi> = vec![
         (
             "throughput",
             "jobs/h",

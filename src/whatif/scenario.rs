@@ -260,7 +260,7 @@ pub fn parse_scenarios(path: &Path, text: &str) -> Result<ScenarioFile, WhatIfEr
             Replications::Fixed(*r.get_ref())
         }
         (None, Some(p)) => {
-            if !(*p.get_ref() > 0.0) {
+            if p.get_ref().is_nan() || *p.get_ref() <= 0.0 {
                 c.at(p.span(), "target_half_width_pct must be > 0");
             }
             Replications::UntilHalfWidth {

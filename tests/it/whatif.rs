@@ -606,7 +606,7 @@ fn record_demo(path: &Path, minutes: i64) -> (Arc<AssetRegistry>, i64) {
         }
     }
     writer.flush().unwrap();
-    drop(writer);
+    writer.join();
     (reg, start)
 }
 
@@ -659,6 +659,7 @@ fn a_back_test_on_a_recorded_demo_run_predicts_parts_and_states_within_bounds() 
         replications: 20,
         seed: 1,
         time_scale: 10.0,
+        calendar: None,
     };
     let bt = backtest(
         &store.conn,
@@ -718,4 +719,50 @@ fn a_back_test_on_a_recorded_demo_run_predicts_parts_and_states_within_bounds() 
     let (cm, _, _) = bt.completion_error();
     assert!(!bt.completions.is_empty());
     assert!(cm.is_finite());
+}
+
+#[test]
+fn whatif_forks_the_recorded_plant_with_its_shift_calendar() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("demo.duckdb");
+    let _ = record_demo(&path, 60);
+    let cal = dir.path().join("shifts.toml");
+    std::fs::write(
+        &cal,
+        "version = 1\ntime_zone = \"Europe/Paris\"\n[[shift]]\nname = \"day\"\n\
+         days = [\"mon\", \"tue\", \"wed\", \"thu\", \"fri\", \"sat\", \"sun\"]\n\
+         start = \"06:00\"\nend = \"22:00\"\nbreaks = [[\"12:00\", \"12:30\"]]\n",
+    )
+    .unwrap();
+    let scen = dir.path().join("s.toml");
+    std::fs::write(
+        &scen,
+        "version = 1\nreplications = 5\nhorizon_h = 2\n[[scenario]]\nname = \"mill 3 down\"\n\
+         [[scenario.change]]\nkind = \"machine_down\"\nmachine = \"L1-MILL-03\"\nfrom_h = 0\nfor_h = 1\n",
+    )
+    .unwrap();
+    let out = bin()
+        .arg("whatif")
+        .arg(&scen)
+        .args(["--at", "latest", "--fit-hours", "1"])
+        .arg("--history")
+        .arg(&path)
+        .arg("--registry")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("scenes/demo-plant.toml"))
+        .arg("--calendar")
+        .arg(&cal)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("shift calendar: yes"), "{text}");
+    assert!(text.contains("forked at 2026-05-28T"), "{text}");
+    assert!(text.contains("L1-MILL-03: 1.0 h recorded"), "{text}");
+    assert!(text.contains("cycle time 2"), "{text}");
+    assert!(text.contains("L1-MILL-03 down from +0 h for 1 h"), "{text}");
+    assert!(text.contains("Bottleneck, mill 3 down:"), "{text}");
 }

@@ -112,14 +112,14 @@ pub fn live_world(registry: &AssetRegistry, orders: usize, at_us: i64) -> World 
         // Two cells per line, each a flow line of five machines: orders
         // enter at a cell's first machine and go forward (no loop back: a
         // cycle of full buffers would block every machine in it for good).
-        let first = if (o / lines.len()) % 2 == 0 {
+        let first = if (o / lines.len()).is_multiple_of(2) {
             0
         } else {
             on_line.len() - steps
         };
         let routing: Vec<String> = (0..steps).map(|k| on_line[first + k].clone()).collect();
         let id = format!("WO-{:05}", o + 1);
-        let running = o < on_line.len() * lines.len() && book.assets.get(&routing[0]).is_none();
+        let running = o < on_line.len() * lines.len() && !book.assets.contains_key(&routing[0]);
         if running {
             book.assets.insert(
                 routing[0].clone(),
@@ -288,7 +288,13 @@ pub fn run_whatif_bench(quick: bool) -> anyhow::Result<()> {
     let pool = Pool::default_size();
     let t = Instant::now();
     let runs = pool
-        .run(&[model.clone()], 0..100, 1, false, &Progress::new())
+        .run(
+            std::slice::from_ref(&model),
+            0..100,
+            1,
+            false,
+            &Progress::new(),
+        )
         .map_err(|_| anyhow::anyhow!("cancelled"))?;
     let s = t.elapsed().as_secs_f64();
     rows.push((
