@@ -137,10 +137,11 @@ pub fn run(config: Option<PathBuf>, args: WhatifArgs) -> anyhow::Result<ExitCode
     let wall = t.elapsed();
     let events: u64 = result.runs.iter().flatten().map(|o| o.events).sum();
     println!(
-        "  {} replications × {} variants on {} threads in {:.2} s ({:.1} M events/s), seed {}\n",
+        "  {} replications × {} variants on {} worker thread{} in {:.2} s ({:.1} M events/s), seed {}\n",
         result.runs[0].len(),
         result.runs.len(),
         result.threads,
+        if result.threads == 1 { "" } else { "s" },
         wall.as_secs_f64(),
         events as f64 / wall.as_secs_f64().max(1e-9) / 1e6,
         result.seed

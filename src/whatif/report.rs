@@ -291,7 +291,13 @@ impl Report {
         let _ = writeln!(s, "(* the interval excludes 0)\n");
         let _ = writeln!(
             s,
-            "Utilisation (running + setup share of time), per machine:"
+            "Utilisation (running + setup share of time), per machine — {}; then Δ of {}:",
+            self.names.join(" | "),
+            if self.names.len() > 1 {
+                self.names[1..].join(" | ")
+            } else {
+                "–".into()
+            }
         );
         for m in &self.machines {
             let mut line = format!("  {:<14}", m.id);
