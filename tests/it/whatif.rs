@@ -766,3 +766,47 @@ fn whatif_forks_the_recorded_plant_with_its_shift_calendar() {
     assert!(text.contains("L1-MILL-03 down from +0 h for 1 h"), "{text}");
     assert!(text.contains("Bottleneck, mill 3 down:"), "{text}");
 }
+
+#[test]
+fn replications_run_until_the_half_width_is_small_enough() {
+    let base = model("line.toml");
+    let down = Arc::new(
+        apply(
+            &base,
+            &[Change::CycleTime {
+                machine: "MILL-1".into(),
+                factor: 1.2,
+            }],
+        )
+        .unwrap(),
+    );
+    let study = |threads: usize| {
+        let s = Study {
+            baseline: base.clone(),
+            scenarios: vec![("slower".into(), down.clone())],
+            seed: 5,
+            replications: Replications::UntilHalfWidth { pct: 1.5, max: 400 },
+            trace: false,
+        };
+        Pool::new(threads).run_study(&s, &Progress::new()).unwrap()
+    };
+    let r = study(2);
+    let n = r.runs[0].len();
+    assert!(n > 10 && n % 10 == 0 && n < 400, "{n} replications");
+    let tp = |v: &Vec<mezzanine::whatif::Outcome>| {
+        v.iter().map(|o| o.throughput_per_h()).collect::<Vec<_>>()
+    };
+    let base_tp = Estimate::of(tp(&r.runs[0]));
+    let diff = Estimate::paired(&tp(&r.runs[0]), &tp(&r.runs[1]));
+    assert!(
+        diff.half_width <= 0.015 * base_tp.mean,
+        "{diff:?} vs {base_tp:?}"
+    );
+    // One batch fewer would not have been enough, and the stopping point
+    // does not depend on the threads.
+    let before = Estimate::paired(&tp(&r.runs[0])[..n - 10], &tp(&r.runs[1])[..n - 10]);
+    assert!(
+        before.half_width > 0.015 * Estimate::of(tp(&r.runs[0])[..n - 10].iter().copied()).mean
+    );
+    assert_eq!(study(1).runs[1].len(), n);
+}
