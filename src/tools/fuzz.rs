@@ -8,6 +8,7 @@
 use std::path::Path;
 use std::sync::OnceLock;
 
+use crate::calendar::ShiftCalendar;
 use crate::config::AppConfig;
 use crate::config::PayloadPreset;
 use crate::contract::Contract;
@@ -16,6 +17,9 @@ use crate::ingest::payload::JsonLayout;
 use crate::ingest::sparkplug::{self, AliasBook};
 use crate::reconcile::ReconcileRules;
 use crate::registry::{AssetRegistry, parse_registry};
+use crate::whatif::model_file::parse_model;
+use crate::whatif::scenario::parse_scenarios;
+use crate::whatif::{Engine, RunOptions};
 
 /// A parser under fuzzing; the name is the cargo-fuzz target's and the
 /// corpus folder's.
@@ -38,10 +42,16 @@ pub enum Target {
     Config,
     /// Reconciliation rules TOML.
     ReconcileRules,
+    /// What-if model files (TOML).
+    WhatifModel,
+    /// What-if scenario files (TOML).
+    WhatifScenario,
+    /// Shift calendars (TOML).
+    ShiftCalendar,
 }
 
 impl Target {
-    pub const ALL: [Target; 8] = [
+    pub const ALL: [Target; 11] = [
         Target::UnsJson,
         Target::Spectrum,
         Target::Sparkplug,
@@ -50,6 +60,9 @@ impl Target {
         Target::Registry,
         Target::Config,
         Target::ReconcileRules,
+        Target::WhatifModel,
+        Target::WhatifScenario,
+        Target::ShiftCalendar,
     ];
 
     pub fn name(self) -> &'static str {
@@ -62,6 +75,9 @@ impl Target {
             Target::Registry => "registry",
             Target::Config => "config",
             Target::ReconcileRules => "reconcile_rules",
+            Target::WhatifModel => "whatif_model",
+            Target::WhatifScenario => "whatif_scenario",
+            Target::ShiftCalendar => "shift_calendar",
         }
     }
 
@@ -113,6 +129,32 @@ impl Target {
             Target::ReconcileRules => {
                 ReconcileRules::parse(&text(), Path::new("fuzz.toml")).is_ok()
             }
+            // A model that parses is also run, briefly: its numbers must
+            // not panic the engine either.
+            Target::WhatifModel => match parse_model(Path::new("fuzz.toml"), &text()) {
+                Ok(mut m) => {
+                    m.horizon_s = m.horizon_s.min(m.warmup_s + 1_000.0);
+                    let opts = RunOptions {
+                        max_events: Some(100_000),
+                        ..RunOptions::default()
+                    };
+                    let engine = Engine::new(std::sync::Arc::new(m), 1, 0, opts);
+                    // Stopped at the bound is fine: the point is no panic.
+                    let _ = engine.run(None);
+                    true
+                }
+                Err(_) => false,
+            },
+            Target::WhatifScenario => parse_scenarios(Path::new("fuzz.toml"), &text()).is_ok(),
+            Target::ShiftCalendar => match ShiftCalendar::parse(Path::new("fuzz.toml"), &text()) {
+                Ok(c) => {
+                    // A week of working windows from a fixed Monday.
+                    let from = 1_796_342_400_000_000;
+                    c.working(from, from + 7 * 86_400_000_000);
+                    true
+                }
+                Err(_) => false,
+            },
         })
     }
 }
@@ -210,6 +252,13 @@ impl Target {
             Target::Registry => vec![text(include_str!("../../scenes/demo-plant.toml"))],
             Target::Config => vec![text(CONFIG_SEED)],
             Target::ReconcileRules => vec![text(include_str!("../../config/reconcile.toml"))],
+            Target::WhatifModel => vec![
+                text(include_str!("../../tests/data/whatif/line.toml")),
+                text(include_str!("../../tests/data/whatif/mm1.toml")),
+                text(include_str!("../../tests/data/whatif/flow-shop.toml")),
+            ],
+            Target::WhatifScenario => vec![text(include_str!("../../docs/whatif/mill-down.toml"))],
+            Target::ShiftCalendar => vec![text(include_str!("../../docs/whatif/shifts.toml"))],
         })
     }
 }

@@ -149,6 +149,7 @@ pub fn backtest(
             |_| RunOptions {
                 record_trace: false,
                 record_ops: true,
+                max_events: None,
             },
         )?
         .remove(0);

@@ -337,6 +337,9 @@ impl Outcome {
 pub struct RunOptions {
     pub record_trace: bool,
     pub record_ops: bool,
+    /// Stop (as cancelled) after this many events: a bound for inputs
+    /// nobody checked (the fuzzer's models).
+    pub max_events: Option<u64>,
 }
 
 /// One replication of a model, stepped to a time or run to its horizon.
@@ -1190,8 +1193,8 @@ impl Engine {
             self.events += 1;
             self.handle(ev);
             if self.events & 1023 == 0
-                && let Some(c) = cancel
-                && c.load(AtomicOrdering::Relaxed)
+                && (cancel.is_some_and(|c| c.load(AtomicOrdering::Relaxed))
+                    || self.opts.max_events.is_some_and(|m| self.events >= m))
             {
                 return Err(Cancelled);
             }

@@ -214,16 +214,24 @@ pub fn build_model(
     // Products: one per (product, routing).
     let mut products: BTreeMap<(String, Vec<String>), u32> = BTreeMap::new();
     let mut skipped = Vec::new();
+    let mut unknown_routing = Vec::new();
     for o in &snap.orders {
         if o.held {
             skipped.push(format!("{} (held)", o.id));
             continue;
         }
-        let steps: Vec<&String> = o
-            .routing
-            .iter()
-            .filter(|r| is_machine(registry, r))
-            .collect();
+        // An order whose release the twin never saw has no routing: the
+        // machine it runs on is all that is known of it.
+        let own;
+        let routing = match (&o.running_on, o.routing.is_empty()) {
+            (Some((asset, _)), true) => {
+                own = vec![asset.clone()];
+                unknown_routing.push(o.id.clone());
+                &own
+            }
+            _ => &o.routing,
+        };
+        let steps: Vec<&String> = routing.iter().filter(|r| is_machine(registry, r)).collect();
         if steps.is_empty() {
             skipped.push(format!("{} (no simulated machine in its routing)", o.id));
             continue;
@@ -286,6 +294,12 @@ pub fn build_model(
     }
     if !skipped.is_empty() {
         notes.push(format!("not simulated: {}", skipped.join(", ")));
+    }
+    if !unknown_routing.is_empty() {
+        notes.push(format!(
+            "routing not known (released before the twin listened): simulated on the machine running it only: {}",
+            unknown_routing.join(", ")
+        ));
     }
     let problems = m.problems();
     if !problems.is_empty() {

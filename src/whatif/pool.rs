@@ -107,6 +107,7 @@ impl Pool {
         self.run_with(models, reps, seed, progress, |r| RunOptions {
             record_trace: trace && r == 0,
             record_ops: trace && r == 0,
+            max_events: None,
         })
     }
 
