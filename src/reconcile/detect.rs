@@ -269,6 +269,15 @@ impl Reconciler {
         }
     }
 
+    /// Parts a machine's counter has advanced since its current MES order
+    /// started on it: (work order, parts), when both are known.
+    pub fn order_progress(&self, asset_id: &str) -> Option<(&str, f64)> {
+        let t = self.assets.get(asset_id)?;
+        let (wo, start) = t.order_start_count.as_ref()?;
+        let now = t.counter.back()?.1;
+        Some((wo.as_str(), (now - start).max(0.0)))
+    }
+
     /// The counter at `ts_us` (the last change at or before it), if the log
     /// reaches back that far.
     fn counter_at(&self, asset_id: &str, ts_us: i64) -> Option<f64> {

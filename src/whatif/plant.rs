@@ -19,6 +19,7 @@ use super::model::{InitialStop, Model, Order, Product, Station, Step, StopKind};
 use crate::contract::{Contract, Envelope, MesEvent};
 use crate::mes::sync::{OrderStatus, WorkOrderBook};
 use crate::mes::{MesSchedule, MesState};
+use crate::reconcile::Reconciliation;
 use crate::registry::AssetRegistry;
 use crate::twin::{AssetState, BoundAsset, MachineState};
 
@@ -334,7 +335,20 @@ pub fn snapshot_from_world(world: &World, at_us: i64) -> Result<PlantSnapshot, W
         ..Default::default()
     };
     if let Some(mes) = world.get_resource::<MesState>() {
-        orders_from_book(&mes.0.book, &HashMap::new(), &mut snap);
+        // Progress of running orders: the reconciliation keeps each
+        // machine's counter at its order's start.
+        let mut progress = HashMap::new();
+        if let Some(r) = world.get_resource::<Reconciliation>() {
+            for (asset, ctx) in &mes.0.book.assets {
+                if let (Some(wo), Some((started, parts))) =
+                    (&ctx.work_order, r.engine.order_progress(asset))
+                    && wo == started
+                {
+                    progress.insert(wo.clone(), parts as u32);
+                }
+            }
+        }
+        orders_from_book(&mes.0.book, &progress, &mut snap);
     } else {
         snap.notes
             .push("no MES connection: no orders to simulate".into());

@@ -71,6 +71,41 @@ fn the_binarys_assembly_runs_headless_live_recorded_and_with_mes_context() {
         start.elapsed().as_secs_f64()
     );
 
+    // A what-if fork of the running app's world: read once, never written.
+    {
+        use mezzanine::whatif::plant::{PlantSettings, build_model, snapshot_from_world};
+        let world = a.app.world_mut();
+        let before = crate::whatif::live_digest(world);
+        let at_us = mezzanine::ingest::now_us();
+        let snap = snapshot_from_world(world, at_us).expect("snapshot");
+        assert!(snap.machines.len() >= 10, "{:?}", snap.machines);
+        assert!(!snap.orders.is_empty(), "no MES orders in the fork");
+        let registry = world
+            .resource::<mezzanine::registry::AssetRegistry>()
+            .clone();
+        let settings = PlantSettings {
+            horizon_s: 3600.0,
+            time_scale: 10.0,
+            off_shift_us: Vec::new(),
+            has_calendar: false,
+        };
+        let (model, _notes) = build_model(&registry, &snap, &[], &settings).expect("model");
+        let model = std::sync::Arc::new(model);
+        let runs = mezzanine::whatif::Pool::new(1)
+            .run(
+                std::slice::from_ref(&model),
+                0..2,
+                1,
+                false,
+                &mezzanine::whatif::Progress::new(),
+            )
+            .expect("runs");
+        assert!(runs[0].iter().all(|o| o.events > 0));
+        let mut fork = mezzanine::whatif::fork::Fork::new(model, 1, 0);
+        fork.advance_to(600.0);
+        assert_eq!(crate::whatif::live_digest(world), before);
+    }
+
     // The orderly shutdown commits what the recorder holds.
     a.shutdown();
     let conn = duckdb::Connection::open(&db).expect("reopen");

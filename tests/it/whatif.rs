@@ -377,7 +377,7 @@ fn demo_registry() -> AssetRegistry {
 }
 
 /// Everything of the live world a fork reads, as text.
-fn live_digest(world: &mut World) -> String {
+pub(crate) fn live_digest(world: &mut World) -> String {
     let mut states: Vec<String> = world
         .query::<(&mezzanine::twin::BoundAsset, &mezzanine::twin::AssetState)>()
         .iter(world)

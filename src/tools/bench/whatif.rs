@@ -299,8 +299,9 @@ pub fn run_whatif_bench(quick: bool) -> anyhow::Result<()> {
     let s = t.elapsed().as_secs_f64();
     rows.push((
         format!(
-            "100 replications of the shift, {} worker thread(s)",
-            pool.threads()
+            "100 replications of the shift, {} worker thread{}",
+            pool.threads(),
+            if pool.threads() == 1 { "" } else { "s" }
         ),
         format!("{s:.3} s"),
         "< 2 s".into(),
