@@ -158,9 +158,9 @@ pub enum Command {
         registry: Option<PathBuf>,
     },
     /// Measure a pipeline and print a table (`bench ingest`, `bench history`,
-    /// `bench soak`, `bench whatif`).
+    /// `bench soak`, `bench whatif`, `bench schedule`).
     Bench {
-        /// Which pipeline: `ingest`, `history`, `soak` or `whatif`.
+        /// Which pipeline: `ingest`, `history`, `soak`, `whatif` or `schedule`.
         what: String,
         /// A run under 30 s at smaller rates (soak: one minute).
         #[arg(long)]
@@ -201,6 +201,25 @@ pub enum Command {
     /// each scenario with 95 % confidence intervals; or back-test the
     /// simulation against a recorded window (`whatif backtest`).
     Whatif(WhatifArgs),
+    /// Solve a job-shop (`--jsp`) or flexible job-shop (`--fjsp`)
+    /// benchmark instance and print the makespan, the gap to a lower bound
+    /// and the time to the best schedule.
+    Schedule {
+        /// A job-shop instance (OR-Library format).
+        #[arg(long, conflicts_with = "fjsp")]
+        jsp: Option<PathBuf>,
+        /// A flexible job-shop instance (Brandimarte format).
+        #[arg(long)]
+        fjsp: Option<PathBuf>,
+        /// Search time, seconds.
+        #[arg(long, default_value_t = 10.0)]
+        time_limit_s: f64,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// A known lower bound (else a trivial one is computed).
+        #[arg(long)]
+        lower_bound: Option<u32>,
+    },
     /// Regenerate the demo plant's layout and registry.
     GenerateDemoPlant {
         /// Output folder.

@@ -17,7 +17,8 @@
 //!  7  reconcile          authority rules → discrepancies
 //!  8  demo               the embedded plant: broker, OPC UA server, PLC and MES simulators
 //!  9  playback           the time cursor: live or replay, changed only through commands
-//! 10  whatif             forks of the plant as worlds, the event engine, scenarios, statistics
+//! 10  whatif, schedule   forks of the plant as worlds, the event engine, scenarios, statistics;
+//!                        job-shop scheduling (instances, tabu search)
 //! 11  render             the 3D view: status colours, camera, picking
 //! 12  ui                 egui panels; they only send commands
 //! 13  cli                the command line's types
@@ -45,6 +46,7 @@ pub mod reconcile;
 pub mod registry;
 pub mod render;
 pub mod scene;
+pub mod schedule;
 // The command line prints its reports and tables to stdout.
 #[allow(clippy::print_stdout)]
 pub mod tools;
@@ -56,8 +58,8 @@ pub mod whatif;
 pub use tools::bench;
 
 /// The layers of the crate, lowest first: a module may import only from
-/// modules in layers before its own. Planned layers (OEE, scheduling,
-/// quality) go beside `whatif`, between `playback` and `render`.
+/// modules in layers before its own. Planned layers (OEE, quality) go
+/// beside `whatif` and `schedule`, between `playback` and `render`.
 pub const LAYERS: &[&[&str]] = &[
     &["config", "contract", "calendar"],
     &["registry"],
@@ -69,7 +71,7 @@ pub const LAYERS: &[&[&str]] = &[
     &["reconcile"],
     &["demo"],
     &["playback"],
-    &["whatif"],
+    &["whatif", "schedule"],
     &["render"],
     &["ui"],
     &["cli"],

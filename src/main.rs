@@ -59,6 +59,19 @@ fn main() -> ExitCode {
             registry,
         }) => tools::import_schedule::run(config, &file, history, registry),
         Some(Command::Whatif(args)) => tools::whatif::run(config, args),
+        Some(Command::Schedule {
+            jsp,
+            fjsp,
+            time_limit_s,
+            seed,
+            lower_bound,
+        }) => tools::schedule::run(
+            jsp.as_deref(),
+            fjsp.as_deref(),
+            time_limit_s,
+            seed,
+            lower_bound,
+        ),
         Some(Command::DemoPlant {
             mqtt,
             opcua,

@@ -20,6 +20,7 @@ mod mes;
 mod mes_peer;
 mod registry;
 mod robust;
+mod schedule;
 mod screenshot;
 mod twin_live;
 mod whatif;

@@ -25,6 +25,7 @@ use crate::registry::{
 use crate::twin::TwinCounters;
 
 pub mod history;
+pub mod schedule;
 pub mod soak;
 pub mod whatif;
 
@@ -133,6 +134,7 @@ pub fn run(
         }
         "history" => history::run_history_bench(quick)?,
         "whatif" => whatif::run_whatif_bench(quick)?,
+        "schedule" => schedule::run_schedule_bench(quick)?,
         "soak" => {
             soak::run_soak(
                 minutes.unwrap_or(if quick { 1 } else { 30 }),
@@ -140,7 +142,7 @@ pub fn run(
             )?;
         }
         other => anyhow::bail!(
-            "unknown benchmark `{other}` (try `ingest`, `history`, `soak` or `whatif`)"
+            "unknown benchmark `{other}` (try `ingest`, `history`, `soak`, `whatif` or `schedule`)"
         ),
     };
     Ok(std::process::ExitCode::SUCCESS)
