@@ -96,28 +96,38 @@ fn bad(path: &Path, line: usize, message: impl Into<String>) -> ScheduleError {
     }
 }
 
-/// Reads a classic job-shop file.
-pub fn parse_jsp(path: &Path, text: &str) -> Result<Instance, ScheduleError> {
-    let rows = numbers(path, text)?;
+/// The first line's job and machine counts, and enough job lines after it.
+fn header(
+    path: &Path,
+    rows: &[(usize, Vec<u64>)],
+    form: &str,
+) -> Result<(usize, usize), ScheduleError> {
     let Some((l0, head)) = rows.first() else {
-        return Err(bad(path, 1, "empty file: expected `jobs machines`"));
+        return Err(bad(path, 1, format!("empty file: expected `{form}`")));
     };
     if head.len() < 2 || head[0] == 0 || head[1] == 0 || head[0] > 100_000 || head[1] > 10_000 {
-        return Err(bad(path, *l0, "expected `jobs machines` (both ≥ 1)"));
+        return Err(bad(path, *l0, format!("expected `{form}` (both ≥ 1)")));
     }
     let (n_jobs, n_m) = (head[0] as usize, head[1] as usize);
-    if rows.len() - 1 < n_jobs {
+    let lines = rows.len() - 1;
+    if lines < n_jobs {
         return Err(bad(
             path,
             rows.last().map_or(1, |r| r.0),
             format!(
-                "{n_jobs} jobs announced, only {} job line{} follow{}",
-                rows.len() - 1,
-                if rows.len() == 2 { "" } else { "s" },
-                if rows.len() == 2 { "s" } else { "" }
+                "{n_jobs} jobs announced, only {lines} job line{} follow{}",
+                if lines == 1 { "" } else { "s" },
+                if lines == 1 { "s" } else { "" }
             ),
         ));
     }
+    Ok((n_jobs, n_m))
+}
+
+/// Reads a classic job-shop file.
+pub fn parse_jsp(path: &Path, text: &str) -> Result<Instance, ScheduleError> {
+    let rows = numbers(path, text)?;
+    let (n_jobs, n_m) = header(path, &rows, "jobs machines")?;
     let mut inst = Instance {
         name: name_of(path),
         machines: n_m,
@@ -151,27 +161,7 @@ pub fn parse_jsp(path: &Path, text: &str) -> Result<Instance, ScheduleError> {
 /// Reads a flexible job-shop file.
 pub fn parse_fjsp(path: &Path, text: &str) -> Result<Instance, ScheduleError> {
     let rows = numbers(path, text.replace('\t', " ").as_str())?;
-    let Some((l0, head)) = rows.first() else {
-        return Err(bad(path, 1, "empty file: expected `jobs machines`"));
-    };
-    if head.len() < 2 || head[0] == 0 || head[1] == 0 || head[0] > 100_000 || head[1] > 10_000 {
-        return Err(bad(
-            path,
-            *l0,
-            "expected `jobs machines [average]` (both ≥ 1)",
-        ));
-    }
-    let (n_jobs, n_m) = (head[0] as usize, head[1] as usize);
-    if rows.len() - 1 < n_jobs {
-        return Err(bad(
-            path,
-            rows.last().map_or(1, |r| r.0),
-            format!(
-                "{n_jobs} jobs announced, only {} job lines follow",
-                rows.len() - 1
-            ),
-        ));
-    }
+    let (n_jobs, n_m) = header(path, &rows, "jobs machines [average]")?;
     let mut inst = Instance {
         name: name_of(path),
         machines: n_m,

@@ -439,71 +439,50 @@ impl Report {
         s
     }
 
-    /// The KPI rows as CSV (one row per KPI and variant).
+    /// The KPI, order and machine rows as CSV (one row per quantity and
+    /// variant).
     pub fn to_csv(&self) -> String {
         let mut s = String::from(
             "kpi,unit,variant,mean,half_width_95,diff_mean,diff_half_width_95,replications\n",
         );
         for k in &self.kpis {
-            for (v, e) in k.values.iter().enumerate() {
-                let (dm, dh) = match v.checked_sub(1).and_then(|i| k.diffs.get(i)) {
-                    Some(d) => (d.mean.to_string(), d.half_width.to_string()),
-                    None => (String::new(), String::new()),
-                };
-                let _ = writeln!(
-                    s,
-                    "{},{},{},{},{},{},{},{}",
-                    k.name,
-                    k.unit,
-                    csv(&self.names[v]),
-                    e.mean,
-                    e.half_width,
-                    dm,
-                    dh,
-                    e.n
-                );
-            }
+            self.csv_rows(&mut s, k.name, k.unit, &k.values, &k.diffs);
         }
         for o in &self.orders {
-            for (v, e) in o.done.iter().enumerate() {
-                let (dm, dh) = match v.checked_sub(1).and_then(|i| o.diffs.get(i)) {
-                    Some(d) => (d.mean.to_string(), d.half_width.to_string()),
-                    None => (String::new(), String::new()),
-                };
-                let _ = writeln!(
-                    s,
-                    "order {} completion,{},{},{},{},{},{},{}",
-                    csv(&o.id),
-                    self.time_unit,
-                    csv(&self.names[v]),
-                    e.mean,
-                    e.half_width,
-                    dm,
-                    dh,
-                    e.n
-                );
-            }
+            let name = format!("order {} completion", o.id);
+            self.csv_rows(&mut s, &name, self.time_unit, &o.done, &o.diffs);
         }
         for m in &self.machines {
-            for (v, e) in m.utilisation.iter().enumerate() {
-                let (dm, dh) = match v.checked_sub(1).and_then(|i| m.diffs.get(i)) {
-                    Some(d) => (d.mean.to_string(), d.half_width.to_string()),
-                    None => (String::new(), String::new()),
-                };
-                let _ = writeln!(
-                    s,
-                    "utilisation {},1,{},{},{},{},{},{}",
-                    csv(&m.id),
-                    csv(&self.names[v]),
-                    e.mean,
-                    e.half_width,
-                    dm,
-                    dh,
-                    e.n
-                );
-            }
+            let name = format!("utilisation {}", m.id);
+            self.csv_rows(&mut s, &name, "1", &m.utilisation, &m.diffs);
         }
         s
+    }
+
+    /// One quantity: a row per variant, the scenarios' with their difference.
+    fn csv_rows(
+        &self,
+        s: &mut String,
+        name: &str,
+        unit: &str,
+        values: &[Estimate],
+        diffs: &[Estimate],
+    ) {
+        for (v, e) in values.iter().enumerate() {
+            let (dm, dh) = match v.checked_sub(1).and_then(|i| diffs.get(i)) {
+                Some(d) => (d.mean.to_string(), d.half_width.to_string()),
+                None => (String::new(), String::new()),
+            };
+            let _ = writeln!(
+                s,
+                "{},{unit},{},{},{},{dm},{dh},{}",
+                csv(name),
+                csv(&self.names[v]),
+                e.mean,
+                e.half_width,
+                e.n
+            );
+        }
     }
 }
 
