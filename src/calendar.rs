@@ -55,7 +55,7 @@ pub enum CalendarError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{}", located(path, problems))]
+    #[error("{}", located(path, "shift calendar ", problems))]
     File {
         path: PathBuf,
         /// (line, column, message)
@@ -63,9 +63,11 @@ pub enum CalendarError {
     },
 }
 
-fn located(path: &Path, problems: &[(usize, usize, String)]) -> String {
+/// Problems of a file as `<what> refused, N problem(s):` followed by one
+/// `file:line:column: message` line each (what-if's files use it too).
+pub(crate) fn located(path: &Path, what: &str, problems: &[(usize, usize, String)]) -> String {
     let mut out = format!(
-        "{}: shift calendar refused, {} problem(s):",
+        "{}: {what}refused, {} problem(s):",
         path.display(),
         problems.len()
     );

@@ -96,12 +96,13 @@ fn bad(path: &Path, line: usize, message: impl Into<String>) -> ScheduleError {
     }
 }
 
-/// The first line's job and machine counts, and enough job lines after it.
+/// The first line's job and machine counts (checked against the job lines
+/// after it) → an empty instance of that size, and the number of jobs.
 fn header(
     path: &Path,
     rows: &[(usize, Vec<u64>)],
     form: &str,
-) -> Result<(usize, usize), ScheduleError> {
+) -> Result<(Instance, usize), ScheduleError> {
     let Some((l0, head)) = rows.first() else {
         return Err(bad(path, 1, format!("empty file: expected `{form}`")));
     };
@@ -121,19 +122,20 @@ fn header(
             ),
         ));
     }
-    Ok((n_jobs, n_m))
-}
-
-/// Reads a classic job-shop file.
-pub fn parse_jsp(path: &Path, text: &str) -> Result<Instance, ScheduleError> {
-    let rows = numbers(path, text)?;
-    let (n_jobs, n_m) = header(path, &rows, "jobs machines")?;
-    let mut inst = Instance {
+    let inst = Instance {
         name: name_of(path),
         machines: n_m,
         jobs: Vec::with_capacity(n_jobs),
         ops: Vec::new(),
     };
+    Ok((inst, n_jobs))
+}
+
+/// Reads a classic job-shop file.
+pub fn parse_jsp(path: &Path, text: &str) -> Result<Instance, ScheduleError> {
+    let rows = numbers(path, text)?;
+    let (mut inst, n_jobs) = header(path, &rows, "jobs machines")?;
+    let n_m = inst.machines;
     for (j, (line, v)) in rows[1..=n_jobs].iter().enumerate() {
         if v.is_empty() || v.len() % 2 != 0 {
             return Err(bad(path, *line, "expected `machine time` pairs"));
@@ -160,14 +162,9 @@ pub fn parse_jsp(path: &Path, text: &str) -> Result<Instance, ScheduleError> {
 
 /// Reads a flexible job-shop file.
 pub fn parse_fjsp(path: &Path, text: &str) -> Result<Instance, ScheduleError> {
-    let rows = numbers(path, text.replace('\t', " ").as_str())?;
-    let (n_jobs, n_m) = header(path, &rows, "jobs machines [average]")?;
-    let mut inst = Instance {
-        name: name_of(path),
-        machines: n_m,
-        jobs: Vec::with_capacity(n_jobs),
-        ops: Vec::new(),
-    };
+    let rows = numbers(path, text)?;
+    let (mut inst, n_jobs) = header(path, &rows, "jobs machines [average]")?;
+    let n_m = inst.machines;
     for (j, (line, v)) in rows[1..=n_jobs].iter().enumerate() {
         let mut it = v.iter().copied();
         let n_ops = it.next().unwrap_or(0) as usize;

@@ -45,7 +45,7 @@ pub enum WhatIfError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{}", located(path, problems))]
+    #[error("{}", crate::calendar::located(path, "", problems))]
     File {
         path: PathBuf,
         /// (line, column, message)
@@ -59,18 +59,6 @@ pub enum WhatIfError {
     History(String),
     #[error("cancelled")]
     Cancelled,
-}
-
-fn located(path: &std::path::Path, problems: &[(usize, usize, String)]) -> String {
-    let mut out = format!(
-        "{}: refused, {} problem(s):",
-        path.display(),
-        problems.len()
-    );
-    for (l, c, m) in problems {
-        out.push_str(&format!("\n  {}:{l}:{c}: {m}", path.display()));
-    }
-    out
 }
 
 impl From<engine::Cancelled> for WhatIfError {
