@@ -201,31 +201,74 @@ pub enum Command {
     /// each scenario with 95 % confidence intervals; or back-test the
     /// simulation against a recorded window (`whatif backtest`).
     Whatif(WhatifArgs),
-    /// Solve a job-shop (`--jsp`) or flexible job-shop (`--fjsp`)
-    /// benchmark instance and print the makespan, the gap to a lower bound
-    /// and the time to the best schedule.
-    Schedule {
-        /// A job-shop instance (OR-Library format).
-        #[arg(long, conflicts_with = "fjsp")]
-        jsp: Option<PathBuf>,
-        /// A flexible job-shop instance (Brandimarte format).
-        #[arg(long)]
-        fjsp: Option<PathBuf>,
-        /// Search time, seconds.
-        #[arg(long, default_value_t = 10.0)]
-        time_limit_s: f64,
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
-        /// A known lower bound (else a trivial one is computed).
-        #[arg(long)]
-        lower_bound: Option<u32>,
-    },
+    /// Schedule the plant as recorded (`--from-history`) against the MES
+    /// plan, or solve a job-shop (`--jsp`) or flexible job-shop (`--fjsp`)
+    /// benchmark instance.
+    Schedule(ScheduleArgs),
     /// Regenerate the demo plant's layout and registry.
     GenerateDemoPlant {
         /// Output folder.
         #[arg(long, default_value = "scenes")]
         out: PathBuf,
     },
+}
+
+/// `mezzanine schedule …`.
+#[derive(clap::Args, Debug)]
+pub struct ScheduleArgs {
+    /// A job-shop instance (OR-Library format).
+    #[arg(long, conflicts_with_all = ["fjsp", "from_history"])]
+    pub jsp: Option<PathBuf>,
+    /// A flexible job-shop instance (Brandimarte format).
+    #[arg(long, conflicts_with = "from_history")]
+    pub fjsp: Option<PathBuf>,
+    /// Schedule the plant's open orders as recorded in the history, and
+    /// compare with the MES plan recorded then.
+    #[arg(long)]
+    pub from_history: bool,
+    /// The moment to schedule from (RFC 3339 with offset, `YYYY-MM-DD
+    /// HH:MM[:SS]` in the plant's zone, or `latest`).
+    #[arg(long, default_value = "latest")]
+    pub at: String,
+    /// makespan, tardiness (weighted), or mix[:W] (W × tardiness +
+    /// (1 − W) × makespan).
+    #[arg(long, default_value = "mix:0.9")]
+    pub objective: String,
+    /// Search time, seconds.
+    #[arg(long, default_value_t = 10.0)]
+    pub time_limit_s: f64,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// A known lower bound (benchmarks; else a trivial one is computed).
+    #[arg(long)]
+    pub lower_bound: Option<u32>,
+    /// What-if replications of both schedules under breakdowns and
+    /// cycle-time variation (0: none).
+    #[arg(long, default_value_t = 20)]
+    pub replications: u32,
+    /// Hours of history before `--at` to fit the machines on.
+    #[arg(long, default_value_t = 8.0)]
+    pub fit_hours: f64,
+    /// Hours ahead the shift calendar is read for.
+    #[arg(long, default_value_t = 48.0)]
+    pub horizon_h: f64,
+    /// Shift calendar (TOML), overriding the config's.
+    #[arg(long)]
+    pub calendar: Option<PathBuf>,
+    /// Write the twin's schedule as a B2MML ProductionSchedule.
+    #[arg(long)]
+    pub b2mml: Option<PathBuf>,
+    /// Publish the reschedule as a recommendation (retained) on the twin's
+    /// recommendations topic of the configured broker.
+    #[arg(long)]
+    pub publish: bool,
+    /// Worker threads for the replications (default: cores − 1).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    #[arg(long)]
+    pub history: Option<PathBuf>,
+    #[arg(long)]
+    pub registry: Option<PathBuf>,
 }
 
 /// `mezzanine whatif …`.

@@ -215,6 +215,11 @@ pub struct MesConfig {
     pub api_token: Option<Secret>,
     /// The CA (PEM) that signed the API's certificate (`https://` URLs).
     pub ca_file: Option<PathBuf>,
+    /// The MES's own topic namespace: the twin never publishes under it.
+    pub topic_root: String,
+    /// Where the twin publishes its recommendations (retained, one topic
+    /// per recommendation id below it), in the twin's own namespace.
+    pub recommendations_topic: String,
 }
 
 impl Default for MesConfig {
@@ -230,6 +235,8 @@ impl Default for MesConfig {
             domains: MesDomains::default(),
             api_token: None,
             ca_file: None,
+            topic_root: "acme/lyon/mes".into(),
+            recommendations_topic: "acme/lyon/twin/recommendations".into(),
         }
     }
 }
@@ -671,6 +678,27 @@ impl AppConfig {
                 what: "shift calendar",
                 path: c.clone(),
             });
+        }
+        let rec = self.mes.recommendations_topic.trim().trim_end_matches('/');
+        if rec.contains(['+', '#']) {
+            return Err(ConfigError::Invalid {
+                field: "mes.recommendations_topic",
+                message: format!("`{rec}` must be a topic, not a filter (no '+' or '#')"),
+            });
+        }
+        for root in [&self.mes.topic_root, &self.mes.events_topic] {
+            let root = root.trim().trim_end_matches('#').trim_end_matches('/');
+            if !rec.is_empty()
+                && !root.is_empty()
+                && (rec == root || rec.starts_with(&format!("{root}/")))
+            {
+                return Err(ConfigError::Invalid {
+                    field: "mes.recommendations_topic",
+                    message: format!(
+                        "`{rec}` lies under the MES's topics (`{root}`): the twin publishes recommendations in its own namespace"
+                    ),
+                });
+            }
         }
         if self.mqtt.topic_roots.is_empty() {
             return Err(ConfigError::Invalid {

@@ -17,13 +17,14 @@
 //!  7  reconcile          authority rules → discrepancies
 //!  8  demo               the embedded plant: broker, OPC UA server, PLC and MES simulators
 //!  9  playback           the time cursor: live or replay, changed only through commands
-//! 10  whatif, schedule   forks of the plant as worlds, the event engine, scenarios, statistics;
-//!                        job-shop scheduling (instances, tabu search)
-//! 11  render             the 3D view: status colours, camera, picking
-//! 12  ui                 egui panels; they only send commands
-//! 13  cli                the command line's types
-//! 14  app                the desktop app assembled from the plugins above
-//! 15  tools              headless subcommands (check, record, export, bench, whatif, …)
+//! 10  whatif             forks of the plant as worlds, the event engine, scenarios, statistics
+//! 11  schedule           the plant's scheduling problem, tabu search, the MES plan compared,
+//!                        robustness through what-if; benchmark instances
+//! 12  render             the 3D view: status colours, camera, picking
+//! 13  ui                 egui panels; they only send commands
+//! 14  cli                the command line's types
+//! 15  app                the desktop app assembled from the plugins above
+//! 16  tools              headless subcommands (check, record, export, bench, whatif, schedule, …)
 //! ```
 //!
 //! Each frame runs the systems in one chained set:
@@ -71,7 +72,8 @@ pub const LAYERS: &[&[&str]] = &[
     &["reconcile"],
     &["demo"],
     &["playback"],
-    &["whatif", "schedule"],
+    &["whatif"],
+    &["schedule"],
     &["render"],
     &["ui"],
     &["cli"],

@@ -59,19 +59,7 @@ fn main() -> ExitCode {
             registry,
         }) => tools::import_schedule::run(config, &file, history, registry),
         Some(Command::Whatif(args)) => tools::whatif::run(config, args),
-        Some(Command::Schedule {
-            jsp,
-            fjsp,
-            time_limit_s,
-            seed,
-            lower_bound,
-        }) => tools::schedule::run(
-            jsp.as_deref(),
-            fjsp.as_deref(),
-            time_limit_s,
-            seed,
-            lower_bound,
-        ),
+        Some(Command::Schedule(args)) => tools::schedule::run(config, args),
         Some(Command::DemoPlant {
             mqtt,
             opcua,

@@ -488,7 +488,9 @@ pub fn upcast_v1(event_type: &str, p: &Value) -> Result<Value, String> {
                 .split('>')
                 .map(|a| Value::String(a.to_string()))
                 .collect();
-            let due = format!("{}T00:00:00Z", s("due_date")?.as_str().unwrap_or_default());
+            // A v1 due date is a day: the order is due by its end, not its
+            // start (v1 names no zone; UTC).
+            let due = format!("{}T23:59:59Z", s("due_date")?.as_str().unwrap_or_default());
             json!({"work_order": s("wo")?, "product": s("part_no")?,
                    "quantity": {"value": s("qty")?, "unit": "count"},
                    "due": due, "routing": routing})

@@ -427,40 +427,47 @@ pub fn import_schedule(
     let c = &store.conn;
     let sql = |e| sql_err("import schedule")(e);
     c.execute_batch("BEGIN TRANSACTION").map_err(sql)?;
-    let result = (|| {
-        c.execute(
-            "DELETE FROM schedules WHERE schedule_id = ?",
-            duckdb::params![s.id],
-        )?;
-        let now = crate::ingest::now_us();
-        for r in &s.requests {
-            c.execute(
-                "INSERT INTO schedules VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                duckdb::params![
-                    now,
-                    s.id,
-                    source,
-                    r.id,
-                    r.product,
-                    r.quantity,
-                    r.unit,
-                    r.asset_id(),
-                    r.routing.join(">"),
-                    r.earliest_start_us,
-                    r.latest_end_us
-                ],
-            )?;
-        }
-        Ok::<_, duckdb::Error>(s.requests.len())
-    })();
-    match result {
-        Ok(n) => {
+    match insert_schedule(c, s, source, crate::ingest::now_us()) {
+        Ok(()) => {
             c.execute_batch("COMMIT").map_err(sql)?;
-            Ok(n)
+            Ok(s.requests.len())
         }
         Err(e) => {
             let _ = c.execute_batch("ROLLBACK");
             Err(sql(e))
         }
     }
+}
+
+/// The schedule's rows, stated at `at_us`, in place of any with its id
+/// (inside the caller's transaction).
+pub(crate) fn insert_schedule(
+    c: &duckdb::Connection,
+    s: &crate::contract::Schedule,
+    source: &str,
+    at_us: i64,
+) -> duckdb::Result<()> {
+    c.execute(
+        "DELETE FROM schedules WHERE schedule_id = ?",
+        duckdb::params![s.id],
+    )?;
+    for r in &s.requests {
+        c.execute(
+            "INSERT INTO schedules VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            duckdb::params![
+                at_us,
+                s.id,
+                source,
+                r.id,
+                r.product,
+                r.quantity,
+                r.unit,
+                r.asset_id(),
+                r.routing.join(">"),
+                r.earliest_start_us,
+                r.latest_end_us
+            ],
+        )?;
+    }
+    Ok(())
 }

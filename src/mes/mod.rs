@@ -10,6 +10,7 @@
 
 pub mod b2mml;
 pub mod poll;
+pub mod recommend;
 pub mod sync;
 
 /// The event contract lives in the lowest layer (`crate::contract`): ingest
@@ -40,6 +41,10 @@ pub enum MesError {
     B2mml { file: String, problems: Vec<String> },
     #[error("MES API {url}: {message}")]
     Api { url: String, message: String },
+    #[error("recommendation not published on {topic}: {reason}")]
+    Recommendation { topic: String, reason: String },
+    #[error("cannot write {path}: {message}")]
+    Write { path: String, message: String },
 }
 
 use std::sync::Arc;
@@ -305,6 +310,53 @@ fn apply_mes(
     apply_released(released, &mut ctx, history.as_deref(), &mut applied);
 }
 
+/// The planning content of two polled schedules differs.
+fn plan_changed(a: &[poll::OrderSnapshot], b: &[poll::OrderSnapshot]) -> bool {
+    let key = |o: &poll::OrderSnapshot| {
+        (
+            o.work_order.clone(),
+            o.asset_id.clone(),
+            o.status.clone(),
+            o.planned_start_us,
+            o.due_us,
+            o.quantity.to_bits(),
+        )
+    };
+    a.len() != b.len() || a.iter().zip(b).any(|(x, y)| key(x) != key(y))
+}
+
+/// A polled schedule as the schedule record: open orders with their
+/// routing (from the released event when the twin saw it, else the machine
+/// the MES names), planned start and due date.
+pub fn schedule_record(
+    orders: &[poll::OrderSnapshot],
+    book: &sync::WorkOrderBook,
+    as_of_us: i64,
+) -> crate::contract::Schedule {
+    crate::contract::Schedule {
+        id: format!("MES-API@{}", rfc3339(as_of_us)),
+        published_us: Some(as_of_us),
+        requests: orders
+            .iter()
+            .filter(|o| o.status != "completed")
+            .map(|o| crate::contract::ProductionRequest {
+                id: o.work_order.clone(),
+                product: o.product.clone(),
+                quantity: o.quantity,
+                unit: o.unit.clone(),
+                routing: book
+                    .orders
+                    .get(&o.work_order)
+                    .map(|w| w.routing.clone())
+                    .filter(|r| !r.is_empty())
+                    .unwrap_or_else(|| vec![o.asset_id.clone()]),
+                earliest_start_us: o.planned_start_us,
+                latest_end_us: o.due_us,
+            })
+            .collect(),
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn receive_polls(
     channel: Option<Res<MesPollChannel>>,
@@ -334,6 +386,17 @@ fn receive_polls(
                     state.0.book.apply_equipment_snapshot(eq);
                 }
                 if let Some(s) = snap.schedule {
+                    // A changed plan is recorded, so `schedule --at T`
+                    // sees the plan the MES had then.
+                    if let Some(h) = &history
+                        && (schedule.as_of_us.is_none() || plan_changed(&schedule.orders, &s))
+                    {
+                        h.record(WriterMsg::Schedule {
+                            ts_us: snap.as_of_us,
+                            source: "MES API (polled)".into(),
+                            schedule: schedule_record(&s, &state.0.book, snap.as_of_us),
+                        });
+                    }
                     schedule.as_of_us = Some(snap.as_of_us);
                     schedule.orders = s;
                 }

@@ -160,7 +160,7 @@ pub fn run(config: Option<PathBuf>, args: WhatifArgs) -> anyhow::Result<ExitCode
 }
 
 /// Runs `f` with a progress bar on the terminal.
-fn with_progress<T>(
+pub(super) fn with_progress<T>(
     f: impl FnOnce(&Progress) -> Result<T, crate::whatif::WhatIfError>,
 ) -> anyhow::Result<T> {
     let progress = Progress::new();
@@ -236,6 +236,29 @@ fn calendar(cfg: &AppConfig, flag: Option<PathBuf>) -> anyhow::Result<Option<Shi
     }
 }
 
+/// The plant forked from the history at a moment, with what built it.
+pub(super) struct HistoryFork {
+    pub cfg: AppConfig,
+    pub registry: AssetRegistry,
+    pub store: Store,
+    pub at_us: i64,
+    pub model: Model,
+    pub fits: Vec<crate::whatif::fit::MachineFit>,
+    /// How the model was fitted, and what it assumed.
+    pub text: Vec<String>,
+}
+
+/// Where and how a fork is taken.
+pub(super) struct ForkArgs<'a> {
+    pub config: Option<PathBuf>,
+    pub at: &'a str,
+    pub horizon_h: f64,
+    pub fit_hours: f64,
+    pub calendar: Option<PathBuf>,
+    pub history: Option<PathBuf>,
+    pub registry: Option<PathBuf>,
+}
+
 fn fork_from_history(
     config: Option<PathBuf>,
     at: &str,
@@ -245,6 +268,29 @@ fn fork_from_history(
     history: Option<PathBuf>,
     registry: Option<PathBuf>,
 ) -> anyhow::Result<(Model, Vec<String>)> {
+    let f = fork(ForkArgs {
+        config,
+        at,
+        horizon_h,
+        fit_hours,
+        calendar: calendar_flag,
+        history,
+        registry,
+    })?;
+    Ok((f.model, f.text))
+}
+
+/// Forks the plant from the history at `args.at`.
+pub(super) fn fork(args: ForkArgs<'_>) -> anyhow::Result<HistoryFork> {
+    let ForkArgs {
+        config,
+        at,
+        horizon_h,
+        fit_hours,
+        calendar: calendar_flag,
+        history,
+        registry,
+    } = args;
     let (cfg, registry, store) = open_history(config, history, registry)?;
     let cal = calendar(&cfg, calendar_flag)?;
     let conn = &store.conn;
@@ -297,7 +343,16 @@ fn fork_from_history(
         text.extend(f.describe().into_iter().map(|l| format!("  {l}")));
     }
     text.extend(notes.into_iter().map(|n| format!("note: {n}")));
-    Ok((model, text))
+    drop(events);
+    Ok(HistoryFork {
+        cfg,
+        registry,
+        store,
+        at_us,
+        model,
+        fits,
+        text,
+    })
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -631,6 +631,16 @@ impl Engine {
         if step.stations.len() == 1 {
             return step.stations[0];
         }
+        // A planned machine, when the plan names one that can run the step.
+        if let Some(&(s, _)) = self
+            .model
+            .orders
+            .get(job.order as usize)
+            .and_then(|o| o.plan.get(job.step as usize))
+            && step.stations.contains(&s)
+        {
+            return s;
+        }
         let mut best = step.stations[0];
         let mut best_load = u32::MAX;
         for &s in &step.stations {
@@ -864,6 +874,12 @@ impl Engine {
                     };
                     -(job.weight / p) * (-slack / (2.0 * p_bar.max(1e-9))).exp()
                 }
+                Rule::Planned => self
+                    .model
+                    .orders
+                    .get(job.order as usize)
+                    .and_then(|o| o.plan.get(job.step as usize))
+                    .map_or(f64::MAX, |p| p.1),
             };
             if key < best_key {
                 best = i;

@@ -70,6 +70,9 @@ pub struct MachineFit {
     pub parts: Option<u64>,
     /// (scrap ÷ parts, parts) in the window.
     pub scrap: Option<(f64, u64)>,
+    /// Running time since the end of the window's last tool change (a
+    /// setup whose reason names the tool), s; None when it had none.
+    pub running_since_tool_change_s: Option<f64>,
 }
 
 impl MachineFit {
@@ -285,6 +288,7 @@ pub fn fit_machine(
         cycle: None,
         parts: None,
         scrap: None,
+        running_since_tool_change_s: None,
     };
     for (start, end, state, reason, whole) in &segs {
         let d = (end - start) as f64 / 1e6;
@@ -327,6 +331,18 @@ pub fn fit_machine(
     }
     fit.stops
         .sort_by(|a, b| b.count.cmp(&a.count).then(a.name.cmp(&b.name)));
+    if let Some(k) = segs
+        .iter()
+        .rposition(|s| s.2 == MachineState::Setup && s.3.to_ascii_lowercase().contains("tool"))
+    {
+        fit.running_since_tool_change_s = Some(
+            segs[k + 1..]
+                .iter()
+                .filter(|s| s.2 == MachineState::Running)
+                .map(|s| (s.1 - s.0) as f64 / 1e6)
+                .sum(),
+        );
+    }
     // Cycle time from the part counter and the running time between its samples.
     if let Some(pc) =
         counter(registry, asset, "part_count").or_else(|| counter(registry, asset, "cycle_count"))

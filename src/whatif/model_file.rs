@@ -487,6 +487,7 @@ pub fn parse_model(path: &Path, text: &str) -> Result<Model, WhatIfError> {
             weight: o.weight,
             step: 0,
             in_process: None,
+            plan: Vec::new(),
         });
     }
     let m = c.into_result(path, m)?;

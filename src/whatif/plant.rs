@@ -291,6 +291,7 @@ pub fn build_model(
             weight: 1.0,
             step,
             in_process,
+            plan: Vec::new(),
         });
     }
     if !skipped.is_empty() {

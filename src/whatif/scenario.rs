@@ -559,6 +559,7 @@ pub fn apply(base: &Model, changes: &[Change]) -> Result<Model, String> {
                     weight: 10.0,
                     step: 0,
                     in_process: None,
+                    plan: Vec::new(),
                 });
             }
             Change::Dispatch { machine, rule } => {

@@ -570,7 +570,7 @@ use mezzanine::whatif::backtest::{BacktestSettings, backtest};
 /// demo's time scale, 10) into a history file through the real writer,
 /// faster than real time: the simulators are stepped by their own clocks
 /// instead of waiting for the wall clock, and nothing goes over a broker.
-fn record_demo(path: &Path, minutes: i64) -> (Arc<AssetRegistry>, i64) {
+pub(crate) fn record_demo(path: &Path, minutes: i64) -> (Arc<AssetRegistry>, i64) {
     let reg = Arc::new(demo_registry());
     let store = Store::open(path, &reg).unwrap();
     let writer = HistoryWriter::spawn(store, reg.clone(), WriterSettings::default(), 4096).unwrap();
@@ -603,6 +603,17 @@ fn record_demo(path: &Path, minutes: i64) -> (Arc<AssetRegistry>, i64) {
         for m in mes.step(now, Some(&floor)) {
             let e = contract.decode(&m.payload, &m.topic).unwrap();
             writer.app.send(WriterMsg::mes_event(&e)).unwrap();
+        }
+        // The MES's plan as a poll would record it, once a minute.
+        if step % 600 == 0 {
+            writer
+                .app
+                .send(WriterMsg::Schedule {
+                    ts_us: now,
+                    source: "MES API (polled)".into(),
+                    schedule: mes.schedule_b2mml(now),
+                })
+                .unwrap();
         }
     }
     writer.flush().unwrap();

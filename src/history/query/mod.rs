@@ -518,3 +518,62 @@ pub fn unresolved_discrepancies(conn: &Connection) -> Result<Vec<DiscrepancyRow>
         .map_err(q(what))?;
     rows.collect::<Result<_, _>>().map_err(q(what))
 }
+
+/// The newest production schedule stated (polled or imported) at or
+/// before `at_us`: the schedule, where it came from and when it was stated.
+pub fn schedule_at(
+    conn: &Connection,
+    at_us: i64,
+) -> Result<Option<(crate::contract::Schedule, String, i64)>, HistoryError> {
+    let newest: Option<(String, String, i64)> = conn
+        .query_row(
+            "SELECT schedule_id, source, imported_us FROM schedules WHERE imported_us <= ?
+             ORDER BY imported_us DESC, schedule_id DESC LIMIT 1",
+            params![at_us],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .map(Some)
+        .or_else(|e| match e {
+            duckdb::Error::QueryReturnedNoRows => Ok(None),
+            e => Err(e),
+        })
+        .map_err(q("schedule at"))?;
+    let Some((id, source, stated_us)) = newest else {
+        return Ok(None);
+    };
+    let mut st = conn
+        .prepare(
+            "SELECT work_order, product, quantity, unit, routing, earliest_start_us, latest_end_us
+             FROM schedules WHERE schedule_id = ? ORDER BY earliest_start_us NULLS LAST, work_order",
+        )
+        .map_err(q("schedule at"))?;
+    let rows = st
+        .query_map(params![id], |r| {
+            let routing: Option<String> = r.get(4)?;
+            Ok(crate::contract::ProductionRequest {
+                id: r.get(0)?,
+                product: r.get::<_, Option<String>>(1)?.unwrap_or_default(),
+                quantity: r.get::<_, Option<f64>>(2)?.unwrap_or(0.0),
+                unit: r.get::<_, Option<String>>(3)?.unwrap_or_default(),
+                routing: routing
+                    .filter(|s| !s.is_empty())
+                    .map(|s| s.split('>').map(str::to_string).collect())
+                    .unwrap_or_default(),
+                earliest_start_us: r.get(5)?,
+                latest_end_us: r.get(6)?,
+            })
+        })
+        .map_err(q("schedule at"))?;
+    let requests = rows
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(q("schedule at"))?;
+    Ok(Some((
+        crate::contract::Schedule {
+            id,
+            published_us: Some(stated_us),
+            requests,
+        },
+        source,
+        stated_us,
+    )))
+}

@@ -117,6 +117,13 @@ pub enum WriterMsg {
         ts_us: i64,
         name: String,
     },
+    /// A production schedule as the MES stated it at `ts_us` (a poll that
+    /// changed it), replacing an earlier one with the same id.
+    Schedule {
+        ts_us: i64,
+        source: String,
+        schedule: crate::contract::Schedule,
+    },
     /// The MES became unreachable (`up: false`, from `ts_us` on) or came
     /// back. While it is away, samples are marked context-unavailable.
     MesLink {
@@ -976,6 +983,11 @@ fn write_app(c: &Connection, m: &WriterMsg, received: i64) -> duckdb::Result<()>
                 params![ts_us, name, received],
             )?;
         }
+        WriterMsg::Schedule {
+            ts_us,
+            source,
+            schedule,
+        } => crate::history::insert_schedule(c, schedule, source, *ts_us)?,
         _ => {}
     }
     Ok(())
