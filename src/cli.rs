@@ -70,6 +70,10 @@ pub struct RunArgs {
     /// Open the discrepancy list at start.
     #[arg(long)]
     pub show_discrepancies: bool,
+    /// Open the schedule panel at start and schedule the plant once the
+    /// MES is heard (the MES plan against the twin's schedule).
+    #[arg(long)]
+    pub show_schedule: bool,
 }
 
 pub fn parse_range_s(s: &str) -> Result<(u64, u64), String> {

@@ -68,6 +68,8 @@ pub enum AppError {
     ReplayAt(String),
     #[error("starting the demo outage timer: {0}")]
     Thread(std::io::Error),
+    #[error("the shift calendar: {0}")]
+    Calendar(crate::calendar::CalendarError),
 }
 
 /// With a window (render and UI), without (tests), or as the headless
@@ -88,6 +90,8 @@ pub struct DesktopOptions {
     pub select: Option<String>,
     pub show_latency: bool,
     pub show_discrepancies: bool,
+    /// Open the schedule panel and schedule once the MES is heard.
+    pub show_schedule: bool,
 }
 
 /// Where the time cursor starts.
@@ -137,6 +141,7 @@ impl Launch {
                 select: args.select,
                 show_latency: args.show_latency,
                 show_discrepancies: args.show_discrepancies,
+                show_schedule: args.show_schedule,
             }),
             replay: match (args.replay_at, args.replay_ago_s) {
                 (Some(t), _) => Some(ReplayStart::At(t)),
@@ -327,6 +332,18 @@ pub fn build(launch: Launch) -> Result<Assembled, AppError> {
                 },
             );
         }
+        if !matches!(launch.front, Front::Recorder) {
+            let auto_run = match &launch.front {
+                Front::Desktop(o) if o.show_schedule => {
+                    Some(crate::schedule::app::ScheduleRequest::default())
+                }
+                _ => None,
+            };
+            let settings = schedule_settings(cfg, &assembled.live, auto_run)?;
+            assembled
+                .app
+                .add_plugins(crate::schedule::app::SchedulePlugin { settings });
+        }
         if let Front::Desktop(opts) = &launch.front {
             desktop_start_options(&mut assembled.app, opts, select);
         }
@@ -339,6 +356,61 @@ pub fn build(launch: Launch) -> Result<Assembled, AppError> {
             Err(e)
         }
     }
+}
+
+/// How the app schedules: the demo's time scale, the shift calendar, the
+/// broker recommendations go to (the configured one, else the embedded
+/// demo's).
+fn schedule_settings(
+    cfg: &AppConfig,
+    live: &LiveSources,
+    auto_run: Option<crate::schedule::app::ScheduleRequest>,
+) -> Result<crate::schedule::app::ScheduleSettings, AppError> {
+    let calendar = match &cfg.plant.shift_calendar {
+        Some(p) => Some(crate::calendar::ShiftCalendar::load(p).map_err(AppError::Calendar)?),
+        None => None,
+    };
+    let url = cfg
+        .mqtt
+        .url
+        .clone()
+        .or_else(|| live.plant.as_ref().map(|p| p.broker.url()));
+    let broker = match url {
+        Some(u) => {
+            let b = crate::ingest::mqtt::parse_mqtt_url(&u)?;
+            let tls = match (b.tls, &cfg.mqtt.ca_file) {
+                (false, _) => None,
+                (true, Some(ca)) => Some(crate::ingest::mqtt::TlsFiles {
+                    ca_file: ca.clone(),
+                    client_cert_file: cfg.mqtt.client_cert_file.clone(),
+                    client_key_file: cfg.mqtt.client_key_file.clone(),
+                }),
+                (true, None) => return Err(AppError::TlsWithoutCa { url: u }),
+            };
+            Some(crate::mes::recommend::Broker {
+                host: b.host,
+                port: b.port,
+                client_id: format!("{}-recommend", cfg.mqtt.client_id_for(MqttRole::App)?),
+                username: cfg.mqtt.username.clone(),
+                password: cfg.mqtt.password.clone(),
+                tls,
+            })
+        }
+        None => None,
+    };
+    Ok(crate::schedule::app::ScheduleSettings {
+        time_scale: if cfg.embedded_demo() {
+            cfg.demo.time_scale
+        } else {
+            1.0
+        },
+        fit_hours: 8.0,
+        calendar,
+        mes: cfg.mes.clone(),
+        broker,
+        seed: 1,
+        auto_run,
+    })
 }
 
 /// The window, the layout's geometry, render and UI.
@@ -449,6 +521,7 @@ fn desktop_start_options(app: &mut App, opts: &DesktopOptions, select: Option<As
     ui_state.discrepancies.open |= opts.show_discrepancies;
     ui_state.show_latency |= opts.show_latency;
     ui_state.show_ingest |= opts.show_latency;
+    ui_state.schedule.open |= opts.show_schedule;
 }
 
 /// Takes the embedded demo MES off the network from `from_s` to `to_s`.

@@ -136,6 +136,9 @@ pub enum ReadRequest {
         to_us: i64,
         out_dir: PathBuf,
     },
+    /// A connection of the reader's own database for a worker thread of
+    /// its own (a long analysis that must not hold the reader up).
+    Connection,
     /// End the reader thread (closing its connection).
     Stop,
 }
@@ -150,6 +153,7 @@ impl ReadRequest {
             ReadRequest::Bookmarks => 4,
             ReadRequest::Export { .. } => 5,
             ReadRequest::Stop => 6,
+            ReadRequest::Connection => 7,
         }
     }
 }
@@ -183,6 +187,9 @@ pub enum ReadResponse {
     NextMarker(Result<Option<query::Marker>, HistoryError>),
     Bookmarks(Result<Vec<(i64, String)>, HistoryError>),
     Export(Result<export::ExportReport, HistoryError>),
+    /// In a mutex only so the answer can sit in a resource (a connection
+    /// is `Send`, not `Sync`); the worker takes it out.
+    Connection(Result<std::sync::Mutex<duckdb::Connection>, HistoryError>),
 }
 
 /// Requests (and answers) the reader's queues hold.
@@ -323,6 +330,11 @@ fn answer(conn: &duckdb::Connection, props: &PropIds, r: ReadRequest) -> ReadRes
             to_us,
             out_dir,
         } => ReadResponse::Export(export::export_parquet(conn, from_us, to_us, &out_dir)),
+        ReadRequest::Connection => ReadResponse::Connection(
+            conn.try_clone()
+                .map(std::sync::Mutex::new)
+                .map_err(sql_err("connection for a worker")),
+        ),
         ReadRequest::Stop => ReadResponse::Bookmarks(Ok(Vec::new())),
     }
 }
@@ -350,6 +362,11 @@ impl History {
         }
     }
 }
+
+/// Connections the reader handed out ([`ReadRequest::Connection`]), for
+/// the worker that asked to take.
+#[derive(Resource, Default)]
+pub struct WorkerConnections(pub Vec<Result<std::sync::Mutex<duckdb::Connection>, HistoryError>>);
 
 /// Responses that arrived this frame, for playback and the UI to take.
 #[derive(Resource, Default, Debug)]

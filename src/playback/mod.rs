@@ -144,6 +144,7 @@ impl Plugin for PlaybackPlugin {
             .init_resource::<TimelineView>()
             .init_resource::<PlaybackData>()
             .init_resource::<HistoryAnswers>()
+            .init_resource::<crate::history::WorkerConnections>()
             .add_message::<PlaybackCommand>()
             .add_systems(
                 Update,
@@ -321,6 +322,7 @@ fn advance_cursor(time: Res<Time>, mut cursor: ResMut<TimeCursor>, mut view: Res
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn take_answers(
     mut answers: ResMut<HistoryAnswers>,
     registry: Res<AssetRegistry>,
@@ -329,6 +331,7 @@ fn take_answers(
     mut data: ResMut<PlaybackData>,
     mut seek: MessageWriter<PlaybackCommand>,
     mut shown: Query<(&BoundAsset, &mut Shown)>,
+    mut connections: ResMut<crate::history::WorkerConnections>,
 ) {
     for a in answers.0.drain(..) {
         match a {
@@ -360,6 +363,7 @@ fn take_answers(
                 ));
             }
             ReadResponse::Export(Err(e)) => data.last_export = Some(format!("export failed: {e}")),
+            ReadResponse::Connection(c) => connections.0.push(c),
             ReadResponse::StateAt(Err(e))
             | ReadResponse::Trend(Err(e))
             | ReadResponse::Timeline(Err(e))

@@ -1,8 +1,8 @@
 //! Screenshots for tests and docs: a [`CaptureRequest`] in, a PNG on disk and
 //! (optionally) the app's exit out.
 //!
-//! Waits until the layout is bound and every asset has its status markers,
-//! then lets a few more frames pass (pipelines compile on the first frames
+//! Waits until the layout is bound, every asset has its status markers and
+//! a schedule asked for at start is done, then lets a few more frames pass (pipelines compile on the first frames
 //! under software rendering) before capturing the primary window.
 
 use std::path::PathBuf;
@@ -47,6 +47,7 @@ pub fn drive_capture(
     assets: Query<&Shown, With<BoundAsset>>,
     marked: Query<(), (With<BoundAsset>, With<StatusMarkers>)>,
     done: Option<Res<CaptureDone>>,
+    schedule: Option<Res<crate::schedule::app::ScheduleView>>,
     mut exit: MessageWriter<AppExit>,
 ) {
     p.frames += 1;
@@ -87,7 +88,8 @@ pub fn drive_capture(
         LoadPhase::Failed(_) => true,
         LoadPhase::Loading => false,
     };
-    if !ready {
+    // A schedule asked for at start is part of the picture.
+    if !ready || schedule.is_some_and(|v| v.busy()) {
         return;
     }
     p.settled += 1;

@@ -16,7 +16,10 @@
 //! - `robust`: both schedules through the what-if engine, replications,
 //!   confidence intervals.
 //! - `study`: all of it in one run, its text, and the recommendation.
+//! - `app`: the Bevy side — commands from the UI, a study on its own
+//!   thread, the result as a resource for the Gantt panel.
 
+pub mod app;
 pub mod compare;
 pub mod instance;
 pub mod live;

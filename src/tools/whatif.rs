@@ -20,10 +20,9 @@ use crate::history::Store;
 use crate::registry::{AssetRegistry, load_registry};
 use crate::whatif::backtest::{BacktestSettings, backtest};
 use crate::whatif::engine::TraceRow;
-use crate::whatif::fit::fit_machine;
 use crate::whatif::model_file::load_model;
 use crate::whatif::plant::{
-    PlantSettings, build_model, is_machine, recorded_mes_events, snapshot_from_history,
+    PlantSettings, build_model, fits_from_history, recorded_mes_events, snapshot_from_history,
 };
 use crate::whatif::scenario::{ScenarioFile, apply, load_scenarios};
 use crate::whatif::{Model, Pool, Progress, Replications, Report, Study, StudyResult};
@@ -310,19 +309,7 @@ pub(super) fn fork(args: ForkArgs<'_>) -> anyhow::Result<HistoryFork> {
         );
     }
     let fit_from = (at_us - (fit_hours * 3.6e9) as i64).max(range.0);
-    let mut fits = Vec::new();
-    for (i, a) in registry.assets().iter().enumerate() {
-        if is_machine(&registry, &a.id) {
-            fits.push(fit_machine(
-                conn,
-                &store.props,
-                &registry,
-                crate::registry::AssetIdx(i as u32),
-                fit_from,
-                at_us,
-            )?);
-        }
-    }
+    let fits = fits_from_history(conn, &store.props, &registry, fit_from, at_us)?;
     let events = recorded_mes_events(conn, at_us)?;
     let snap = snapshot_from_history(conn, &store.props, &registry, &events, at_us, None)?;
     let horizon_us = (horizon_h * 3.6e9) as i64;

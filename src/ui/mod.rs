@@ -6,6 +6,7 @@ pub mod clock;
 pub mod live;
 pub mod mes;
 pub mod panels;
+pub mod schedule;
 pub mod timeline;
 
 use std::collections::HashMap;
@@ -82,6 +83,7 @@ pub struct UiState {
     pub show_ingest: bool,
     pub timeline: timeline::TimelineUiState,
     pub discrepancies: mes::DiscrepancyUiState,
+    pub schedule: schedule::ScheduleUiState,
 }
 
 pub struct UiPlugin;
@@ -95,6 +97,7 @@ impl Plugin for UiPlugin {
             show_ingest: false,
             timeline: timeline::TimelineUiState::default(),
             discrepancies: mes::DiscrepancyUiState::default(),
+            schedule: schedule::ScheduleUiState::default(),
         })
         .add_message::<crate::reconcile::ReconcileCommand>()
         .add_message::<crate::demo::DemoCommand>()
@@ -117,6 +120,7 @@ fn main_ui(
     mut insets: ResMut<ViewportInsets>,
     mut sel_out: MessageWriter<SelectionCommand>,
     mut cam_out: MessageWriter<CameraCommand>,
+    mut sched: schedule::ScheduleUiView,
 ) -> Result {
     let ctx = contexts.ctx_mut()?.clone();
     let states: HashMap<AssetIdx, MachineState> = assets
@@ -225,6 +229,10 @@ fn main_ui(
                         label
                     };
                     ui.toggle_value(&mut ui_state.discrepancies.open, label);
+                }
+                if sched.view.is_some() {
+                    ui.toggle_value(&mut ui_state.schedule.open, "Schedule")
+                        .on_hover_text("The MES plan against the twin's finite-capacity schedule");
                 }
                 ui.toggle_value(&mut ui_state.show_latency, "Latency");
                 ui.toggle_value(
@@ -406,6 +414,12 @@ fn main_ui(
         *insets = new_insets;
     }
 
+    schedule::schedule_window(
+        &ctx,
+        &mut ui_state.schedule,
+        &mut sched,
+        &registry.plant().time_zone,
+    );
     let mut show_latency = ui_state.show_latency;
     egui::Window::new("Latency, hop by hop")
         .open(&mut show_latency)

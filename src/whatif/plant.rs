@@ -578,3 +578,27 @@ pub fn snapshot_from_history(
     }
     Ok(snap)
 }
+
+/// Every machine's fit over `[from_us, to_us]` of the history.
+pub fn fits_from_history(
+    conn: &Connection,
+    props: &crate::history::store::PropIds,
+    registry: &AssetRegistry,
+    from_us: i64,
+    to_us: i64,
+) -> Result<Vec<MachineFit>, WhatIfError> {
+    let mut fits = Vec::new();
+    for (i, a) in registry.assets().iter().enumerate() {
+        if is_machine(registry, &a.id) {
+            fits.push(super::fit::fit_machine(
+                conn,
+                props,
+                registry,
+                crate::registry::AssetIdx(i as u32),
+                from_us,
+                to_us,
+            )?);
+        }
+    }
+    Ok(fits)
+}

@@ -106,6 +106,58 @@ fn the_binarys_assembly_runs_headless_live_recorded_and_with_mes_context() {
         assert_eq!(crate::whatif::live_digest(world), before);
     }
 
+    // The schedule panel's run: the live plant read once, the study on a
+    // thread of its own, the frame never waiting.
+    {
+        use bevy::prelude::Messages;
+        use mezzanine::schedule::app::{JobState, ScheduleCommand, ScheduleRequest, ScheduleView};
+        use mezzanine::schedule::plan::Objective;
+        a.app
+            .world_mut()
+            .resource_mut::<Messages<ScheduleCommand>>()
+            .write(ScheduleCommand::Run(ScheduleRequest {
+                objective: Objective::WeightedTardiness,
+                time_limit_s: 0.5,
+                replications: 4,
+            }));
+        let t0 = Instant::now();
+        let mut slowest_frame = Duration::ZERO;
+        loop {
+            let f = Instant::now();
+            a.app.update();
+            slowest_frame = slowest_frame.max(f.elapsed());
+            let v = a.app.world().resource::<ScheduleView>();
+            match &v.state {
+                JobState::Done => break,
+                JobState::Failed(e) => panic!("the schedule failed: {e}"),
+                _ => {}
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(60),
+                "no schedule after 60 s"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let v = a.app.world().resource::<ScheduleView>();
+        let study = v.study.clone().expect("a study");
+        let p = &study.live.problem;
+        assert!(!p.jobs.is_empty(), "the MES's open orders are scheduled");
+        assert_eq!(mezzanine::schedule::plan::check(p, &study.twin.best), None);
+        assert!(study.mes.is_some(), "the polled MES plan is set beside it");
+        for (m, mach) in p.machines.iter().enumerate() {
+            for &o in &study.twin.best.sequence[m] {
+                assert!(study.twin.best.start_s[o] >= mach.available_from_s);
+            }
+        }
+        println!(
+            "schedule in the app: {} orders, {} operations, {} conflicts in the MES plan, slowest frame {:.1} ms while it ran",
+            p.jobs.len(),
+            p.ops.len(),
+            study.mes.as_ref().map_or(0, |m| m.conflicts.len()),
+            slowest_frame.as_secs_f64() * 1e3
+        );
+    }
+
     // The orderly shutdown commits what the recorder holds.
     a.shutdown();
     let conn = duckdb::Connection::open(&db).expect("reopen");
