@@ -371,8 +371,12 @@ fn study(
                 return Err("replay needs the history".into());
             };
             let events = recorded_mes_events(c, at_us).map_err(h)?;
-            let snap = snapshot_from_history(c, p, registry, &events, at_us, None).map_err(h)?;
+            let mut snap =
+                snapshot_from_history(c, p, registry, &events, at_us, None).map_err(h)?;
             let plan = crate::history::query::schedule_at(c, at_us).map_err(|e| e.to_string())?;
+            if let Some((s, _, _)) = &plan {
+                crate::whatif::plant::add_planned_orders(&mut snap, s);
+            }
             (snap, plan)
         }
     };

@@ -311,7 +311,11 @@ pub(super) fn fork(args: ForkArgs<'_>) -> anyhow::Result<HistoryFork> {
     let fit_from = (at_us - (fit_hours * 3.6e9) as i64).max(range.0);
     let fits = fits_from_history(conn, &store.props, &registry, fit_from, at_us)?;
     let events = recorded_mes_events(conn, at_us)?;
-    let snap = snapshot_from_history(conn, &store.props, &registry, &events, at_us, None)?;
+    let mut snap = snapshot_from_history(conn, &store.props, &registry, &events, at_us, None)?;
+    // The orders the MES had planned then, as the live fork sees them.
+    if let Some((plan, _, _)) = crate::history::query::schedule_at(conn, at_us)? {
+        crate::whatif::plant::add_planned_orders(&mut snap, &plan);
+    }
     let horizon_us = (horizon_h * 3.6e9) as i64;
     let settings = PlantSettings {
         horizon_s: horizon_h * 3600.0,

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use bevy::ecs::system::SystemParam;
 use bevy::prelude::*;
 use bevy_egui::egui::{self, Color32, RichText};
-use egui_plot::{Bar, BarChart, Plot, VLine};
+use egui_plot::{AxisHints, Bar, BarChart, Plot, VLine, uniform_grid_spacer};
 
 use crate::schedule::app::{JobState, ScheduleCommand, ScheduleRequest, ScheduleView};
 use crate::schedule::compare::ConflictKind;
@@ -104,8 +104,8 @@ pub fn schedule_window(
     let mut open = state.open;
     egui::Window::new("Schedule — MES plan vs twin")
         .open(&mut open)
-        .default_size([1100.0, 720.0])
-        .default_pos([60.0, 60.0])
+        .default_size([1480.0, 800.0])
+        .default_pos([40.0, 50.0])
         .show(ctx, |ui| {
             controls(ui, state, view, &mut s.out);
             ui.separator();
@@ -307,27 +307,35 @@ fn body(ui: &mut egui::Ui, st: &ScheduleStudy, live: Option<bool>, tz: &str) {
         let mut orders: Vec<&String> = bars.keys().collect();
         orders.sort();
         Plot::new(id)
-            .height(((n_rows as f32) * 17.0 + 30.0).max(120.0))
+            .height(((n_rows as f32) * 22.0 + 30.0).max(120.0))
             .link_axis("schedule-gantt", [true, false])
             .link_cursor("schedule-gantt", [true, false])
             .default_x_bounds(-0.05 * x_max.max(0.1), x_max.max(0.1) * 1.02)
             .default_y_bounds(-0.6, n_rows as f64 - 0.4)
             .allow_scroll(false)
-            .y_axis_min_width(96.0)
             .show_grid([true, false])
+            // Times every 5 min / 15 min / 1 h from now.
+            .x_grid_spacer(uniform_grid_spacer(|_| [1.0 / 12.0, 0.25, 1.0]))
+            // A mark on every row, so every machine is named.
+            .y_grid_spacer(uniform_grid_spacer(|_| [1.0, 5.0, 10.0]))
             .x_axis_formatter(move |m, _| hm(origin + (m.value * 3.6e9) as i64, &tz2))
-            .y_axis_formatter(move |m, _| {
-                let r = m.value.round();
-                if (m.value - r).abs() > 0.01 || r < 0.0 {
-                    return String::new();
-                }
-                names
-                    .len()
-                    .checked_sub(1 + r as usize)
-                    .and_then(|i| names.get(i))
-                    .cloned()
-                    .unwrap_or_default()
-            })
+            .custom_y_axes(vec![
+                AxisHints::new_y()
+                    .label_spacing(10.0..=14.0)
+                    .min_thickness(96.0)
+                    .formatter(move |m, _| {
+                        let r = m.value.round();
+                        if (m.value - r).abs() > 0.01 || r < 0.0 {
+                            return String::new();
+                        }
+                        names
+                            .len()
+                            .checked_sub(1 + r as usize)
+                            .and_then(|i| names.get(i))
+                            .cloned()
+                            .unwrap_or_default()
+                    }),
+            ])
             .show(ui, |pu| {
                 if !down.is_empty() {
                     let shade: Vec<Bar> = down

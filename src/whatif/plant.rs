@@ -602,3 +602,24 @@ pub fn fits_from_history(
     }
     Ok(fits)
 }
+
+/// The MES plan's orders the snapshot does not hold yet (planned, not
+/// released): each released at its planned start (or at once), with the
+/// plan's routing, quantity and latest end as its due date.
+pub fn add_planned_orders(snap: &mut PlantSnapshot, schedule: &crate::contract::Schedule) {
+    for r in &schedule.requests {
+        if snap.orders.iter().any(|o| o.id == r.id) || r.routing.is_empty() {
+            continue;
+        }
+        snap.orders.push(OrderNow {
+            id: r.id.clone(),
+            product: r.product.clone(),
+            quantity: r.quantity.max(1.0) as u32,
+            routing: r.routing.clone(),
+            running_on: None,
+            due_us: r.latest_end_us,
+            release_us: r.earliest_start_us.filter(|t| *t > snap.at_us),
+            held: false,
+        });
+    }
+}
