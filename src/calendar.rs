@@ -96,6 +96,18 @@ pub struct Window {
     pub shift: String,
 }
 
+/// One shift as it falls on one day.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ShiftInstance {
+    pub name: String,
+    /// The day it starts (in the calendar's zone).
+    pub date: Date,
+    pub start_us: i64,
+    pub end_us: i64,
+    /// Planned working windows inside it, µs.
+    pub working: Vec<(i64, i64)>,
+}
+
 /// The loaded calendar.
 #[derive(Debug, Clone)]
 pub struct ShiftCalendar {
@@ -393,6 +405,59 @@ impl ShiftCalendar {
                     }),
             );
         }
+        out
+    }
+
+    /// Each shift that overlaps [from_us, to_us), as it falls: its name,
+    /// its start and end (breaks included), and its planned working
+    /// windows (breaks, planned downtime and the period's edges taken
+    /// out). Holidays have none; shifts are not merged.
+    pub fn instances(&self, from_us: i64, to_us: i64) -> Vec<ShiftInstance> {
+        let date = |us: i64| {
+            jiff::Timestamp::from_microsecond(us)
+                .map(|t| t.to_zoned(self.tz.clone()).date())
+                .unwrap_or(Date::constant(1970, 1, 1))
+        };
+        let (mut d, last) = (
+            date(from_us).yesterday().unwrap_or(date(from_us)),
+            date(to_us),
+        );
+        let mut out = Vec::new();
+        while d <= last {
+            let wd = d.weekday().to_monday_zero_offset() as usize;
+            if !self.holidays.contains(&d) {
+                for s in self.shifts.iter().filter(|s| s.days[wd]) {
+                    let next = d.tomorrow().unwrap_or(d);
+                    let start = self.instant(d, s.start);
+                    let end = self.instant(if s.end <= s.start { next } else { d }, s.end);
+                    if end <= from_us || start >= to_us {
+                        continue;
+                    }
+                    let mut pieces = vec![(start.max(from_us), end.min(to_us))];
+                    for &(a, z) in &s.breaks {
+                        let ba = self.instant(if a < s.start { next } else { d }, a);
+                        let bz = self.instant(if z < s.start || z < a { next } else { d }, z);
+                        pieces = subtract(&pieces, ba, bz);
+                    }
+                    for &(a, b, _) in &self.downtime {
+                        pieces = subtract(&pieces, a, b);
+                    }
+                    pieces.retain(|(a, b)| b > a);
+                    out.push(ShiftInstance {
+                        name: s.name.clone(),
+                        date: d,
+                        start_us: start,
+                        end_us: end,
+                        working: pieces,
+                    });
+                }
+            }
+            match d.tomorrow() {
+                Ok(n) => d = n,
+                Err(_) => break,
+            }
+        }
+        out.sort_by_key(|i| i.start_us);
         out
     }
 

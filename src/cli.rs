@@ -205,6 +205,10 @@ pub enum Command {
     /// each scenario with 95 % confidence intervals; or back-test the
     /// simulation against a recorded window (`whatif backtest`).
     Whatif(WhatifArgs),
+    /// OEE (ISO 22400-2) from the history: availability × performance ×
+    /// quality per shift, day, machine or line, with the loss waterfall and
+    /// Pareto for one machine (`--machine`).
+    Oee(OeeArgs),
     /// Schedule the plant as recorded (`--from-history`) against the MES
     /// plan, or solve a job-shop (`--jsp`) or flexible job-shop (`--fjsp`)
     /// benchmark instance.
@@ -215,6 +219,37 @@ pub enum Command {
         #[arg(long, default_value = "scenes")]
         out: PathBuf,
     },
+}
+
+/// `mezzanine oee …`.
+#[derive(clap::Args, Debug)]
+pub struct OeeArgs {
+    /// Start (RFC 3339 with offset, `YYYY-MM-DD HH:MM[:SS]` in the plant's
+    /// zone, or `start` for the recording's first sample).
+    #[arg(long, default_value = "start")]
+    pub from: String,
+    /// End (same forms, or `end` for the recording's last sample).
+    #[arg(long, default_value = "end")]
+    pub to: String,
+    /// shift, day, machine or line.
+    #[arg(long, default_value = "machine")]
+    pub by: String,
+    /// One machine: its loss waterfall and the Pareto of its losses.
+    #[arg(long)]
+    pub machine: Option<String>,
+    /// Write the table as CSV.
+    #[arg(long)]
+    pub csv: Option<PathBuf>,
+    /// Shift calendar (TOML), overriding the config's `[plant] shift_calendar`.
+    #[arg(long)]
+    pub calendar: Option<PathBuf>,
+    /// Loss rules (TOML; see config/oee-losses.toml), else the defaults.
+    #[arg(long)]
+    pub rules: Option<PathBuf>,
+    #[arg(long)]
+    pub history: Option<PathBuf>,
+    #[arg(long)]
+    pub registry: Option<PathBuf>,
 }
 
 /// `mezzanine schedule …`.

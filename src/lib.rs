@@ -42,6 +42,7 @@ pub mod demo;
 pub mod history;
 pub mod ingest;
 pub mod mes;
+pub mod oee;
 pub mod playback;
 pub mod reconcile;
 pub mod registry;
@@ -72,7 +73,7 @@ pub const LAYERS: &[&[&str]] = &[
     &["reconcile"],
     &["demo"],
     &["playback"],
-    &["whatif"],
+    &["whatif", "oee"],
     &["schedule"],
     &["render"],
     &["ui"],

@@ -60,6 +60,7 @@ fn main() -> ExitCode {
         }) => tools::import_schedule::run(config, &file, history, registry),
         Some(Command::Whatif(args)) => tools::whatif::run(config, args),
         Some(Command::Schedule(args)) => tools::schedule::run(config, args),
+        Some(Command::Oee(args)) => tools::oee::run(config, args),
         Some(Command::DemoPlant {
             mqtt,
             opcua,

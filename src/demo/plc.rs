@@ -80,6 +80,8 @@ struct MachineSim {
     cycle_ms: f64,
     parts: u64,
     scrap: u64,
+    /// Since when (wall ms) the current state and reason hold.
+    since_wall_ms: u64,
     spindle_temp_c: f64,
     fluid_temp_c: f64,
     stock: f64,
@@ -88,6 +90,10 @@ struct MachineSim {
     capacity: f64,
     props: Vec<PropSim>,
 }
+
+/// One state episode of one machine: (asset, state, reason, start wall ms,
+/// end wall ms).
+pub type Episode = (AssetIdx, MachineState, String, u64, u64);
 
 /// The whole plant's PLCs.
 pub struct PlcSim {
@@ -98,6 +104,9 @@ pub struct PlcSim {
     t_ms: f64,
     /// Wall-clock step counter, ms.
     wall_ms: u64,
+    /// The simulator's own accounting, when asked for (tests): every state
+    /// episode that ended, as (asset, state, reason, start, end) in wall ms.
+    truth: Option<Vec<Episode>>,
     start_us: i64,
     time_scale: f64,
 }
@@ -145,6 +154,7 @@ impl PlcSim {
                     cycle_ms,
                     parts: rng.range(50.0, 900.0) as u64,
                     scrap: rng.range(0.0, 12.0) as u64,
+                    since_wall_ms: 0,
                     spindle_temp_c: rng.range(28.0, 40.0),
                     fluid_temp_c: rng.range(55.0, 60.0),
                     stock: rng.range(0.3, 0.8) * nominal(&registry, asset, "capacity", 480.0),
@@ -161,6 +171,7 @@ impl PlcSim {
             machines,
             t_ms: 0.0,
             wall_ms: 0,
+            truth: None,
             start_us,
             time_scale: time_scale.max(0.01),
         }
@@ -171,6 +182,27 @@ impl PlcSim {
     }
 
     /// Each machine's part and scrap counters (what an MES reads from it).
+    /// Keep the simulator's own accounting from now on: every state
+    /// episode (for ground-truth tests; it grows without bound).
+    pub fn record_truth(&mut self) {
+        self.truth.get_or_insert_with(Vec::new);
+    }
+
+    /// The episodes that ended, and the ones under way up to now.
+    pub fn episodes(&self) -> Vec<Episode> {
+        let mut v = self.truth.clone().unwrap_or_default();
+        for m in &self.machines {
+            v.push((
+                m.asset,
+                m.state,
+                m.reason.clone().unwrap_or_default(),
+                m.since_wall_ms,
+                self.wall_ms,
+            ));
+        }
+        v
+    }
+
     pub fn counters(&self) -> impl Iterator<Item = (AssetIdx, u64, u64)> + '_ {
         self.machines.iter().map(|m| (m.asset, m.parts, m.scrap))
     }
@@ -190,6 +222,8 @@ impl PlcSim {
     }
 
     fn advance(&mut self, mi: usize, dt: f64) {
+        let now_ms = self.wall_ms;
+        let truth = &mut self.truth;
         let rng = &mut self.rng;
         let m = &mut self.machines[mi];
         let machining = m.class == "cnc_mill" || m.class == "cnc_lathe";
@@ -241,6 +275,16 @@ impl PlcSim {
             }
             if next != m.state || reason != m.reason {
                 m.state_changed = true;
+                if let Some(t) = truth.as_mut() {
+                    t.push((
+                        m.asset,
+                        m.state,
+                        m.reason.clone().unwrap_or_default(),
+                        m.since_wall_ms,
+                        now_ms,
+                    ));
+                }
+                m.since_wall_ms = now_ms;
             }
             m.state = next;
             m.reason = reason;

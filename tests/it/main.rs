@@ -18,6 +18,7 @@ mod layers;
 mod live;
 mod mes;
 mod mes_peer;
+mod oee;
 mod registry;
 mod robust;
 mod schedule;
