@@ -74,6 +74,9 @@ pub struct RunArgs {
     /// MES is heard (the MES plan against the twin's schedule).
     #[arg(long)]
     pub show_schedule: bool,
+    /// Open the OEE panel at start, with the 3D view coloured by OEE.
+    #[arg(long)]
+    pub show_oee: bool,
 }
 
 pub fn parse_range_s(s: &str) -> Result<(u64, u64), String> {
@@ -243,7 +246,8 @@ pub struct OeeArgs {
     /// Shift calendar (TOML), overriding the config's `[plant] shift_calendar`.
     #[arg(long)]
     pub calendar: Option<PathBuf>,
-    /// Loss rules (TOML; see config/oee-losses.toml), else the defaults.
+    /// Loss rules (TOML; see config/oee-losses.toml), overriding the
+    /// config's `[plant] oee_rules`; else the defaults.
     #[arg(long)]
     pub rules: Option<PathBuf>,
     #[arg(long)]

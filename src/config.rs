@@ -531,6 +531,8 @@ pub struct PlantConfig {
     /// Shift calendar (TOML, `crate::calendar`); none: all time counts as
     /// planned working time, and what-if says so.
     pub shift_calendar: Option<PathBuf>,
+    /// OEE loss rules (TOML, `crate::oee::rules`); none: the defaults.
+    pub oee_rules: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -563,6 +565,7 @@ impl Default for PlantConfig {
             scene: shipped("scenes/demo-plant.glb"),
             registry: shipped("scenes/demo-plant.toml"),
             shift_calendar: None,
+            oee_rules: None,
         }
     }
 }
@@ -621,6 +624,7 @@ impl AppConfig {
             &mut cfg.mes.ca_file,
             &mut cfg.history.path,
             &mut cfg.plant.shift_calendar,
+            &mut cfg.plant.oee_rules,
         ]
         .into_iter()
         .flatten()
@@ -676,6 +680,14 @@ impl AppConfig {
         {
             return Err(ConfigError::Missing {
                 what: "shift calendar",
+                path: c.clone(),
+            });
+        }
+        if let Some(c) = &self.plant.oee_rules
+            && !c.exists()
+        {
+            return Err(ConfigError::Missing {
+                what: "OEE loss rules",
                 path: c.clone(),
             });
         }

@@ -70,6 +70,8 @@ pub enum AppError {
     Thread(std::io::Error),
     #[error("the shift calendar: {0}")]
     Calendar(crate::calendar::CalendarError),
+    #[error("the OEE loss rules: {0}")]
+    OeeRules(crate::oee::OeeError),
 }
 
 /// With a window (render and UI), without (tests), or as the headless
@@ -92,6 +94,8 @@ pub struct DesktopOptions {
     pub show_discrepancies: bool,
     /// Open the schedule panel and schedule once the MES is heard.
     pub show_schedule: bool,
+    /// Open the OEE panel (and the 3D heat-map by OEE).
+    pub show_oee: bool,
 }
 
 /// Where the time cursor starts.
@@ -142,6 +146,7 @@ impl Launch {
                 show_latency: args.show_latency,
                 show_discrepancies: args.show_discrepancies,
                 show_schedule: args.show_schedule,
+                show_oee: args.show_oee,
             }),
             replay: match (args.replay_at, args.replay_ago_s) {
                 (Some(t), _) => Some(ReplayStart::At(t)),
@@ -340,6 +345,15 @@ pub fn build(launch: Launch) -> Result<Assembled, AppError> {
                 _ => None,
             };
             let settings = schedule_settings(cfg, &assembled.live, auto_run)?;
+            let rules = match &cfg.plant.oee_rules {
+                Some(p) => crate::oee::LossRules::load(p).map_err(AppError::OeeRules)?,
+                None => crate::oee::LossRules::default(),
+            };
+            assembled.app.add_plugins(crate::oee::live::OeePlugin {
+                calendar: settings.calendar.clone(),
+                rules,
+                time_scale: settings.time_scale,
+            });
             assembled
                 .app
                 .add_plugins(crate::schedule::app::SchedulePlugin { settings });
@@ -522,6 +536,10 @@ fn desktop_start_options(app: &mut App, opts: &DesktopOptions, select: Option<As
     ui_state.show_latency |= opts.show_latency;
     ui_state.show_ingest |= opts.show_latency;
     ui_state.schedule.open |= opts.show_schedule;
+    ui_state.oee.open |= opts.show_oee;
+    if opts.show_oee {
+        app.insert_resource(crate::oee::live::OeeHeatmap(true));
+    }
 }
 
 /// Takes the embedded demo MES off the network from `from_s` to `to_s`.

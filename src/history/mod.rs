@@ -137,8 +137,11 @@ pub enum ReadRequest {
         out_dir: PathBuf,
     },
     /// A connection of the reader's own database for a worker thread of
-    /// its own (a long analysis that must not hold the reader up).
-    Connection,
+    /// its own (a long analysis that must not hold the reader up); the tag
+    /// says which worker asked (one request per tag is kept).
+    Connection {
+        tag: u8,
+    },
     /// End the reader thread (closing its connection).
     Stop,
 }
@@ -153,7 +156,7 @@ impl ReadRequest {
             ReadRequest::Bookmarks => 4,
             ReadRequest::Export { .. } => 5,
             ReadRequest::Stop => 6,
-            ReadRequest::Connection => 7,
+            ReadRequest::Connection { tag } => 7 + (*tag).min(8),
         }
     }
 }
@@ -189,7 +192,10 @@ pub enum ReadResponse {
     Export(Result<export::ExportReport, HistoryError>),
     /// In a mutex only so the answer can sit in a resource (a connection
     /// is `Send`, not `Sync`); the worker takes it out.
-    Connection(Result<std::sync::Mutex<duckdb::Connection>, HistoryError>),
+    Connection(
+        u8,
+        Result<std::sync::Mutex<duckdb::Connection>, HistoryError>,
+    ),
 }
 
 /// Requests (and answers) the reader's queues hold.
@@ -330,7 +336,8 @@ fn answer(conn: &duckdb::Connection, props: &PropIds, r: ReadRequest) -> ReadRes
             to_us,
             out_dir,
         } => ReadResponse::Export(export::export_parquet(conn, from_us, to_us, &out_dir)),
-        ReadRequest::Connection => ReadResponse::Connection(
+        ReadRequest::Connection { tag } => ReadResponse::Connection(
+            tag,
             conn.try_clone()
                 .map(std::sync::Mutex::new)
                 .map_err(sql_err("connection for a worker")),
@@ -366,7 +373,27 @@ impl History {
 /// Connections the reader handed out ([`ReadRequest::Connection`]), for
 /// the worker that asked to take.
 #[derive(Resource, Default)]
-pub struct WorkerConnections(pub Vec<Result<std::sync::Mutex<duckdb::Connection>, HistoryError>>);
+pub struct WorkerConnections(
+    pub  Vec<(
+        u8,
+        Result<std::sync::Mutex<duckdb::Connection>, HistoryError>,
+    )>,
+);
+
+impl WorkerConnections {
+    /// The connection handed out for `tag`, if it came.
+    pub fn take(
+        &mut self,
+        tag: u8,
+    ) -> Option<Result<std::sync::Mutex<duckdb::Connection>, HistoryError>> {
+        let i = self.0.iter().position(|c| c.0 == tag)?;
+        Some(self.0.swap_remove(i).1)
+    }
+}
+
+/// Worker tags for [`ReadRequest::Connection`].
+pub const WORKER_SCHEDULE: u8 = 0;
+pub const WORKER_OEE: u8 = 1;
 
 /// Responses that arrived this frame, for playback and the UI to take.
 #[derive(Resource, Default, Debug)]

@@ -161,17 +161,33 @@ fn inside(windows: &[(i64, i64)], t: i64) -> bool {
 }
 
 /// Counter increases read inside `windows` (a reading at t counts the
-/// parts made up to t), as (time, increase).
-fn increases(counter: &[(i64, f64)], windows: &[(i64, i64)]) -> Vec<(i64, f64)> {
+/// parts made up to t), as (time, increase); an increase over an interval
+/// mostly without data (`blind`) cannot be placed and is returned apart.
+fn increases(
+    counter: &[(i64, f64)],
+    windows: &[(i64, i64)],
+    blind: &[(i64, i64)],
+) -> (Vec<(i64, f64)>, f64) {
     let mut out = Vec::new();
+    let mut unseen = 0.0;
     for w in counter.windows(2) {
-        let (t, v) = w[1];
+        let (t0, (t, v)) = (w[0].0, w[1]);
         let d = if v >= w[0].1 { v - w[0].1 } else { v };
-        if d > 0.0 && inside(windows, t) {
+        if d <= 0.0 || !inside(windows, t) {
+            continue;
+        }
+        // Mostly blind between the two readings: the parts cannot be placed.
+        let blind_us: i64 = blind
+            .iter()
+            .map(|&(a, b)| (b.min(t) - a.max(t0)).max(0))
+            .sum();
+        if 2 * blind_us > t - t0 {
+            unseen += d;
+        } else {
             out.push((t, d));
         }
     }
-    out
+    (out, unseen)
 }
 
 /// Computes one machine's OEE over `planned` (sorted, non-overlapping
@@ -254,10 +270,23 @@ pub fn compute(input: &MachineInput, planned: &[(i64, i64)], rules: &LossRules) 
         }
         pieces
     };
-    o.produced = increases(&input.part_counter, &busy)
+    // Time the twin had no state for: parts counted across it cannot be
+    // told apart from the ones before, and are left out (said).
+    let blind: Vec<(i64, i64)> = input
+        .segments
         .iter()
-        .fold(0.0, |a, x| a + x.1);
-    let scrap = increases(&input.scrap_counter, &busy);
+        .filter(|s| s.state == MachineState::Unknown)
+        .map(|s| (s.start_us, s.end_us))
+        .collect();
+    let (parts, unseen) = increases(&input.part_counter, &busy, &blind);
+    o.produced = parts.iter().fold(0.0, |a, x| a + x.1);
+    if unseen > 0.0 {
+        o.warnings.push(format!(
+            "{}: {unseen} parts counted across time without data are left out",
+            input.asset_id
+        ));
+    }
+    let (scrap, _) = increases(&input.scrap_counter, &busy, &blind);
     let starts = &setup_ends;
     let window_us = (rules.startup_reject_window_s * 1e6) as i64;
     for (t, n) in &scrap {

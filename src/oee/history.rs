@@ -74,6 +74,92 @@ fn counter(
     Ok(out)
 }
 
+/// Silences of an asset in [from_us, to_us]: (last sample, next sample)
+/// pairs further apart than three of its slowest expected periods.
+fn silences(
+    conn: &Connection,
+    props: &PropIds,
+    registry: &AssetRegistry,
+    asset: AssetIdx,
+    from_us: i64,
+    to_us: i64,
+) -> Result<Vec<(i64, i64)>, HistoryError> {
+    let Some(a) = registry.get(asset) else {
+        return Ok(Vec::new());
+    };
+    let ids: Vec<String> = (0..a.properties.len() as u32)
+        .filter_map(|p| props.id(crate::registry::PropertyRef { asset, property: p }))
+        .map(|i| i.to_string())
+        .collect();
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let slowest_ms = a
+        .properties
+        .iter()
+        .filter_map(|p| p.expected_period_ms)
+        .max()
+        .unwrap_or(60_000);
+    let limit_us = 3 * slowest_ms as i64 * 1000;
+    let sql = format!(
+        "SELECT ts_us, nx FROM (SELECT ts_us, lead(ts_us) OVER (ORDER BY ts_us) AS nx
+           FROM samples WHERE prop_id IN ({}) AND ts_us >= ? AND ts_us <= ?)
+         WHERE nx - ts_us > ? ORDER BY ts_us",
+        ids.join(",")
+    );
+    let mut st = conn
+        .prepare(&sql)
+        .map_err(crate::history::sql_err("finding silences"))?;
+    let rows = st
+        .query_map(params![from_us - limit_us, to_us, limit_us], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
+        })
+        .map_err(crate::history::sql_err("finding silences"))?;
+    rows.collect::<Result<Vec<_>, _>>()
+        .map_err(crate::history::sql_err("finding silences"))
+}
+
+/// The segments with the gaps cut out and marked as no data.
+fn cut(segments: Vec<Segment>, gaps: &[(i64, i64)]) -> Vec<Segment> {
+    let mut out = Vec::with_capacity(segments.len() + gaps.len() * 2);
+    for s in segments {
+        let mut pieces = vec![(s.start_us, s.end_us)];
+        for &(a, b) in gaps {
+            let mut next = Vec::new();
+            for (x, y) in pieces {
+                if b <= x || a >= y {
+                    next.push((x, y));
+                } else {
+                    if a > x {
+                        next.push((x, a));
+                    }
+                    if b < y {
+                        next.push((b, y));
+                    }
+                }
+            }
+            pieces = next;
+        }
+        for (x, y) in pieces {
+            out.push(Segment {
+                start_us: x,
+                end_us: y,
+                ..s.clone()
+            });
+        }
+    }
+    for &(a, b) in gaps {
+        out.push(Segment {
+            start_us: a,
+            end_us: b,
+            state: MachineState::Unknown,
+            reason: "no data (the asset was silent)".into(),
+        });
+    }
+    out.sort_by_key(|s| s.start_us);
+    out
+}
+
 /// One machine's inputs over [from_us, to_us); `recorded_to_us`: the end
 /// of the recording (states are not extended past it); `time_scale`: plant
 /// seconds per recorded second (the embedded demo compresses time; 1 for a
@@ -116,6 +202,13 @@ pub fn machine_input(
                 reason: t.reason.clone().unwrap_or_default(),
             });
         }
+    }
+    // Where the asset sent nothing for longer than three of its slowest
+    // update periods, the twin did not know its state: no data (a state
+    // recorded before is not carried through the silence).
+    let gaps = silences(conn, props, registry, asset, from_us, to_us)?;
+    if !gaps.is_empty() {
+        segments = cut(segments, &gaps);
     }
     Ok(MachineInput {
         asset_id: a.id.clone(),

@@ -10,9 +10,12 @@
 //!   times (weighted by planned time, never averaged).
 //! - `history`: a machine's inputs for a period from the history file.
 //! - `table`: periods × groups → rows (by shift, day, machine, line).
+//! - `live`: the running shift kept up to date in the app (appends, one
+//!   compute a second), past shifts from the history on a worker thread.
 
 pub mod compute;
 pub mod history;
+pub mod live;
 pub mod rules;
 pub mod table;
 

@@ -363,7 +363,7 @@ fn take_answers(
                 ));
             }
             ReadResponse::Export(Err(e)) => data.last_export = Some(format!("export failed: {e}")),
-            ReadResponse::Connection(c) => connections.0.push(c),
+            ReadResponse::Connection(tag, c) => connections.0.push((tag, c)),
             ReadResponse::StateAt(Err(e))
             | ReadResponse::Trend(Err(e))
             | ReadResponse::Timeline(Err(e))

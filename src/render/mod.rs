@@ -75,6 +75,7 @@ impl Plugin for RenderPlugin {
                     camera::apply_viewport_insets,
                     status::spawn_markers,
                     status::recolor_markers,
+                    status::heatmap_pads,
                     selection::draw_highlight,
                 )
                     .chain()

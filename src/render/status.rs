@@ -160,3 +160,66 @@ pub fn recolor_markers(
         markers.shown = want;
     }
 }
+
+/// Floor pads coloured by OEE (the running shift's record) while the
+/// heat-map is on; by state again when it is turned off. Beacons keep the
+/// state.
+#[allow(clippy::type_complexity, clippy::too_many_arguments)]
+pub fn heatmap_pads(
+    heat: Option<Res<crate::oee::live::OeeHeatmap>>,
+    live: Option<Res<crate::oee::live::OeeLive>>,
+    palette: Option<Res<StatusPalette>>,
+    mut materials: ResMut<Assets<StandardMaterial>>,
+    assets: Query<(&BoundAsset, &Shown, &StatusMarkers)>,
+    mut mats: Query<&mut MeshMaterial3d<StandardMaterial>, With<StatusMarker>>,
+    mut buckets: Local<Vec<Handle<StandardMaterial>>>,
+    mut shown: Local<(bool, i64)>,
+) {
+    let (Some(heat), Some(live), Some(palette)) = (heat, live, palette) else {
+        return;
+    };
+    let on = heat.0;
+    let at = live.0.computed_us;
+    if (on, at) == *shown || (!on && !shown.0) {
+        return;
+    }
+    if buckets.is_empty() {
+        // 0: no OEE (grey); 1..=10: 0–100 % from red through yellow to green.
+        buckets.push(materials.add(StandardMaterial {
+            base_color: Color::srgb(0.35, 0.35, 0.38),
+            perceptual_roughness: 0.9,
+            ..default()
+        }));
+        for i in 0..10 {
+            let t = ((i as f32 / 9.0 - 0.4) / 0.5).clamp(0.0, 1.0);
+            let c = Color::hsl(t * 120.0, 0.8, 0.5);
+            let lin = c.to_linear();
+            buckets.push(materials.add(StandardMaterial {
+                base_color: c,
+                emissive: LinearRgba::rgb(lin.red * 0.6, lin.green * 0.6, lin.blue * 0.6),
+                perceptual_roughness: 0.9,
+                ..default()
+            }));
+        }
+    }
+    for (b, s, markers) in &assets {
+        let Ok(mut m) = mats.get_mut(markers.pad) else {
+            continue;
+        };
+        m.0 = if on {
+            let oee = live
+                .0
+                .records
+                .iter()
+                .find(|r| r.0 == b.0)
+                .and_then(|r| r.1.oee());
+            match oee {
+                Some(x) => buckets[1 + ((x.clamp(0.0, 0.999) * 10.0) as usize)].clone(),
+                None => buckets[0].clone(),
+            }
+        } else {
+            palette.pad[&s.state.state].clone()
+        };
+    }
+    *shown = (on, at);
+}

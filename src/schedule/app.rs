@@ -276,7 +276,9 @@ fn start(world: &mut World, request: ScheduleRequest) {
     }
     match world.get_resource::<History>() {
         Some(h) => {
-            h.ask(ReadRequest::Connection);
+            h.ask(ReadRequest::Connection {
+                tag: crate::history::WORKER_SCHEDULE,
+            });
             world.resource_mut::<Running>().waiting = Some(job);
         }
         None => spawn(world, job, None, progress),
@@ -287,7 +289,10 @@ fn take_connection(world: &mut World) {
     if world.resource::<Running>().waiting.is_none() {
         return;
     }
-    let Some(c) = world.resource_mut::<WorkerConnections>().0.pop() else {
+    let Some(c) = world
+        .resource_mut::<WorkerConnections>()
+        .take(crate::history::WORKER_SCHEDULE)
+    else {
         return;
     };
     let Some(job) = world.resource_mut::<Running>().waiting.take() else {

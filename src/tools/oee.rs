@@ -61,7 +61,7 @@ pub fn run(config: Option<PathBuf>, args: OeeArgs) -> anyhow::Result<ExitCode> {
     } else {
         1.0
     };
-    let rules = match &args.rules {
+    let rules = match args.rules.as_ref().or(cfg.plant.oee_rules.as_ref()) {
         Some(p) => LossRules::load(p)?,
         None => LossRules::default(),
     };

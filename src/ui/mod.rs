@@ -5,6 +5,7 @@
 pub mod clock;
 pub mod live;
 pub mod mes;
+pub mod oee;
 pub mod panels;
 pub mod schedule;
 pub mod timeline;
@@ -84,6 +85,14 @@ pub struct UiState {
     pub timeline: timeline::TimelineUiState,
     pub discrepancies: mes::DiscrepancyUiState,
     pub schedule: schedule::ScheduleUiState,
+    pub oee: oee::OeeUiState,
+}
+
+/// The analysis panels' views (schedule, OEE).
+#[derive(bevy::ecs::system::SystemParam)]
+pub struct Panels<'w> {
+    pub sched: schedule::ScheduleUiView<'w>,
+    pub oee: oee::OeeUiView<'w>,
 }
 
 pub struct UiPlugin;
@@ -98,6 +107,7 @@ impl Plugin for UiPlugin {
             timeline: timeline::TimelineUiState::default(),
             discrepancies: mes::DiscrepancyUiState::default(),
             schedule: schedule::ScheduleUiState::default(),
+            oee: oee::OeeUiState::default(),
         })
         .add_message::<crate::reconcile::ReconcileCommand>()
         .add_message::<crate::demo::DemoCommand>()
@@ -120,7 +130,7 @@ fn main_ui(
     mut insets: ResMut<ViewportInsets>,
     mut sel_out: MessageWriter<SelectionCommand>,
     mut cam_out: MessageWriter<CameraCommand>,
-    mut sched: schedule::ScheduleUiView,
+    mut panels: Panels,
 ) -> Result {
     let ctx = contexts.ctx_mut()?.clone();
     let states: HashMap<AssetIdx, MachineState> = assets
@@ -230,7 +240,11 @@ fn main_ui(
                     };
                     ui.toggle_value(&mut ui_state.discrepancies.open, label);
                 }
-                if sched.view.is_some() {
+                if panels.oee.live.is_some() {
+                    ui.toggle_value(&mut ui_state.oee.open, "OEE")
+                        .on_hover_text("Availability × performance × quality (ISO 22400-2)");
+                }
+                if panels.sched.view.is_some() {
                     ui.toggle_value(&mut ui_state.schedule.open, "Schedule")
                         .on_hover_text("The MES plan against the twin's finite-capacity schedule");
                 }
@@ -417,9 +431,22 @@ fn main_ui(
     schedule::schedule_window(
         &ctx,
         &mut ui_state.schedule,
-        &mut sched,
+        &mut panels.sched,
         &registry.plant().time_zone,
     );
+    let mut seeks = Vec::new();
+    oee::oee_window(
+        &ctx,
+        &mut ui_state.oee,
+        &mut panels.oee,
+        &registry,
+        selection.selected,
+        &mut commands,
+        &mut seeks,
+    );
+    for s in seeks {
+        playback.out.write(s);
+    }
     let mut show_latency = ui_state.show_latency;
     egui::Window::new("Latency, hop by hop")
         .open(&mut show_latency)
