@@ -167,7 +167,7 @@ pub enum Command {
     /// Measure a pipeline and print a table (`bench ingest`, `bench history`,
     /// `bench soak`, `bench whatif`, `bench schedule`).
     Bench {
-        /// Which pipeline: `ingest`, `history`, `soak`, `whatif` or `schedule`.
+        /// Which pipeline: `ingest`, `history`, `soak`, `whatif`, `schedule` or `oee`.
         what: String,
         /// A run under 30 s at smaller rates (soak: one minute).
         #[arg(long)]

@@ -202,7 +202,33 @@ pub fn compute(input: &MachineInput, planned: &[(i64, i64)], rules: &LossRules) 
     let mut covered = 0.0;
     let mut excluded: Vec<(i64, i64)> = Vec::new();
     let mut setup_ends: Vec<i64> = Vec::new();
-    for s in &input.segments {
+    // Only what can touch the windows (sorted inputs are cut by binary
+    // search: a shift of a month's history costs its own segments).
+    let (w0, w1) = (
+        planned.first().map_or(i64::MIN, |w| w.0),
+        planned.last().map_or(i64::MIN, |w| w.1),
+    );
+    let reach_us = (rules.startup_reject_window_s * 1e6) as i64;
+    let segments: &[Segment] = if input.segments.is_sorted_by_key(|s| s.start_us) {
+        let lo = input
+            .segments
+            .partition_point(|s| s.end_us <= w0.saturating_sub(reach_us));
+        let hi = input.segments.partition_point(|s| s.start_us < w1);
+        &input.segments[lo.min(hi)..hi]
+    } else {
+        &input.segments
+    };
+    let window = |c: &[(i64, f64)]| -> std::ops::Range<usize> {
+        if !c.is_sorted_by_key(|r| r.0) {
+            return 0..c.len();
+        }
+        let lo = c.partition_point(|r| r.0 <= w0).saturating_sub(1);
+        let hi = c.partition_point(|r| r.0 <= w1);
+        lo.min(hi)..hi
+    };
+    let part_counter = &input.part_counter[window(&input.part_counter)];
+    let scrap_counter = &input.scrap_counter[window(&input.scrap_counter)];
+    for s in segments {
         let t = overlap_s(planned, s.start_us, s.end_us);
         if t <= 0.0 {
             if s.state == MachineState::Setup {
@@ -272,13 +298,12 @@ pub fn compute(input: &MachineInput, planned: &[(i64, i64)], rules: &LossRules) 
     };
     // Time the twin had no state for: parts counted across it cannot be
     // told apart from the ones before, and are left out (said).
-    let blind: Vec<(i64, i64)> = input
-        .segments
+    let blind: Vec<(i64, i64)> = segments
         .iter()
         .filter(|s| s.state == MachineState::Unknown)
         .map(|s| (s.start_us, s.end_us))
         .collect();
-    let (parts, unseen) = increases(&input.part_counter, &busy, &blind);
+    let (parts, unseen) = increases(part_counter, &busy, &blind);
     o.produced = parts.iter().fold(0.0, |a, x| a + x.1);
     if unseen > 0.0 {
         o.warnings.push(format!(
@@ -286,7 +311,7 @@ pub fn compute(input: &MachineInput, planned: &[(i64, i64)], rules: &LossRules) 
             input.asset_id
         ));
     }
-    let (scrap, _) = increases(&input.scrap_counter, &busy, &blind);
+    let (scrap, _) = increases(scrap_counter, &busy, &blind);
     let starts = &setup_ends;
     let window_us = (rules.startup_reject_window_s * 1e6) as i64;
     for (t, n) in &scrap {

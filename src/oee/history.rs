@@ -10,10 +10,13 @@ use duckdb::{Connection, params};
 use super::OeeError;
 use super::compute::{MachineInput, Segment};
 use crate::history::HistoryError;
-use crate::history::query::{raw_samples, transitions};
+use crate::history::query::transitions;
 use crate::history::store::PropIds;
 use crate::registry::{AssetIdx, AssetRegistry};
 use crate::twin::MachineState;
+
+/// A counter's history id and expected period (ms), if the asset has it.
+type CounterRef = Option<(i32, u64)>;
 
 /// Machines OEE is computed for: assets with an ideal cycle time.
 pub fn machines(registry: &AssetRegistry) -> Vec<AssetIdx> {
@@ -37,86 +40,71 @@ pub fn ideal_cycle_s(registry: &AssetRegistry, asset: AssetIdx) -> Option<f64> {
     })
 }
 
-fn counter(
+/// Every listed counter's readings in [from_us, to_us], each preceded by
+/// its last reading before `from_us` (the baseline): two scans in all.
+fn counters(
     conn: &Connection,
-    props: &PropIds,
-    registry: &AssetRegistry,
-    asset: AssetIdx,
-    name: &str,
+    ids: &[i32],
     from_us: i64,
     to_us: i64,
-) -> Result<Vec<(i64, f64)>, HistoryError> {
-    let Some(pid) = registry
-        .property_by_name(asset, name)
-        .and_then(|p| props.id(p))
-    else {
-        return Ok(Vec::new());
-    };
-    let before: Option<(i64, f64)> = conn
-        .query_row(
-            "SELECT ts_us, value FROM samples WHERE prop_id = ? AND ts_us < ? AND value IS NOT NULL
-             ORDER BY ts_us DESC LIMIT 1",
-            params![pid, from_us],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .map(Some)
-        .or_else(|e| match e {
-            duckdb::Error::QueryReturnedNoRows => Ok(None),
-            e => Err(e),
+) -> Result<std::collections::HashMap<i32, Vec<(i64, f64)>>, HistoryError> {
+    let mut out: std::collections::HashMap<i32, Vec<(i64, f64)>> = Default::default();
+    if ids.is_empty() {
+        return Ok(out);
+    }
+    let list = ids.iter().map(i32::to_string).collect::<Vec<_>>().join(",");
+    let q = crate::history::sql_err("reading counters");
+    let mut st = conn
+        .prepare(&format!(
+            "SELECT prop_id, max(ts_us), arg_max(value, ts_us) FROM samples
+             WHERE prop_id IN ({list}) AND ts_us < ? AND value IS NOT NULL GROUP BY prop_id"
+        ))
+        .map_err(crate::history::sql_err("reading counters"))?;
+    let rows = st
+        .query_map(params![from_us], |r| {
+            Ok((
+                r.get::<_, i32>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, f64>(2)?,
+            ))
         })
-        .map_err(crate::history::sql_err("reading a counter"))?;
-    let mut out: Vec<(i64, f64)> = before.into_iter().collect();
-    out.extend(
-        raw_samples(conn, pid, from_us, to_us + 1)?
-            .into_iter()
-            .filter_map(|(t, v, _)| v.map(|v| (t, v))),
-    );
+        .map_err(crate::history::sql_err("reading counters"))?;
+    for r in rows {
+        let (p, t, v) = r.map_err(crate::history::sql_err("reading counters"))?;
+        out.entry(p).or_default().push((t, v));
+    }
+    let mut st = conn
+        .prepare(&format!(
+            "SELECT prop_id, ts_us, value FROM samples
+             WHERE prop_id IN ({list}) AND ts_us >= ? AND ts_us <= ? AND value IS NOT NULL
+             ORDER BY prop_id, ts_us"
+        ))
+        .map_err(q)?;
+    let rows = st
+        .query_map(params![from_us, to_us], |r| {
+            Ok((
+                r.get::<_, i32>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, f64>(2)?,
+            ))
+        })
+        .map_err(crate::history::sql_err("reading counters"))?;
+    for r in rows {
+        let (p, t, v) = r.map_err(crate::history::sql_err("reading counters"))?;
+        out.entry(p).or_default().push((t, v));
+    }
     Ok(out)
 }
 
-/// Silences of an asset in [from_us, to_us]: (last sample, next sample)
-/// pairs further apart than three of its slowest expected periods.
-fn silences(
-    conn: &Connection,
-    props: &PropIds,
-    registry: &AssetRegistry,
-    asset: AssetIdx,
-    from_us: i64,
-    to_us: i64,
-) -> Result<Vec<(i64, i64)>, HistoryError> {
-    let Some(a) = registry.get(asset) else {
-        return Ok(Vec::new());
-    };
-    let ids: Vec<String> = (0..a.properties.len() as u32)
-        .filter_map(|p| props.id(crate::registry::PropertyRef { asset, property: p }))
-        .map(|i| i.to_string())
-        .collect();
-    if ids.is_empty() {
-        return Ok(Vec::new());
-    }
-    let slowest_ms = a
-        .properties
-        .iter()
-        .filter_map(|p| p.expected_period_ms)
-        .max()
-        .unwrap_or(60_000);
-    let limit_us = 3 * slowest_ms as i64 * 1000;
-    let sql = format!(
-        "SELECT ts_us, nx FROM (SELECT ts_us, lead(ts_us) OVER (ORDER BY ts_us) AS nx
-           FROM samples WHERE prop_id IN ({}) AND ts_us >= ? AND ts_us <= ?)
-         WHERE nx - ts_us > ? ORDER BY ts_us",
-        ids.join(",")
-    );
-    let mut st = conn
-        .prepare(&sql)
-        .map_err(crate::history::sql_err("finding silences"))?;
-    let rows = st
-        .query_map(params![from_us - limit_us, to_us, limit_us], |r| {
-            Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
-        })
-        .map_err(crate::history::sql_err("finding silences"))?;
-    rows.collect::<Result<Vec<_>, _>>()
-        .map_err(crate::history::sql_err("finding silences"))
+/// Silences: consecutive readings of a periodic counter further apart than
+/// three of its expected periods (the twin heard nothing of the machine).
+fn silences(readings: &[(i64, f64)], period_ms: u64) -> Vec<(i64, i64)> {
+    let limit_us = 3 * period_ms as i64 * 1000;
+    readings
+        .windows(2)
+        .filter(|w| w[1].0 - w[0].0 > limit_us)
+        .map(|w| (w[0].0, w[1].0))
+        .collect()
 }
 
 /// The segments with the gaps cut out and marked as no data.
@@ -160,10 +148,109 @@ fn cut(segments: Vec<Segment>, gaps: &[(i64, i64)]) -> Vec<Segment> {
     out
 }
 
-/// One machine's inputs over [from_us, to_us); `recorded_to_us`: the end
+/// The machines' inputs over [from_us, to_us); `recorded_to_us`: the end
 /// of the recording (states are not extended past it); `time_scale`: plant
 /// seconds per recorded second (the embedded demo compresses time; 1 for a
-/// real plant), the nominal cycle time is divided by it.
+/// real plant), the nominal cycle time is divided by it. The samples table
+/// is scanned twice for all machines together.
+#[allow(clippy::too_many_arguments)]
+pub fn machine_inputs(
+    conn: &Connection,
+    props: &PropIds,
+    registry: &AssetRegistry,
+    assets: &[AssetIdx],
+    from_us: i64,
+    to_us: i64,
+    recorded_to_us: i64,
+    time_scale: f64,
+) -> Result<Vec<MachineInput>, OeeError> {
+    let counter_of = |a: AssetIdx, names: &[&str]| {
+        names.iter().find_map(|n| {
+            let p = registry.property_by_name(a, n)?;
+            let period = registry
+                .property(p)
+                .and_then(|(_, r)| r.expected_period_ms)
+                .unwrap_or(60_000);
+            Some((props.id(p)?, period))
+        })
+    };
+    let wanted: Vec<(AssetIdx, CounterRef, CounterRef)> = assets
+        .iter()
+        .map(|a| {
+            (
+                *a,
+                counter_of(*a, &["part_count", "cycle_count"]),
+                counter_of(*a, &["scrap_count"]),
+            )
+        })
+        .collect();
+    let ids: Vec<i32> = wanted
+        .iter()
+        .flat_map(|w| [w.1.map(|x| x.0), w.2.map(|x| x.0)])
+        .flatten()
+        .collect();
+    let readings = counters(conn, &ids, from_us, to_us)?;
+    let mut out = Vec::with_capacity(assets.len());
+    for (asset, parts, scrap) in wanted {
+        let a = registry
+            .get(asset)
+            .ok_or_else(|| OeeError::Input(format!("no asset {}", asset.0)))?;
+        let tr = transitions(conn, &a.id, from_us, to_us)?;
+        // Segments keep their whole length (a stop is a micro-stop by its
+        // length, not by the part inside the period); the last one ends at
+        // the next transition, or the end of the recording.
+        let next: Option<i64> = conn
+            .query_row(
+                "SELECT min(ts_us) FROM transitions WHERE asset_id = ? AND ts_us > ?",
+                params![a.id, to_us],
+                |r| r.get(0),
+            )
+            .map_err(crate::history::sql_err("reading transitions"))?;
+        let end = next.unwrap_or(recorded_to_us);
+        let mut segments = Vec::new();
+        for (i, t) in tr.iter().enumerate() {
+            let s = t.ts_us;
+            let e = tr.get(i + 1).map_or(end, |n| n.ts_us);
+            if e > s {
+                segments.push(Segment {
+                    start_us: s,
+                    end_us: e,
+                    state: MachineState::parse(&t.state).unwrap_or(MachineState::Unknown),
+                    reason: t.reason.clone().unwrap_or_default(),
+                });
+            }
+        }
+        let part_counter = parts
+            .and_then(|(id, _)| readings.get(&id).cloned())
+            .unwrap_or_default();
+        // Where the machine's periodic counter went silent the twin did
+        // not know its state: no data (a state recorded before is not
+        // carried through the silence).
+        if let Some((_, period)) = parts {
+            let gaps = silences(&part_counter, period);
+            if !gaps.is_empty() {
+                segments = cut(segments, &gaps);
+            }
+        }
+        out.push(MachineInput {
+            asset_id: a.id.clone(),
+            ideal_cycle_s: ideal_cycle_s(registry, asset).map(|c| c / time_scale.max(1e-9)),
+            ideal_source: if time_scale == 1.0 {
+                "registry nominal ideal_cycle_time".into()
+            } else {
+                format!("registry nominal ideal_cycle_time ÷ the demo's time scale {time_scale}")
+            },
+            segments,
+            part_counter,
+            scrap_counter: scrap
+                .and_then(|(id, _)| readings.get(&id).cloned())
+                .unwrap_or_default(),
+        });
+    }
+    Ok(out)
+}
+
+/// One machine's inputs (see [`machine_inputs`]).
 #[allow(clippy::too_many_arguments)]
 pub fn machine_input(
     conn: &Connection,
@@ -175,58 +262,16 @@ pub fn machine_input(
     recorded_to_us: i64,
     time_scale: f64,
 ) -> Result<MachineInput, OeeError> {
-    let a = registry
-        .get(asset)
-        .ok_or_else(|| OeeError::Input(format!("no asset {}", asset.0)))?;
-    let tr = transitions(conn, &a.id, from_us, to_us)?;
-    // Segments keep their whole length (a stop is a micro-stop by its
-    // length, not by the part inside the period); the last one ends at the
-    // next transition, or the end of the recording.
-    let next: Option<i64> = conn
-        .query_row(
-            "SELECT min(ts_us) FROM transitions WHERE asset_id = ? AND ts_us > ?",
-            params![a.id, to_us],
-            |r| r.get(0),
-        )
-        .map_err(crate::history::sql_err("reading transitions"))?;
-    let end = next.unwrap_or(recorded_to_us);
-    let mut segments = Vec::new();
-    for (i, t) in tr.iter().enumerate() {
-        let s = t.ts_us;
-        let e = tr.get(i + 1).map_or(end, |n| n.ts_us);
-        if e > s {
-            segments.push(Segment {
-                start_us: s,
-                end_us: e,
-                state: MachineState::parse(&t.state).unwrap_or(MachineState::Unknown),
-                reason: t.reason.clone().unwrap_or_default(),
-            });
-        }
-    }
-    // Where the asset sent nothing for longer than three of its slowest
-    // update periods, the twin did not know its state: no data (a state
-    // recorded before is not carried through the silence).
-    let gaps = silences(conn, props, registry, asset, from_us, to_us)?;
-    if !gaps.is_empty() {
-        segments = cut(segments, &gaps);
-    }
-    Ok(MachineInput {
-        asset_id: a.id.clone(),
-        ideal_cycle_s: ideal_cycle_s(registry, asset).map(|c| c / time_scale.max(1e-9)),
-        ideal_source: if time_scale == 1.0 {
-            "registry nominal ideal_cycle_time".into()
-        } else {
-            format!("registry nominal ideal_cycle_time ÷ the demo's time scale {time_scale}")
-        },
-        segments,
-        part_counter: {
-            let parts = counter(conn, props, registry, asset, "part_count", from_us, to_us)?;
-            if parts.is_empty() {
-                counter(conn, props, registry, asset, "cycle_count", from_us, to_us)?
-            } else {
-                parts
-            }
-        },
-        scrap_counter: counter(conn, props, registry, asset, "scrap_count", from_us, to_us)?,
-    })
+    machine_inputs(
+        conn,
+        props,
+        registry,
+        &[asset],
+        from_us,
+        to_us,
+        recorded_to_us,
+        time_scale,
+    )?
+    .pop()
+    .ok_or_else(|| OeeError::Input(format!("no asset {}", asset.0)))
 }

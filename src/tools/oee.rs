@@ -13,7 +13,7 @@ use super::tool_config;
 use crate::calendar::ShiftCalendar;
 use crate::cli::{OeeArgs, parse_time};
 use crate::history::Store;
-use crate::oee::history::{machine_input, machines};
+use crate::oee::history::{machine_inputs, machines};
 use crate::oee::table::{By, periods, table};
 use crate::oee::{LossRules, Oee};
 use crate::registry::{AssetRegistry, load_registry};
@@ -77,23 +77,24 @@ pub fn run(config: Option<PathBuf>, args: OeeArgs) -> anyhow::Result<ExitCode> {
         }
         assets = vec![idx];
     }
-    let mut inputs = Vec::new();
-    let mut lines = Vec::new();
-    for a in &assets {
-        inputs.push(machine_input(
-            conn,
-            &store.props,
-            &registry,
-            *a,
-            from_us,
-            to_us,
-            range.1,
-            time_scale,
-        )?);
-        lines.push(registry.get(*a).map_or_else(String::new, |r| {
-            format!("{}/{}", r.isa95.area, r.isa95.work_center)
-        }));
-    }
+    let inputs = machine_inputs(
+        conn,
+        &store.props,
+        &registry,
+        &assets,
+        from_us,
+        to_us,
+        range.1,
+        time_scale,
+    )?;
+    let lines: Vec<String> = assets
+        .iter()
+        .map(|a| {
+            registry.get(*a).map_or_else(String::new, |r| {
+                format!("{}/{}", r.isa95.area, r.isa95.work_center)
+            })
+        })
+        .collect();
     let ps = periods(calendar.as_ref(), &tz, from_us, to_us, by);
     let (rows, total) = table(&inputs, &lines, &ps, by, &rules);
     let mut out = String::new();

@@ -161,7 +161,11 @@ fn the_binarys_assembly_runs_headless_live_recorded_and_with_mes_context() {
     // OEE live for the running period, from what the twin saw.
     {
         let live = &a.app.world().resource::<mezzanine::oee::live::OeeLive>().0;
-        assert_eq!(live.records.len(), 10, "every machine with an ideal cycle time");
+        assert_eq!(
+            live.records.len(),
+            10,
+            "every machine with an ideal cycle time"
+        );
         assert!(live.records.iter().all(|r| r.1.planned_s > 0.0));
         assert!(!live.has_calendar());
     }

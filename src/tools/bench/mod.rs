@@ -25,6 +25,7 @@ use crate::registry::{
 use crate::twin::TwinCounters;
 
 pub mod history;
+pub mod oee;
 pub mod schedule;
 pub mod soak;
 pub mod whatif;
@@ -135,6 +136,7 @@ pub fn run(
         "history" => history::run_history_bench(quick)?,
         "whatif" => whatif::run_whatif_bench(quick)?,
         "schedule" => schedule::run_schedule_bench(quick)?,
+        "oee" => oee::run_oee_bench(quick)?,
         "soak" => {
             soak::run_soak(
                 minutes.unwrap_or(if quick { 1 } else { 30 }),
@@ -142,7 +144,7 @@ pub fn run(
             )?;
         }
         other => anyhow::bail!(
-            "unknown benchmark `{other}` (try `ingest`, `history`, `soak`, `whatif` or `schedule`)"
+            "unknown benchmark `{other}` (try `ingest`, `history`, `soak`, `whatif`, `schedule` or `oee`)"
         ),
     };
     Ok(std::process::ExitCode::SUCCESS)
