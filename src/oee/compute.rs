@@ -20,6 +20,9 @@
 //!   change) ends are start-up rejects, the others production rejects.
 //! - OEE = A × P × Q = fully productive time / PBT.
 //!
+//! The MES's operation completions (good and scrap per operation) give
+//! its own quality beside the counters' ([`Oee::mes_quality`]).
+//!
 //! Counters: produced and scrap are the sums of the counters' increases
 //! with their reading time inside PBT; a decrease is a reset (the new
 //! reading is counted from zero).
@@ -50,6 +53,9 @@ pub struct MachineInput {
     /// (reading time, cumulative count), oldest first.
     pub part_counter: Vec<(i64, f64)>,
     pub scrap_counter: Vec<(i64, f64)>,
+    /// The MES's operation completions on this machine: (time, good,
+    /// scrap), oldest first — its own quality, set beside the counters'.
+    pub mes_completions: Vec<(i64, f64, f64)>,
 }
 
 /// An OEE record: one machine, or a roll-up, over one period.
@@ -70,6 +76,11 @@ pub struct Oee {
     pub machines: u32,
     /// Of them, machines with no ideal cycle time (no P, no OEE).
     pub without_ideal: u32,
+    /// The MES's reported good and scrap quantities of the operations it
+    /// completed in the period, and how many.
+    pub mes_good: f64,
+    pub mes_scrap: f64,
+    pub mes_operations: u32,
     pub warnings: Vec<String>,
 }
 
@@ -90,6 +101,12 @@ impl Oee {
     pub fn quality(&self) -> Option<f64> {
         ratio(self.good, self.produced)
     }
+    /// The MES's own quality for the operations it completed in the
+    /// period (a cross-check of the counters').
+    pub fn mes_quality(&self) -> Option<f64> {
+        ratio(self.mes_good, self.mes_good + self.mes_scrap)
+    }
+
     pub fn oee(&self) -> Option<f64> {
         if self.without_ideal > 0 {
             return None;
@@ -118,6 +135,9 @@ impl Oee {
         self.production_rejects += o.production_rejects;
         self.machines += o.machines;
         self.without_ideal += o.without_ideal;
+        self.mes_good += o.mes_good;
+        self.mes_scrap += o.mes_scrap;
+        self.mes_operations += o.mes_operations;
         for (k, v) in &o.losses {
             *self.losses.entry(k.clone()).or_default() += v;
         }
@@ -319,6 +339,13 @@ pub fn compute(input: &MachineInput, planned: &[(i64, i64)], rules: &LossRules) 
             o.startup_rejects += n;
         } else {
             o.production_rejects += n;
+        }
+    }
+    for &(t, good, scrap) in &input.mes_completions {
+        if inside(&busy, t) {
+            o.mes_good += good;
+            o.mes_scrap += scrap;
+            o.mes_operations += 1;
         }
     }
     let rejects = o.startup_rejects + o.production_rejects;

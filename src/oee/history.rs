@@ -96,6 +96,48 @@ fn counters(
     Ok(out)
 }
 
+/// The MES's operation completions in (from_us, to_us] by machine:
+/// (time, good, scrap) from the recorded `operation.completed` events.
+fn mes_completions(
+    conn: &Connection,
+    from_us: i64,
+    to_us: i64,
+) -> Result<std::collections::HashMap<String, Vec<(i64, f64, f64)>>, HistoryError> {
+    let q = || crate::history::sql_err("reading MES operation completions");
+    let mut st = conn
+        .prepare(
+            "SELECT ts_us, asset_id, payload FROM mes_events
+             WHERE event_type = 'operation.completed' AND ts_us > ? AND ts_us <= ?
+             ORDER BY ts_us",
+        )
+        .map_err(q())?;
+    let rows = st
+        .query_map(params![from_us, to_us], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, Option<String>>(1)?,
+                r.get::<_, Option<String>>(2)?,
+            ))
+        })
+        .map_err(q())?;
+    let mut out: std::collections::HashMap<String, Vec<(i64, f64, f64)>> = Default::default();
+    for r in rows {
+        let (t, asset, payload) = r.map_err(q())?;
+        let (Some(asset), Some(p)) = (asset, payload) else {
+            continue;
+        };
+        // Stored events were validated on arrival (v2 payloads).
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(&p) else {
+            continue;
+        };
+        let n = |k: &str| v.get(k).and_then(serde_json::Value::as_f64).unwrap_or(0.0);
+        out.entry(asset)
+            .or_default()
+            .push((t, n("good_count"), n("scrap_count")));
+    }
+    Ok(out)
+}
+
 /// Silences: consecutive readings of a periodic counter further apart than
 /// three of its expected periods (the twin heard nothing of the machine).
 fn silences(readings: &[(i64, f64)], period_ms: u64) -> Vec<(i64, i64)> {
@@ -190,6 +232,7 @@ pub fn machine_inputs(
         .flatten()
         .collect();
     let readings = counters(conn, &ids, from_us, to_us)?;
+    let completions = mes_completions(conn, from_us, to_us)?;
     let mut out = Vec::with_capacity(assets.len());
     for (asset, parts, scrap) in wanted {
         let a = registry
@@ -245,6 +288,7 @@ pub fn machine_inputs(
             scrap_counter: scrap
                 .and_then(|(id, _)| readings.get(&id).cloned())
                 .unwrap_or_default(),
+            mes_completions: completions.get(&a.id).cloned().unwrap_or_default(),
         });
     }
     Ok(out)

@@ -132,13 +132,13 @@ pub fn run(config: Option<PathBuf>, args: OeeArgs) -> anyhow::Result<ExitCode> {
     }
     let _ = writeln!(
         out,
-        "| {} | planned h | run h | A % | P % | Q % | OEE % | produced | good |",
+        "| {} | planned h | run h | A % | P % | Q % | OEE % | produced | good | MES Q % (operations) |",
         args.by
     );
-    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|");
     let line = |label: &str, o: &Oee| {
         format!(
-            "| {label} | {:.2} | {:.2} | {} | {} | {} | {} | {:.0} | {:.0} |",
+            "| {label} | {:.2} | {:.2} | {} | {} | {} | {} | {:.0} | {:.0} | {} ({}) |",
             o.planned_s / 3600.0,
             o.run_s / 3600.0,
             pct(o.availability()),
@@ -146,7 +146,9 @@ pub fn run(config: Option<PathBuf>, args: OeeArgs) -> anyhow::Result<ExitCode> {
             pct(o.quality()),
             pct(o.oee()),
             o.produced,
-            o.good
+            o.good,
+            pct(o.mes_quality()),
+            o.mes_operations
         )
     };
     for r in &rows {

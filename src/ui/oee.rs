@@ -229,6 +229,12 @@ pub fn oee_window(
                         rec.good,
                         rec.startup_rejects + rec.production_rejects
                     ));
+                    ui.label(format!(
+                        "MES quality {} ({} operations completed)",
+                        pct(rec.mes_quality()),
+                        rec.mes_operations
+                    ))
+                    .on_hover_text("The MES's own good and scrap counts, beside the counters'");
                     ui.label(format!("{} machine(s)", rec.machines));
                 });
             });

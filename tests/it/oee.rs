@@ -62,6 +62,12 @@ fn shift_machine() -> MachineInput {
             (at(14, 0), 300.0),
         ],
         scrap_counter: vec![(at(5, 59), 0.0), (at(8, 5), 3.0), (at(11, 0), 5.0)],
+        // The MES's own count: two operations in the shift, one after it.
+        mes_completions: vec![
+            (at(10, 0), 150.0, 3.0),
+            (at(13, 0), 140.0, 2.0),
+            (at(15, 0), 10.0, 0.0),
+        ],
     }
 }
 
@@ -107,6 +113,9 @@ fn a_shift_with_breaks_stops_and_rejects_is_computed_exactly() {
     assert!(close(o.oee().unwrap(), 17_700.0 / 26_100.0));
     check_identity(&o);
     assert!(o.warnings.is_empty(), "{:?}", o.warnings);
+    // The MES's quality, beside: the two operations inside the shift.
+    assert_eq!((o.mes_good, o.mes_scrap, o.mes_operations), (290.0, 5.0, 2));
+    assert!(close(o.mes_quality().unwrap(), 290.0 / 295.0));
     // The Pareto starts with the largest loss.
     assert_eq!(o.pareto()[0].0, Loss::ReducedSpeed);
 
@@ -229,6 +238,7 @@ fn night_shifts_across_midnight_and_daylight_saving_changes() {
         }],
         part_counter: Vec::new(),
         scrap_counter: Vec::new(),
+        mes_completions: Vec::new(),
     };
     let day = 86_400_000_000i64;
     // Spring forward, 2026-03-29 02:00 → 03:00: the night is 7 h; fall
