@@ -96,13 +96,16 @@ fn counters(
     Ok(out)
 }
 
+/// Per machine id, the MES's (time, good, scrap) operation completions.
+type Completions = std::collections::HashMap<String, Vec<(i64, f64, f64)>>;
+
 /// The MES's operation completions in (from_us, to_us] by machine:
 /// (time, good, scrap) from the recorded `operation.completed` events.
 fn mes_completions(
     conn: &Connection,
     from_us: i64,
     to_us: i64,
-) -> Result<std::collections::HashMap<String, Vec<(i64, f64, f64)>>, HistoryError> {
+) -> Result<Completions, HistoryError> {
     let q = || crate::history::sql_err("reading MES operation completions");
     let mut st = conn
         .prepare(
@@ -120,7 +123,7 @@ fn mes_completions(
             ))
         })
         .map_err(q())?;
-    let mut out: std::collections::HashMap<String, Vec<(i64, f64, f64)>> = Default::default();
+    let mut out = Completions::default();
     for r in rows {
         let (t, asset, payload) = r.map_err(q())?;
         let (Some(asset), Some(p)) = (asset, payload) else {
