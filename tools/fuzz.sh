@@ -11,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 : "${CARGO_TARGET_DIR:=$HOME/.cache/mezzanine/target}"
 seconds=${FUZZ_SECONDS:-900}
-all="uns_json spectrum sparkplug mes_event b2mml registry config reconcile_rules whatif_model whatif_scenario shift_calendar"
+all="uns_json spectrum sparkplug mes_event b2mml registry config reconcile_rules whatif_model whatif_scenario shift_calendar oee_rules"
 targets=${TARGETS:-$all}
 parallel=${FUZZ_PARALLEL:-1}
 

@@ -48,10 +48,12 @@ pub enum Target {
     WhatifScenario,
     /// Shift calendars (TOML).
     ShiftCalendar,
+    /// OEE loss rules (TOML).
+    OeeRules,
 }
 
 impl Target {
-    pub const ALL: [Target; 11] = [
+    pub const ALL: [Target; 12] = [
         Target::UnsJson,
         Target::Spectrum,
         Target::Sparkplug,
@@ -63,6 +65,7 @@ impl Target {
         Target::WhatifModel,
         Target::WhatifScenario,
         Target::ShiftCalendar,
+        Target::OeeRules,
     ];
 
     pub fn name(self) -> &'static str {
@@ -78,6 +81,7 @@ impl Target {
             Target::WhatifModel => "whatif_model",
             Target::WhatifScenario => "whatif_scenario",
             Target::ShiftCalendar => "shift_calendar",
+            Target::OeeRules => "oee_rules",
         }
     }
 
@@ -155,6 +159,35 @@ impl Target {
                 }
                 Err(_) => false,
             },
+            Target::OeeRules => {
+                match crate::oee::LossRules::parse(Path::new("fuzz.toml"), &text()) {
+                    Ok(rules) => {
+                        // Every state through the rules, in one computation.
+                        let states = crate::twin::MachineState::ALL;
+                        let segments = states
+                            .iter()
+                            .enumerate()
+                            .map(|(i, s)| crate::oee::Segment {
+                                start_us: i as i64 * 60_000_000,
+                                end_us: (i as i64 + 1) * 60_000_000,
+                                state: *s,
+                                reason: "micro-stop".into(),
+                            })
+                            .collect();
+                        let input = crate::oee::MachineInput {
+                            asset_id: "fuzz".into(),
+                            ideal_cycle_s: Some(10.0),
+                            segments,
+                            part_counter: vec![(0, 0.0), (60_000_000, 5.0)],
+                            ..Default::default()
+                        };
+                        let end = states.len() as i64 * 60_000_000;
+                        crate::oee::compute(&input, &[(0, end)], &rules);
+                        true
+                    }
+                    Err(_) => false,
+                }
+            }
         })
     }
 }
@@ -259,6 +292,7 @@ impl Target {
             ],
             Target::WhatifScenario => vec![text(include_str!("../../docs/whatif/mill-down.toml"))],
             Target::ShiftCalendar => vec![text(include_str!("../../docs/whatif/shifts.toml"))],
+            Target::OeeRules => vec![text(include_str!("../../config/oee-losses.toml"))],
         })
     }
 }
