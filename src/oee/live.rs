@@ -221,16 +221,24 @@ impl LiveTracker {
         }
     }
 
+    /// Each machine's record as of `now_us` — or as of its part counter's
+    /// last reading, when it has one inside the period: parts are only
+    /// known where the counter was read, so run time counted past it would
+    /// understate performance until the next reading.
     fn compute_at(&self, p: &LivePeriod, now_us: i64) -> Vec<(AssetIdx, Oee)> {
-        let planned: Vec<(i64, i64)> = p
-            .planned
-            .iter()
-            .map(|&(a, b)| (a.max(p.live_from_us), b.min(now_us)))
-            .filter(|(a, b)| b > a)
-            .collect();
         self.machines
             .iter()
             .map(|m| {
+                let upto = match m.input.part_counter.last() {
+                    Some(&(t, _)) if t > p.live_from_us && t <= now_us => t,
+                    _ => now_us,
+                };
+                let planned: Vec<(i64, i64)> = p
+                    .planned
+                    .iter()
+                    .map(|&(a, b)| (a.max(p.live_from_us), b.min(upto)))
+                    .filter(|(a, b)| b > a)
+                    .collect();
                 let mut input = m.input.clone();
                 if let Some(s) = input.segments.last_mut()
                     && s.end_us == i64::MAX
