@@ -334,10 +334,15 @@ impl ShiftCalendar {
             .map_or(0, |z| z.timestamp().as_microsecond())
     }
 
-    /// The planned working windows overlapping [from_us, to_us), clipped
-    /// to it, oldest first: shifts minus their breaks, planned downtime and
-    /// holidays. Overlapping shifts merge (the later one's name is kept).
-    pub fn working(&self, from_us: i64, to_us: i64) -> Vec<Window> {
+    /// Every shift that starts on a day from the one before `from_us` to
+    /// the one of `to_us` (holidays skipped), with its day, start and end
+    /// and its pieces without the breaks.
+    fn each_shift(
+        &self,
+        from_us: i64,
+        to_us: i64,
+        mut f: impl FnMut(Date, &Shift, i64, i64, Vec<(i64, i64)>),
+    ) {
         let date = |us: i64| {
             jiff::Timestamp::from_microsecond(us)
                 .map(|t| t.to_zoned(self.tz.clone()).date())
@@ -347,7 +352,6 @@ impl ShiftCalendar {
             date(from_us).yesterday().unwrap_or(date(from_us)),
             date(to_us),
         );
-        let mut raw: Vec<Window> = Vec::new();
         while d <= last {
             let wd = d.weekday().to_monday_zero_offset() as usize;
             if !self.holidays.contains(&d) {
@@ -363,11 +367,7 @@ impl ShiftCalendar {
                         let bz = self.instant(if z < s.start || z < a { next } else { d }, z);
                         pieces = subtract(&pieces, ba, bz);
                     }
-                    raw.extend(pieces.into_iter().map(|(a, b)| Window {
-                        start_us: a,
-                        end_us: b,
-                        shift: s.name.clone(),
-                    }));
+                    f(d, s, start, end, pieces);
                 }
             }
             match d.tomorrow() {
@@ -375,6 +375,20 @@ impl ShiftCalendar {
                 Err(_) => break,
             }
         }
+    }
+
+    /// The planned working windows overlapping [from_us, to_us), clipped
+    /// to it, oldest first: shifts minus their breaks, planned downtime and
+    /// holidays. Overlapping shifts merge (the later one's name is kept).
+    pub fn working(&self, from_us: i64, to_us: i64) -> Vec<Window> {
+        let mut raw: Vec<Window> = Vec::new();
+        self.each_shift(from_us, to_us, |_, s, _, _, pieces| {
+            raw.extend(pieces.into_iter().map(|(a, b)| Window {
+                start_us: a,
+                end_us: b,
+                shift: s.name.clone(),
+            }));
+        });
         raw.sort_by_key(|w| w.start_us);
         let mut merged: Vec<Window> = Vec::new();
         for w in raw {
@@ -413,50 +427,27 @@ impl ShiftCalendar {
     /// windows (breaks, planned downtime and the period's edges taken
     /// out). Holidays have none; shifts are not merged.
     pub fn instances(&self, from_us: i64, to_us: i64) -> Vec<ShiftInstance> {
-        let date = |us: i64| {
-            jiff::Timestamp::from_microsecond(us)
-                .map(|t| t.to_zoned(self.tz.clone()).date())
-                .unwrap_or(Date::constant(1970, 1, 1))
-        };
-        let (mut d, last) = (
-            date(from_us).yesterday().unwrap_or(date(from_us)),
-            date(to_us),
-        );
         let mut out = Vec::new();
-        while d <= last {
-            let wd = d.weekday().to_monday_zero_offset() as usize;
-            if !self.holidays.contains(&d) {
-                for s in self.shifts.iter().filter(|s| s.days[wd]) {
-                    let next = d.tomorrow().unwrap_or(d);
-                    let start = self.instant(d, s.start);
-                    let end = self.instant(if s.end <= s.start { next } else { d }, s.end);
-                    if end <= from_us || start >= to_us {
-                        continue;
-                    }
-                    let mut pieces = vec![(start.max(from_us), end.min(to_us))];
-                    for &(a, z) in &s.breaks {
-                        let ba = self.instant(if a < s.start { next } else { d }, a);
-                        let bz = self.instant(if z < s.start || z < a { next } else { d }, z);
-                        pieces = subtract(&pieces, ba, bz);
-                    }
-                    for &(a, b, _) in &self.downtime {
-                        pieces = subtract(&pieces, a, b);
-                    }
-                    pieces.retain(|(a, b)| b > a);
-                    out.push(ShiftInstance {
-                        name: s.name.clone(),
-                        date: d,
-                        start_us: start,
-                        end_us: end,
-                        working: pieces,
-                    });
-                }
+        self.each_shift(from_us, to_us, |d, s, start, end, pieces| {
+            if end <= from_us || start >= to_us {
+                return;
             }
-            match d.tomorrow() {
-                Ok(n) => d = n,
-                Err(_) => break,
+            let mut pieces: Vec<(i64, i64)> = pieces
+                .into_iter()
+                .map(|(a, b)| (a.max(from_us), b.min(to_us)))
+                .collect();
+            for &(a, b, _) in &self.downtime {
+                pieces = subtract(&pieces, a, b);
             }
-        }
+            pieces.retain(|(a, b)| b > a);
+            out.push(ShiftInstance {
+                name: s.name.clone(),
+                date: d,
+                start_us: start,
+                end_us: end,
+                working: pieces,
+            });
+        });
         out.sort_by_key(|i| i.start_us);
         out
     }
@@ -488,7 +479,7 @@ impl ShiftCalendar {
 }
 
 /// `pieces` minus [a, b).
-fn subtract(pieces: &[(i64, i64)], a: i64, b: i64) -> Vec<(i64, i64)> {
+pub(crate) fn subtract(pieces: &[(i64, i64)], a: i64, b: i64) -> Vec<(i64, i64)> {
     let mut out = Vec::with_capacity(pieces.len() + 1);
     for &(x, y) in pieces {
         if b <= x || a >= y {

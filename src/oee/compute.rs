@@ -296,26 +296,9 @@ pub fn compute(input: &MachineInput, planned: &[(i64, i64)], rules: &LossRules) 
     }
     o.planned_s = planned_total - excluded_s;
     // Counts inside planned busy time.
-    let busy: Vec<(i64, i64)> = {
-        let mut pieces = planned.to_vec();
-        for &(a, b) in &excluded {
-            let mut next = Vec::with_capacity(pieces.len() + 1);
-            for (x, y) in pieces {
-                if b <= x || a >= y {
-                    next.push((x, y));
-                } else {
-                    if a > x {
-                        next.push((x, a));
-                    }
-                    if b < y {
-                        next.push((b, y));
-                    }
-                }
-            }
-            pieces = next;
-        }
-        pieces
-    };
+    let busy: Vec<(i64, i64)> = excluded.iter().fold(planned.to_vec(), |p, &(a, b)| {
+        crate::calendar::subtract(&p, a, b)
+    });
     // Time the twin had no state for: parts counted across it cannot be
     // told apart from the ones before, and are left out (said).
     let blind: Vec<(i64, i64)> = segments

@@ -156,23 +156,11 @@ fn silences(readings: &[(i64, f64)], period_ms: u64) -> Vec<(i64, i64)> {
 fn cut(segments: Vec<Segment>, gaps: &[(i64, i64)]) -> Vec<Segment> {
     let mut out = Vec::with_capacity(segments.len() + gaps.len() * 2);
     for s in segments {
-        let mut pieces = vec![(s.start_us, s.end_us)];
-        for &(a, b) in gaps {
-            let mut next = Vec::new();
-            for (x, y) in pieces {
-                if b <= x || a >= y {
-                    next.push((x, y));
-                } else {
-                    if a > x {
-                        next.push((x, a));
-                    }
-                    if b < y {
-                        next.push((b, y));
-                    }
-                }
-            }
-            pieces = next;
-        }
+        let pieces = gaps
+            .iter()
+            .fold(vec![(s.start_us, s.end_us)], |p, &(a, b)| {
+                crate::calendar::subtract(&p, a, b)
+            });
         for (x, y) in pieces {
             out.push(Segment {
                 start_us: x,

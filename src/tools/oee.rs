@@ -9,14 +9,11 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 
-use super::tool_config;
 use crate::calendar::ShiftCalendar;
 use crate::cli::{OeeArgs, parse_time};
-use crate::history::Store;
 use crate::oee::history::{machine_inputs, machines};
 use crate::oee::table::{By, periods, table};
 use crate::oee::{LossRules, Oee};
-use crate::registry::{AssetRegistry, load_registry};
 
 fn pct(x: Option<f64>) -> String {
     x.map_or_else(|| "—".into(), |v| format!("{:.1}", v * 100.0))
@@ -25,18 +22,8 @@ fn pct(x: Option<f64>) -> String {
 pub fn run(config: Option<PathBuf>, args: OeeArgs) -> anyhow::Result<ExitCode> {
     let by = By::parse(&args.by)
         .ok_or_else(|| anyhow::anyhow!("--by {}: expected shift, day, machine or line", args.by))?;
-    let cfg = tool_config(config, args.history.clone(), args.registry.clone())?;
-    let registry = AssetRegistry::new(load_registry(&cfg.plant.registry)?);
-    let path = cfg.history.db_path();
-    if !path.exists() {
-        anyhow::bail!("no history file at {}", path.display());
-    }
-    let store = Store::open(&path, &registry).with_context(|| {
-        format!(
-            "opening the history file {} (a recorder or the app writing to it holds it: stop it, or copy the file)",
-            path.display()
-        )
-    })?;
+    let (cfg, registry, store) =
+        super::whatif::open_history(config, args.history.clone(), args.registry.clone())?;
     let conn = &store.conn;
     let range = crate::history::query::recorded_range(conn)?
         .ok_or_else(|| anyhow::anyhow!("the history holds no samples yet"))?;

@@ -198,7 +198,7 @@ pub(super) fn with_progress<T>(
     Ok(r?)
 }
 
-fn open_history(
+pub(super) fn open_history(
     config: Option<PathBuf>,
     history: Option<PathBuf>,
     registry: Option<PathBuf>,
