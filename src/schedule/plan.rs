@@ -28,7 +28,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use super::ScheduleError;
-use super::solver::Rng;
+use super::solver::{Move, Rng, apply};
 
 /// What the schedule minimises.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -662,31 +662,6 @@ pub struct PlanReport {
     pub time_to_best: Duration,
     pub elapsed: Duration,
     pub stopped: &'static str,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Move {
-    Swap { m: usize, i: usize },
-    Insert { m: usize, from: usize, to: usize },
-    Reassign { o: usize, m: usize, p: usize },
-}
-
-fn apply(machine: &mut [usize], seq: &mut [Vec<usize>], mv: Move) {
-    match mv {
-        Move::Swap { m, i } => seq[m].swap(i, i + 1),
-        Move::Insert { m, from, to } => {
-            let o = seq[m].remove(from);
-            seq[m].insert(to.min(seq[m].len()), o);
-        }
-        Move::Reassign { o, m, p } => {
-            let from = machine[o];
-            if let Some(pos) = seq[from].iter().position(|&x| x == o) {
-                seq[from].remove(pos);
-            }
-            seq[m].insert(p.min(seq[m].len()), o);
-            machine[o] = m;
-        }
-    }
 }
 
 /// What a move's reverse is tabu under: the pair it reorders, or the

@@ -243,8 +243,9 @@ pub fn construct(inst: &Instance) -> (Vec<usize>, Vec<Vec<usize>>) {
     (machine, seq)
 }
 
+/// A move of the local searches (here and in `plan`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-enum Move {
+pub(super) enum Move {
     /// Swap positions i and i+1 on machine m.
     Swap { m: usize, i: usize },
     /// Move operation o to machine m at position p.
@@ -271,7 +272,7 @@ fn keys(machine: &[usize], seq: &[Vec<usize>], mv: Move) -> ((usize, usize), (us
     }
 }
 
-fn apply(machine: &mut [usize], seq: &mut [Vec<usize>], mv: Move) {
+pub(super) fn apply(machine: &mut [usize], seq: &mut [Vec<usize>], mv: Move) {
     match mv {
         Move::Swap { m, i } => seq[m].swap(i, i + 1),
         Move::Insert { m, from, to } => {

@@ -298,7 +298,6 @@ fn the_twins_oee_matches_the_simulators_own_accounting() {
 
     use mezzanine::demo::plc::PlcSim;
     use mezzanine::history::{HistoryWriter, Store, WriterSettings};
-    use mezzanine::ingest::{HopStamps, Origin, Quality, Recorded, Sample};
     use mezzanine::oee::history::{machine_input, machines};
     use mezzanine::registry::{AssetRegistry, load_registry};
 
@@ -321,20 +320,7 @@ fn the_twins_oee_matches_the_simulators_own_accounting() {
     let mut end_counts: HashMap<u32, (u64, u64)> = HashMap::new();
     for step in 1..=minutes * 600 {
         for e in plc.step(100) {
-            let s = Sample {
-                property: e.property,
-                value: e.value,
-                reason: e.reason,
-                quality: Quality::Good,
-                origin: Origin::Mqtt,
-                hops: HopStamps {
-                    source_us: e.ts_us,
-                    received_us: e.ts_us + 800,
-                    decoded_us: e.ts_us + 900,
-                    ..Default::default()
-                },
-            };
-            writer.recorder.send(Recorded::Sample(s, None)).unwrap();
+            writer.recorder.send(crate::whatif::recorded(e)).unwrap();
         }
         if start + step * 100_000 == from_us {
             for (a, p, s) in plc.counters() {

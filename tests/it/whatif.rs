@@ -570,6 +570,26 @@ use mezzanine::whatif::backtest::{BacktestSettings, backtest};
 /// demo's time scale, 10) into a history file through the real writer,
 /// faster than real time: the simulators are stepped by their own clocks
 /// instead of waiting for the wall clock, and nothing goes over a broker.
+/// A PLC simulator emission as the recorder receives it over MQTT.
+pub(crate) fn recorded(e: mezzanine::demo::plc::Emission) -> Recorded {
+    Recorded::Sample(
+        Sample {
+            property: e.property,
+            value: e.value,
+            reason: e.reason,
+            quality: Quality::Good,
+            origin: Origin::Mqtt,
+            hops: HopStamps {
+                source_us: e.ts_us,
+                received_us: e.ts_us + 800,
+                decoded_us: e.ts_us + 900,
+                ..Default::default()
+            },
+        },
+        None,
+    )
+}
+
 pub(crate) fn record_demo(path: &Path, minutes: i64) -> (Arc<AssetRegistry>, i64) {
     let reg = Arc::new(demo_registry());
     let store = Store::open(path, &reg).unwrap();
@@ -582,20 +602,7 @@ pub(crate) fn record_demo(path: &Path, minutes: i64) -> (Arc<AssetRegistry>, i64
     for step in 1..=minutes * 600 {
         let now = start + step * 100_000;
         for e in plc.step(100) {
-            let s = Sample {
-                property: e.property,
-                value: e.value,
-                reason: e.reason,
-                quality: Quality::Good,
-                origin: Origin::Mqtt,
-                hops: HopStamps {
-                    source_us: e.ts_us,
-                    received_us: e.ts_us + 800,
-                    decoded_us: e.ts_us + 900,
-                    ..Default::default()
-                },
-            };
-            writer.recorder.send(Recorded::Sample(s, None)).unwrap();
+            writer.recorder.send(recorded(e)).unwrap();
         }
         for (a, parts, scrap) in plc.counters() {
             floor.set(a, parts, scrap);
