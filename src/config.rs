@@ -531,7 +531,7 @@ pub struct PlantConfig {
     /// Shift calendar (TOML, `crate::calendar`); none: all time counts as
     /// planned working time, and what-if says so.
     pub shift_calendar: Option<PathBuf>,
-    /// OEE loss rules (TOML, `crate::oee::rules`); none: the defaults.
+    /// OEE loss rules (TOML; the `oee` layer reads them); none: the defaults.
     pub oee_rules: Option<PathBuf>,
 }
 
