@@ -53,46 +53,41 @@ fn counters(
         return Ok(out);
     }
     let list = ids.iter().map(i32::to_string).collect::<Vec<_>>().join(",");
-    let q = crate::history::sql_err("reading counters");
-    let mut st = conn
-        .prepare(&format!(
+    let q = || crate::history::sql_err("reading counters");
+    // (prop, time, value) rows into the readings by prop.
+    let mut read = |sql: String, args: &[&dyn duckdb::ToSql]| -> Result<(), HistoryError> {
+        let mut st = conn.prepare(&sql).map_err(q())?;
+        let rows = st
+            .query_map(args, |r| {
+                Ok((
+                    r.get::<_, i32>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, f64>(2)?,
+                ))
+            })
+            .map_err(q())?;
+        for r in rows {
+            let (p, t, v) = r.map_err(q())?;
+            out.entry(p).or_default().push((t, v));
+        }
+        Ok(())
+    };
+    // The baseline: each counter's last reading before the period.
+    read(
+        format!(
             "SELECT prop_id, max(ts_us), arg_max(value, ts_us) FROM samples
              WHERE prop_id IN ({list}) AND ts_us < ? AND value IS NOT NULL GROUP BY prop_id"
-        ))
-        .map_err(crate::history::sql_err("reading counters"))?;
-    let rows = st
-        .query_map(params![from_us], |r| {
-            Ok((
-                r.get::<_, i32>(0)?,
-                r.get::<_, i64>(1)?,
-                r.get::<_, f64>(2)?,
-            ))
-        })
-        .map_err(crate::history::sql_err("reading counters"))?;
-    for r in rows {
-        let (p, t, v) = r.map_err(crate::history::sql_err("reading counters"))?;
-        out.entry(p).or_default().push((t, v));
-    }
-    let mut st = conn
-        .prepare(&format!(
+        ),
+        params![from_us],
+    )?;
+    read(
+        format!(
             "SELECT prop_id, ts_us, value FROM samples
              WHERE prop_id IN ({list}) AND ts_us >= ? AND ts_us <= ? AND value IS NOT NULL
              ORDER BY prop_id, ts_us"
-        ))
-        .map_err(q)?;
-    let rows = st
-        .query_map(params![from_us, to_us], |r| {
-            Ok((
-                r.get::<_, i32>(0)?,
-                r.get::<_, i64>(1)?,
-                r.get::<_, f64>(2)?,
-            ))
-        })
-        .map_err(crate::history::sql_err("reading counters"))?;
-    for r in rows {
-        let (p, t, v) = r.map_err(crate::history::sql_err("reading counters"))?;
-        out.entry(p).or_default().push((t, v));
-    }
+        ),
+        params![from_us, to_us],
+    )?;
     Ok(out)
 }
 

@@ -28,7 +28,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use super::ScheduleError;
-use super::solver::{Move, Rng, apply};
+use super::solver::{Move, NONE, Rng, apply, link};
 
 /// What the schedule minimises.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -299,8 +299,6 @@ impl Problem {
     }
 }
 
-const NONE: usize = usize::MAX;
-
 /// What bound an operation's start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Bound {
@@ -330,14 +328,12 @@ pub struct Evaluator<'a> {
 impl<'a> Evaluator<'a> {
     pub fn new(p: &'a Problem) -> Self {
         let n = p.ops.len();
-        let mut job_prev = vec![NONE; n];
-        let mut job_next = vec![NONE; n];
-        for j in &p.jobs {
-            for w in j.ops.windows(2) {
-                job_next[w[0]] = w[1];
-                job_prev[w[1]] = w[0];
-            }
-        }
+        let (mut job_prev, mut job_next) = (vec![NONE; n], vec![NONE; n]);
+        link(
+            p.jobs.iter().map(|j| j.ops.as_slice()),
+            &mut job_prev,
+            &mut job_next,
+        );
         Self {
             p,
             job_prev,
@@ -362,21 +358,17 @@ impl<'a> Evaluator<'a> {
     pub fn eval(&mut self, machine: &[usize], seq: &[Vec<usize>]) -> Option<Kpis> {
         let p = self.p;
         let n = p.ops.len();
-        self.mach_prev.fill(NONE);
-        self.mach_next.fill(NONE);
-        let mut placed = 0;
-        for s in seq {
-            placed += s.len();
-            for w in s.windows(2) {
-                self.mach_next[w[0]] = w[1];
-                self.mach_prev[w[1]] = w[0];
-                // A running operation cannot wait behind another.
-                if p.ops[w[1]].in_progress {
-                    return None;
-                }
-            }
-        }
-        if placed != n {
+        let placed = link(
+            seq.iter().map(Vec::as_slice),
+            &mut self.mach_prev,
+            &mut self.mach_next,
+        );
+        // A running operation cannot wait behind another.
+        if placed != n
+            || seq
+                .iter()
+                .any(|s| s.iter().skip(1).any(|&o| p.ops[o].in_progress))
+        {
             return None;
         }
         for (o, &mi) in machine.iter().enumerate().take(n) {

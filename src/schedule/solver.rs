@@ -79,19 +79,37 @@ pub struct Evaluator<'a> {
     pub dur: Vec<u32>,
 }
 
-const NONE: usize = usize::MAX;
+pub(super) const NONE: usize = usize::MAX;
+
+/// Links consecutive entries of each list: `next[a] = b`, `prev[b] = a`
+/// (every other entry `NONE`); returns how many entries the lists hold.
+pub(super) fn link<'a>(
+    lists: impl Iterator<Item = &'a [usize]>,
+    prev: &mut [usize],
+    next: &mut [usize],
+) -> usize {
+    prev.fill(NONE);
+    next.fill(NONE);
+    let mut placed = 0;
+    for l in lists {
+        placed += l.len();
+        for w in l.windows(2) {
+            next[w[0]] = w[1];
+            prev[w[1]] = w[0];
+        }
+    }
+    placed
+}
 
 impl<'a> Evaluator<'a> {
     pub fn new(inst: &'a Instance) -> Self {
         let n = inst.ops.len();
-        let mut job_prev = vec![NONE; n];
-        let mut job_next = vec![NONE; n];
-        for j in &inst.jobs {
-            for w in j.windows(2) {
-                job_next[w[0]] = w[1];
-                job_prev[w[1]] = w[0];
-            }
-        }
+        let (mut job_prev, mut job_next) = (vec![NONE; n], vec![NONE; n]);
+        link(
+            inst.jobs.iter().map(Vec::as_slice),
+            &mut job_prev,
+            &mut job_next,
+        );
         Self {
             inst,
             job_prev,
@@ -109,16 +127,11 @@ impl<'a> Evaluator<'a> {
     /// contradict the jobs' order (a cycle) or leave an operation out.
     pub fn eval(&mut self, machine: &[usize], seq: &[Vec<usize>]) -> Option<u32> {
         let n = self.inst.ops.len();
-        self.mach_prev.fill(NONE);
-        self.mach_next.fill(NONE);
-        let mut placed = 0;
-        for s in seq {
-            placed += s.len();
-            for w in s.windows(2) {
-                self.mach_next[w[0]] = w[1];
-                self.mach_prev[w[1]] = w[0];
-            }
-        }
+        let placed = link(
+            seq.iter().map(Vec::as_slice),
+            &mut self.mach_prev,
+            &mut self.mach_next,
+        );
         if placed != n {
             return None;
         }

@@ -68,15 +68,18 @@ pub fn run(config: Option<PathBuf>, args: WhatifArgs) -> anyhow::Result<ExitCode
             }
             (model, Vec::new())
         }
-        (None, Some(at)) => fork_from_history(
-            config,
-            at,
-            horizon_h.unwrap_or(8.0),
-            args.fit_hours,
-            args.calendar.clone(),
-            args.history,
-            args.registry,
-        )?,
+        (None, Some(at)) => {
+            let f = fork(ForkArgs {
+                config,
+                at,
+                horizon_h: horizon_h.unwrap_or(8.0),
+                fit_hours: args.fit_hours,
+                calendar: args.calendar.clone(),
+                history: args.history,
+                registry: args.registry,
+            })?;
+            (f.model, f.text)
+        }
         (None, None) => anyhow::bail!(
             "say what to simulate: --at <time> (the plant as recorded then, or `latest`) or --model <file.toml>"
         ),
@@ -256,27 +259,6 @@ pub(super) struct ForkArgs<'a> {
     pub calendar: Option<PathBuf>,
     pub history: Option<PathBuf>,
     pub registry: Option<PathBuf>,
-}
-
-fn fork_from_history(
-    config: Option<PathBuf>,
-    at: &str,
-    horizon_h: f64,
-    fit_hours: f64,
-    calendar_flag: Option<PathBuf>,
-    history: Option<PathBuf>,
-    registry: Option<PathBuf>,
-) -> anyhow::Result<(Model, Vec<String>)> {
-    let f = fork(ForkArgs {
-        config,
-        at,
-        horizon_h,
-        fit_hours,
-        calendar: calendar_flag,
-        history,
-        registry,
-    })?;
-    Ok((f.model, f.text))
 }
 
 /// Forks the plant from the history at `args.at`.
