@@ -77,6 +77,18 @@ pub struct RunArgs {
     /// Open the OEE panel at start, with the 3D view coloured by OEE.
     #[arg(long)]
     pub show_oee: bool,
+    /// Open the what-if panel and run this scenario file (TOML, the format
+    /// `mezzanine whatif` reads) once the MES is heard.
+    #[arg(long)]
+    pub whatif: Option<PathBuf>,
+    /// With --whatif: when the study is done, put the time cursor this many
+    /// hours past the fork (the ghosts of that moment).
+    #[arg(long)]
+    pub whatif_at_h: Option<f64>,
+    /// With --whatif: two synchronized views side by side (baseline |
+    /// first scenario) instead of the ghosts overlaid.
+    #[arg(long)]
+    pub whatif_split: bool,
 }
 
 pub fn parse_range_s(s: &str) -> Result<(u64, u64), String> {

@@ -72,6 +72,8 @@ pub enum AppError {
     Calendar(crate::calendar::CalendarError),
     #[error("the OEE loss rules: {0}")]
     OeeRules(crate::oee::OeeError),
+    #[error("--whatif: {0}")]
+    Scenario(crate::whatif::WhatIfError),
 }
 
 /// With a window (render and UI), without (tests), or as the headless
@@ -96,6 +98,11 @@ pub struct DesktopOptions {
     pub show_schedule: bool,
     /// Open the OEE panel (and the 3D heat-map by OEE).
     pub show_oee: bool,
+    /// Open the what-if panel and run this scenario file.
+    pub whatif: Option<crate::whatif::ScenarioFile>,
+    /// Hours past the fork to put the cursor at when the study is done.
+    pub whatif_at_h: Option<f64>,
+    pub whatif_split: bool,
 }
 
 /// Where the time cursor starts.
@@ -147,6 +154,14 @@ impl Launch {
                 show_discrepancies: args.show_discrepancies,
                 show_schedule: args.show_schedule,
                 show_oee: args.show_oee,
+                whatif: match &args.whatif {
+                    Some(p) => Some(
+                        crate::whatif::scenario::load_scenarios(p).map_err(AppError::Scenario)?,
+                    ),
+                    None => None,
+                },
+                whatif_at_h: args.whatif_at_h,
+                whatif_split: args.whatif_split,
             }),
             replay: match (args.replay_at, args.replay_ago_s) {
                 (Some(t), _) => Some(ReplayStart::At(t)),
@@ -354,9 +369,22 @@ pub fn build(launch: Launch) -> Result<Assembled, AppError> {
                 rules,
                 time_scale: settings.time_scale,
             });
+            let whatif = crate::whatif::app::WhatIfSettings {
+                time_scale: settings.time_scale,
+                fit_hours: settings.fit_hours,
+                calendar: settings.calendar.clone(),
+                mes: settings.mes.clone(),
+                broker: settings.broker.clone(),
+                threads: None,
+                auto_run: match &launch.front {
+                    Front::Desktop(o) => o.whatif.clone(),
+                    _ => None,
+                },
+            };
             assembled
                 .app
-                .add_plugins(crate::schedule::app::SchedulePlugin { settings });
+                .add_plugins(crate::schedule::app::SchedulePlugin { settings })
+                .add_plugins(crate::whatif::app::WhatIfPlugin { settings: whatif });
         }
         if let Front::Desktop(opts) = &launch.front {
             desktop_start_options(&mut assembled.app, opts, select);
@@ -537,6 +565,35 @@ fn desktop_start_options(app: &mut App, opts: &DesktopOptions, select: Option<As
     ui_state.show_ingest |= opts.show_latency;
     ui_state.schedule.open |= opts.show_schedule;
     ui_state.oee.open |= opts.show_oee;
+    if let Some(f) = &opts.whatif {
+        ui_state.whatif.open = true;
+        ui_state.whatif.load(f.clone());
+    }
+    if opts.whatif.is_some() && opts.whatif_split {
+        app.insert_resource(crate::render::ghost::GhostView {
+            mode: crate::render::ghost::GhostMode::Split { left: 0, right: 1 },
+            ..default()
+        });
+    }
+    if let Some(h) = opts.whatif_at_h {
+        // When the study is done, the cursor goes to that scenario time.
+        app.add_systems(
+            Update,
+            move |mut done: Local<bool>,
+                  view: Option<Res<crate::whatif::app::WhatIfView>>,
+                  mut out: MessageWriter<playback::PlaybackCommand>| {
+                if *done {
+                    return;
+                }
+                if let Some(o) = view.and_then(|v| v.outcome.clone()) {
+                    out.write(playback::PlaybackCommand::Seek(
+                        o.at_us + (h * 3.6e9) as i64,
+                    ));
+                    *done = true;
+                }
+            },
+        );
+    }
     if opts.show_oee {
         app.insert_resource(crate::oee::live::OeeHeatmap(true));
     }

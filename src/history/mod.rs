@@ -394,6 +394,7 @@ impl WorkerConnections {
 /// Worker tags for [`ReadRequest::Connection`].
 pub const WORKER_SCHEDULE: u8 = 0;
 pub const WORKER_OEE: u8 = 1;
+pub const WORKER_WHATIF: u8 = 2;
 
 /// Responses that arrived this frame, for playback and the UI to take.
 #[derive(Resource, Default, Debug)]

@@ -23,7 +23,7 @@ use crate::twin::{
 
 /// Slowest and fastest replay speeds.
 pub const SPEED_MIN: f64 = 0.1;
-pub const SPEED_MAX: f64 = 600.0;
+pub const SPEED_MAX: f64 = 3600.0;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum CursorMode {
@@ -32,6 +32,9 @@ pub enum CursorMode {
     Live,
     /// At a chosen time.
     Replay,
+    /// Past now, inside a what-if study's horizon: the live plant stays
+    /// live, the scenarios' ghosts show the plant at the cursor.
+    Future,
 }
 
 /// Where the view is in time.
@@ -45,6 +48,8 @@ pub struct TimeCursor {
     pub speed: f64,
     /// Replay wraps around inside this range.
     pub loop_range: Option<(i64, i64)>,
+    /// How far past now the cursor may go (a what-if study's horizon).
+    pub future_until_us: Option<i64>,
 }
 
 impl Default for TimeCursor {
@@ -55,6 +60,7 @@ impl Default for TimeCursor {
             playing: false,
             speed: 1.0,
             loop_range: None,
+            future_until_us: None,
         }
     }
 }
@@ -62,6 +68,36 @@ impl Default for TimeCursor {
 impl TimeCursor {
     pub fn is_live(&self) -> bool {
         self.mode == CursorMode::Live
+    }
+    /// In the simulated future.
+    pub fn is_future(&self) -> bool {
+        self.mode == CursorMode::Future
+    }
+    /// The 3D view shows the live plant (live, or the future over it).
+    pub fn shows_live(&self) -> bool {
+        self.mode != CursorMode::Replay
+    }
+    /// Moves to `t`: replay before now, the future up to its limit past
+    /// now (live when there is none).
+    fn go_to(&mut self, t: i64, now: i64) {
+        match self.future_until_us {
+            Some(end) if t > now => {
+                self.mode = CursorMode::Future;
+                self.t_us = t.min(end);
+            }
+            _ if t >= now => {
+                self.mode = CursorMode::Live;
+                self.playing = false;
+                self.t_us = now;
+            }
+            _ => {
+                if self.is_live() {
+                    self.playing = false;
+                }
+                self.mode = CursorMode::Replay;
+                self.t_us = t;
+            }
+        }
     }
 }
 
@@ -111,6 +147,9 @@ pub enum PlaybackCommand {
     Focus(Option<AssetIdx>),
     /// Export the timeline window to Parquet under this folder.
     Export(std::path::PathBuf),
+    /// Let the cursor go past now up to this time (a what-if horizon), or
+    /// no longer (None: a future cursor goes live).
+    FutureUntil(Option<i64>),
 }
 
 /// What an asset shows: live, or as recorded at the cursor.
@@ -191,18 +230,7 @@ fn apply_commands(
                 cursor.playing = false;
                 cursor.t_us = now;
             }
-            PlaybackCommand::Seek(t) => {
-                if *t >= now {
-                    cursor.mode = CursorMode::Live;
-                    cursor.t_us = now;
-                } else {
-                    if cursor.is_live() {
-                        cursor.playing = false;
-                    }
-                    cursor.mode = CursorMode::Replay;
-                    cursor.t_us = *t;
-                }
-            }
+            PlaybackCommand::Seek(t) => cursor.go_to(*t, now),
             PlaybackCommand::Play => {
                 if cursor.is_live() {
                     // Playing from live starts a replay of the window.
@@ -232,14 +260,8 @@ fn apply_commands(
             }
             PlaybackCommand::Step(d) => {
                 let t = cursor.t_us.saturating_add(*d);
-                if t >= now {
-                    cursor.mode = CursorMode::Live;
-                    cursor.t_us = now;
-                } else {
-                    cursor.mode = CursorMode::Replay;
-                    cursor.playing = false;
-                    cursor.t_us = t;
-                }
+                cursor.playing = false;
+                cursor.go_to(t, now);
             }
             PlaybackCommand::Speed(s) => cursor.speed = clamp_speed(*s),
             PlaybackCommand::LoopRange(r) => {
@@ -272,6 +294,14 @@ fn apply_commands(
                 view.span_us = (*span).clamp(10_000_000, 30 * 24 * 3_600_000_000);
             }
             PlaybackCommand::Focus(a) => view.focus = *a,
+            PlaybackCommand::FutureUntil(end) => {
+                cursor.future_until_us = *end;
+                if end.is_none() && cursor.is_future() {
+                    cursor.mode = CursorMode::Live;
+                    cursor.playing = false;
+                    cursor.t_us = now;
+                }
+            }
             PlaybackCommand::Export(dir) => {
                 if let Some(h) = &history {
                     h.ask(ReadRequest::Export {
@@ -301,11 +331,39 @@ fn advance_cursor(time: Res<Time>, mut cursor: ResMut<TimeCursor>, mut view: Res
                 t = a;
             }
             if t >= now {
-                cursor.mode = CursorMode::Live;
-                cursor.playing = false;
-                t = now;
+                match cursor.future_until_us {
+                    // Play on into the simulated future.
+                    Some(end) if end > now => cursor.mode = CursorMode::Future,
+                    _ => {
+                        cursor.mode = CursorMode::Live;
+                        cursor.playing = false;
+                        t = now;
+                    }
+                }
             }
             cursor.t_us = t;
+        }
+        CursorMode::Future if cursor.playing => {
+            let step = (time.delta_secs_f64() * cursor.speed * 1e6) as i64;
+            let end = cursor.future_until_us.unwrap_or(now);
+            let mut t = cursor.t_us.saturating_add(step).max(now);
+            if let Some((a, b)) = cursor.loop_range
+                && t > b
+            {
+                t = a.max(now);
+            }
+            if t >= end {
+                t = end;
+                cursor.playing = false;
+            }
+            cursor.t_us = t;
+        }
+        CursorMode::Future => {
+            // Now catches up with a paused future cursor: it joins live.
+            if cursor.t_us <= now {
+                cursor.mode = CursorMode::Live;
+                cursor.t_us = now;
+            }
         }
         CursorMode::Replay => {}
     }
@@ -313,7 +371,7 @@ fn advance_cursor(time: Res<Time>, mut cursor: ResMut<TimeCursor>, mut view: Res
     let end = if cursor.is_live() {
         now
     } else if cursor.t_us > view.end_us || cursor.t_us < view.from_us() {
-        (cursor.t_us + view.span_us / 2).min(now)
+        (cursor.t_us + view.span_us / 2).min(cursor.future_until_us.unwrap_or(now).max(now))
     } else {
         view.end_us
     };
@@ -336,7 +394,7 @@ fn take_answers(
     for a in answers.0.drain(..) {
         match a {
             ReadResponse::StateAt(Ok(s)) => {
-                if cursor.is_live() {
+                if cursor.shows_live() {
                     continue;
                 }
                 if let Some(h) = &history {
@@ -466,7 +524,7 @@ fn show_live(
     mut was_live: Local<bool>,
     mut assets: Query<(&BoundAsset, LiveParts)>,
 ) {
-    if !cursor.is_live() {
+    if !cursor.shows_live() {
         *was_live = false;
         return;
     }
@@ -546,7 +604,7 @@ fn ask_history(
         h.ask(ReadRequest::Bookmarks);
         *asked_bookmarks = true;
     }
-    if cursor.is_live() {
+    if cursor.shows_live() {
         *last_state_t = None;
     } else if *last_state_t != Some(cursor.t_us) {
         h.ask(ReadRequest::StateAt { t_us: cursor.t_us });
@@ -640,6 +698,20 @@ mod tests {
         send(&mut app, PlaybackCommand::Seek(t));
         let c = send(&mut app, PlaybackCommand::GoLive);
         assert!(c.is_live());
+        // With a what-if horizon the cursor goes into the future, up to it.
+        let end = now_us() + 3_600_000_000;
+        send(&mut app, PlaybackCommand::FutureUntil(Some(end)));
+        let ahead = now_us() + 600_000_000;
+        let c = send(&mut app, PlaybackCommand::Seek(ahead));
+        assert_eq!((c.mode, c.t_us), (CursorMode::Future, ahead));
+        assert!(c.shows_live(), "the live plant stays live under the future");
+        let c = send(&mut app, PlaybackCommand::Seek(end + 60_000_000));
+        assert_eq!(c.t_us, end, "not past the horizon");
+        let c = send(&mut app, PlaybackCommand::Seek(t));
+        assert_eq!(c.mode, CursorMode::Replay, "before now is replay");
+        send(&mut app, PlaybackCommand::Seek(ahead));
+        let c = send(&mut app, PlaybackCommand::FutureUntil(None));
+        assert!(c.is_live(), "no study, no future");
     }
 
     #[test]

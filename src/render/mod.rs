@@ -1,10 +1,12 @@
 //! The 3D view: twin state, selection and camera commands in; lights, the
-//! orbit camera, status colours, highlight boxes and screenshots out.
+//! orbit camera, status colours, highlight boxes, what-if ghosts and
+//! screenshots out.
 //! It reads the twin's state and never changes it.
 
 pub mod bounds;
 pub mod camera;
 pub mod capture;
+pub mod ghost;
 pub mod selection;
 pub mod status;
 
@@ -48,6 +50,7 @@ impl Plugin for RenderPlugin {
         if !app.is_plugin_added::<MeshPickingPlugin>() {
             app.add_plugins(MeshPickingPlugin);
         }
+        app.add_plugins(ghost::GhostPlugin);
         app.insert_resource(self.options)
             .insert_resource(ClearColor(Color::srgb(0.80, 0.84, 0.88)))
             .insert_resource(GlobalAmbientLight {
@@ -60,6 +63,10 @@ impl Plugin for RenderPlugin {
             .init_resource::<PointerGesture>()
             .add_message::<SelectionCommand>()
             .add_message::<CameraCommand>()
+            .add_message::<capture::SnapshotCommand>()
+            .add_message::<capture::SnapshotDone>()
+            .init_resource::<capture::Snapshots>()
+            .add_systems(Update, capture::take_snapshots.after(MezzanineSet::Render))
             .add_systems(Startup, (setup_view, status::setup_palette))
             .add_systems(
                 Update,
@@ -108,7 +115,8 @@ fn setup_view(
         Camera2d,
         RenderLayers::none(),
         Camera {
-            order: 1,
+            // After the plant camera (0) and the split screen's second (1).
+            order: 2,
             output_mode: CameraOutputMode::Write {
                 blend_state: Some(BlendState::ALPHA_BLENDING),
                 clear_color: ClearColorConfig::None,
@@ -126,6 +134,8 @@ fn setup_view(
         Camera3d::default(),
         cam.transform(),
         cam,
+        // The plant; the ghosts' layers are added while a study is shown.
+        RenderLayers::layer(0),
     ));
     if !options.msaa {
         e.insert(Msaa::Off);

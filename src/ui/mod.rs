@@ -9,6 +9,7 @@ pub mod oee;
 pub mod panels;
 pub mod schedule;
 pub mod timeline;
+pub mod whatif;
 
 use std::collections::HashMap;
 
@@ -86,13 +87,15 @@ pub struct UiState {
     pub discrepancies: mes::DiscrepancyUiState,
     pub schedule: schedule::ScheduleUiState,
     pub oee: oee::OeeUiState,
+    pub whatif: whatif::WhatIfUiState,
 }
 
-/// The analysis panels' views (schedule, OEE).
+/// The analysis panels' views (schedule, OEE, what-if).
 #[derive(bevy::ecs::system::SystemParam)]
-pub struct Panels<'w> {
+pub struct Panels<'w, 's> {
     pub sched: schedule::ScheduleUiView<'w>,
     pub oee: oee::OeeUiView<'w>,
+    pub whatif: whatif::WhatIfUiView<'w, 's>,
 }
 
 pub struct UiPlugin;
@@ -108,6 +111,7 @@ impl Plugin for UiPlugin {
             discrepancies: mes::DiscrepancyUiState::default(),
             schedule: schedule::ScheduleUiState::default(),
             oee: oee::OeeUiState::default(),
+            whatif: whatif::WhatIfUiState::default(),
         })
         .add_message::<crate::reconcile::ReconcileCommand>()
         .add_message::<crate::demo::DemoCommand>()
@@ -248,6 +252,10 @@ fn main_ui(
                     ui.toggle_value(&mut ui_state.schedule.open, "Schedule")
                         .on_hover_text("The MES plan against the twin's finite-capacity schedule");
                 }
+                if panels.whatif.view.is_some() {
+                    ui.toggle_value(&mut ui_state.whatif.open, "What-if")
+                        .on_hover_text("Scenarios of the plant's future as ghosts over the live plant, compared with 95 % intervals");
+                }
                 ui.toggle_value(&mut ui_state.show_latency, "Latency");
                 ui.toggle_value(
                     &mut ui_state.show_ingest,
@@ -303,6 +311,7 @@ fn main_ui(
                 data: &playback.data,
                 stats: playback.history.as_ref().map(|h| h.stats.as_ref()),
                 now_us: now_us(),
+                future: whatif::future_rows(&panels.whatif, &registry, playback.view.focus),
             };
             if playback.history.is_none() {
                 ui.weak("History is off ([history] enabled = false): no playback.");
@@ -389,34 +398,62 @@ fn main_ui(
                 .unwrap_or_default(),
         }
     });
-    let right = egui::Panel::right("inspector")
+    let mut seeks = Vec::new();
+    whatif::whatif_events(&ctx, &mut ui_state.whatif, &mut panels.whatif, &registry);
+    // The what-if panel takes the inspector's place while it is open.
+    let right = if ui_state.whatif.open && panels.whatif.view.is_some() {
+        let presentation = ui_state.whatif.presentation;
+        egui::Panel::right(if presentation {
+            "whatif-presentation"
+        } else {
+            "whatif"
+        })
         .resizable(true)
-        .default_size(330.0)
+        .default_size(if presentation { 980.0 } else { 640.0 })
         .show(&mut root, |ui| {
-            ui.heading("Inspector");
-            commands.extend(inspector_ui(
+            whatif::whatif_ui(
                 ui,
+                &mut ui_state.whatif,
+                &mut panels.whatif,
                 &registry,
                 selection.selected,
-                &InspectorView {
-                    state: selected_shown.map(|s| &s.state),
-                    bound_via,
-                    live: selected_shown.map(|s| &s.values),
-                    freshness: selected_shown.map(|s| &s.freshness),
-                    work_order: selected_shown.and_then(|s| s.work_order.as_deref()),
-                    mes: asset_mes.as_ref(),
-                    replay_at_us: (!playback.cursor.is_live()).then_some(playback.cursor.t_us),
-                    now_us: if playback.cursor.is_live() {
-                        now_us()
-                    } else {
-                        playback.cursor.t_us
-                    },
-                },
-            ));
+                &playback.cursor,
+                &mut seeks,
+            );
         })
         .response
         .rect
-        .width();
+        .width()
+    } else {
+        egui::Panel::right("inspector")
+            .resizable(true)
+            .default_size(330.0)
+            .show(&mut root, |ui| {
+                ui.heading("Inspector");
+                commands.extend(inspector_ui(
+                    ui,
+                    &registry,
+                    selection.selected,
+                    &InspectorView {
+                        state: selected_shown.map(|s| &s.state),
+                        bound_via,
+                        live: selected_shown.map(|s| &s.values),
+                        freshness: selected_shown.map(|s| &s.freshness),
+                        work_order: selected_shown.and_then(|s| s.work_order.as_deref()),
+                        mes: asset_mes.as_ref(),
+                        replay_at_us: (!playback.cursor.is_live()).then_some(playback.cursor.t_us),
+                        now_us: if playback.cursor.is_live() {
+                            now_us()
+                        } else {
+                            playback.cursor.t_us
+                        },
+                    },
+                ));
+            })
+            .response
+            .rect
+            .width()
+    };
 
     let new_insets = ViewportInsets {
         left,
@@ -434,7 +471,6 @@ fn main_ui(
         &mut panels.sched,
         &registry.plant().time_zone,
     );
-    let mut seeks = Vec::new();
     oee::oee_window(
         &ctx,
         &mut ui_state.oee,
@@ -483,6 +519,7 @@ fn main_ui(
     ui_state.discrepancies.open = disc_open;
 
     let badges = mes_view.badges();
+    let tags = whatif::ghost_tags(&panels.whatif, &playback.cursor);
     labels_ui(
         &ctx,
         &registry,
@@ -492,6 +529,7 @@ fn main_ui(
         new_insets,
         &badges,
         ui_state.show_labels,
+        &tags,
     );
     for c in commands {
         sel_out.write(c);
@@ -512,6 +550,7 @@ fn labels_ui(
     insets: ViewportInsets,
     badges: &HashMap<String, usize>,
     show_labels: bool,
+    ghost_tags: &HashMap<String, Vec<(egui::Color32, String)>>,
 ) {
     let Ok((camera, cam_tf)) = cameras.single() else {
         return;
@@ -569,6 +608,29 @@ fn labels_ui(
         );
         if let Some(n) = badge {
             draw_badge(&painter, egui::pos2(rect.max.x + 10.0, rect.center().y), *n);
+        }
+        // What each scenario has this machine doing at the cursor, where
+        // the scenarios differ.
+        if let Some(tags) = ghost_tags.get(&a.id) {
+            let mut x = rect.min.x;
+            for (c, text) in tags {
+                let g = painter.layout_no_wrap(
+                    text.clone(),
+                    egui::FontId::proportional(10.5),
+                    egui::Color32::WHITE,
+                );
+                let r = egui::Rect::from_min_size(
+                    egui::pos2(x, rect.max.y + 2.0),
+                    g.size() + egui::vec2(8.0, 2.0),
+                );
+                painter.rect_filled(r, 3.0, c.gamma_multiply(0.85));
+                painter.galley(
+                    egui::pos2(r.min.x + 4.0, r.min.y + 1.0),
+                    g,
+                    egui::Color32::WHITE,
+                );
+                x = r.max.x + 3.0;
+            }
         }
     }
 }

@@ -17,7 +17,9 @@ use crate::registry::{AssetRegistry, PropertyRef};
 use crate::twin::MachineState;
 
 /// Speeds offered in the menu.
-pub const SPEEDS: [f64; 10] = [0.1, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0, 600.0];
+pub const SPEEDS: [f64; 11] = [
+    0.1, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0, 600.0, 3600.0,
+];
 
 /// Window widths offered, in seconds.
 const SPANS_S: [(i64, &str); 7] = [
@@ -41,6 +43,17 @@ pub struct TimelineInput<'a> {
     /// MES outages seen this run: (start, end once over). Earlier ones
     /// come from the timeline's outage markers.
     pub mes_outages: Vec<(i64, Option<i64>)>,
+    /// A what-if study's future: per variant, its colour and the focused
+    /// machine's simulated states (start, end, colour).
+    pub future: Vec<FutureRow>,
+}
+
+/// One variant's row on the future side of the strip.
+#[derive(Debug, Clone)]
+pub struct FutureRow {
+    pub name: String,
+    pub colour: Color32,
+    pub spans: Vec<(i64, i64, Color32)>,
 }
 
 /// Widget state kept between frames (text typed, toggles).
@@ -180,7 +193,14 @@ fn controls_ui(
         {
             out.push(PlaybackCommand::GoLive);
         }
-        if !live {
+        if c.is_future() {
+            ui.label(
+                RichText::new("FUTURE · what-if")
+                    .strong()
+                    .color(Color32::from_rgb(255, 150, 60)),
+            )
+            .on_hover_text("The ghosts show each scenario's simulated plant at the cursor; the solid plant stays live");
+        } else if !live {
             ui.label(
                 RichText::new("REPLAY")
                     .strong()
@@ -438,6 +458,65 @@ fn strip_ui(
             );
         }
     }
+    // The simulated future: past now, one thin row per variant.
+    if to > input.now_us && !input.future.is_empty() {
+        let a = x_of(input.now_us.max(from));
+        let r = egui::Rect::from_min_max(
+            egui::pos2(a, rect.min.y + 12.0),
+            egui::pos2(x_of(to), rect.max.y - 14.0),
+        );
+        p.rect_filled(r, 0.0, Color32::from_rgb(40, 36, 30));
+        let n = input.future.len() as f32;
+        let h = (r.height() / n).max(2.0);
+        for (k, row) in input.future.iter().enumerate() {
+            let y0 = r.min.y + h * k as f32;
+            for (s0, s1, c) in &row.spans {
+                let (s0, s1) = ((*s0).max(input.now_us).max(from), (*s1).min(to));
+                if s1 <= s0 {
+                    continue;
+                }
+                p.rect_filled(
+                    egui::Rect::from_min_max(
+                        egui::pos2(x_of(s0), y0 + 1.0),
+                        egui::pos2(x_of(s1).max(x_of(s0) + 1.0), y0 + h - 1.0),
+                    ),
+                    0.0,
+                    c.gamma_multiply(0.85),
+                );
+            }
+            p.rect_filled(
+                egui::Rect::from_min_max(
+                    egui::pos2(r.min.x, y0 + 1.0),
+                    egui::pos2(r.min.x + 4.0, y0 + h - 1.0),
+                ),
+                0.0,
+                row.colour,
+            );
+        }
+        p.line_segment(
+            [
+                egui::pos2(a, rect.min.y + 2.0),
+                egui::pos2(a, rect.max.y - 12.0),
+            ],
+            egui::Stroke::new(1.0, Color32::from_gray(200)),
+        );
+        if r.width() > 90.0 {
+            p.text(
+                egui::pos2(a + 6.0, rect.min.y + 1.0),
+                egui::Align2::LEFT_TOP,
+                "now | what-if",
+                egui::FontId::proportional(10.0),
+                Color32::from_rgb(255, 170, 90),
+            );
+        }
+        if let Some(pp) = resp.hover_pos()
+            && r.contains(pp)
+        {
+            let k = (((pp.y - r.min.y) / h) as usize).min(input.future.len() - 1);
+            resp.clone()
+                .on_hover_text(format!("what-if: {}", input.future[k].name));
+        }
+    }
     // Markers and bookmarks.
     let mut hovered: Option<String> = None;
     let pointer = resp.hover_pos();
@@ -496,6 +575,8 @@ fn strip_ui(
     let cx = x_of(input.cursor.t_us.clamp(from, to));
     let cursor_col = if input.cursor.is_live() {
         Color32::from_rgb(60, 200, 100)
+    } else if input.cursor.is_future() {
+        Color32::from_rgb(255, 150, 60)
     } else {
         Color32::from_rgb(90, 200, 235)
     };

@@ -14,7 +14,12 @@
 //!   paired confidence intervals and the tables.
 //! - `backtest`: a fork from the recorded past, compared with what happened.
 //! - `rng`, `dist`: keyed random streams and distributions.
+//! - `trajectory`: a fork stepped a simulated minute at a time, for the
+//!   ghosts and the future side of the timeline.
+//! - `app`: studies in the app, on a thread of their own (`WhatIfPlugin`).
+//! - `pack`: the meeting pack (CSV, scenario file, PDF report).
 
+pub mod app;
 pub mod backtest;
 pub mod dist;
 pub mod engine;
@@ -22,12 +27,14 @@ pub mod fit;
 pub mod fork;
 pub mod model;
 pub mod model_file;
+pub mod pack;
 pub mod plant;
 pub mod pool;
 pub mod report;
 pub mod rng;
 pub mod scenario;
 pub mod stats;
+pub mod trajectory;
 
 use std::path::PathBuf;
 

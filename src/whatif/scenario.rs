@@ -221,6 +221,127 @@ struct ChangeToml {
     capacity: Option<i64>,
 }
 
+impl ScenarioFile {
+    /// The file as TOML, in the format [`parse_scenarios`] reads (what the
+    /// app saves and puts in a meeting pack, to run it again).
+    pub fn to_toml(&self) -> String {
+        use std::fmt::Write as _;
+        let q = |s: &str| toml::Value::String(s.to_string()).to_string();
+        let mut t = String::new();
+        let _ = writeln!(t, "version = {SCENARIO_FORMAT_VERSION}");
+        let _ = writeln!(t, "name = {}", q(&self.name));
+        if let Some(h) = self.horizon_h {
+            let _ = writeln!(t, "horizon_h = {h:?}");
+        }
+        match self.replications {
+            Replications::Fixed(n) => {
+                let _ = writeln!(t, "replications = {n}");
+            }
+            Replications::UntilHalfWidth { pct, max } => {
+                let _ = writeln!(
+                    t,
+                    "target_half_width_pct = {pct:?}\nmax_replications = {max}"
+                );
+            }
+        }
+        let _ = writeln!(t, "seed = {}", self.seed);
+        for sc in &self.scenarios {
+            let _ = writeln!(t, "\n[[scenario]]\nname = {}", q(&sc.name));
+            for c in &sc.changes {
+                let _ = writeln!(t, "[[scenario.change]]");
+                let mut kv = |k: &str, v: String| {
+                    let _ = writeln!(t, "{k} = {v}");
+                };
+                let product = |p: &str| match p.strip_prefix("like:") {
+                    Some(l) => ("like", q(l)),
+                    None => ("product", q(p)),
+                };
+                match c {
+                    Change::MachineDown {
+                        machine,
+                        from_h,
+                        for_h,
+                    } => {
+                        kv("kind", q("machine_down"));
+                        kv("machine", q(machine));
+                        kv("from_h", format!("{from_h:?}"));
+                        kv("for_h", format!("{for_h:?}"));
+                    }
+                    Change::CycleTime { machine, factor } => {
+                        kv("kind", q("cycle_time"));
+                        kv("machine", q(machine));
+                        kv("factor", format!("{factor:?}"));
+                    }
+                    Change::ScrapRate { machine, rate } => {
+                        kv("kind", q("scrap_rate"));
+                        kv("machine", q(machine));
+                        kv("rate", format!("{rate:?}"));
+                    }
+                    Change::Mttr { machine, factor } | Change::Mtbf { machine, factor } => {
+                        let kind = if matches!(c, Change::Mttr { .. }) {
+                            "mttr"
+                        } else {
+                            "mtbf"
+                        };
+                        kv("kind", q(kind));
+                        kv("machine", q(machine));
+                        kv("factor", format!("{factor:?}"));
+                    }
+                    Change::Overtime { from_h, for_h } | Change::ShiftOff { from_h, for_h } => {
+                        let kind = if matches!(c, Change::Overtime { .. }) {
+                            "overtime"
+                        } else {
+                            "shift_off"
+                        };
+                        kv("kind", q(kind));
+                        kv("from_h", format!("{from_h:?}"));
+                        kv("for_h", format!("{for_h:?}"));
+                    }
+                    Change::RushOrder {
+                        id,
+                        product: p,
+                        quantity,
+                        due_h,
+                        release_h,
+                    } => {
+                        kv("kind", q("rush_order"));
+                        kv("id", q(id));
+                        let (k, v) = product(p);
+                        kv(k, v);
+                        kv("quantity", quantity.to_string());
+                        if let Some(d) = due_h {
+                            kv("due_h", format!("{d:?}"));
+                        }
+                        kv("release_h", format!("{release_h:?}"));
+                    }
+                    Change::Dispatch { machine, rule } => {
+                        kv("kind", q("dispatch"));
+                        kv("machine", q(machine));
+                        kv("rule", q(rule.label()));
+                    }
+                    Change::Alternative {
+                        product: p,
+                        step,
+                        machine,
+                    } => {
+                        kv("kind", q("alternative"));
+                        let (k, v) = product(p);
+                        kv(k, v);
+                        kv("step", step.to_string());
+                        kv("machine", q(machine));
+                    }
+                    Change::Buffer { machine, capacity } => {
+                        kv("kind", q("buffer"));
+                        kv("machine", q(machine));
+                        kv("capacity", capacity.map_or(-1, i64::from).to_string());
+                    }
+                }
+            }
+        }
+        t
+    }
+}
+
 /// Reads a scenario file.
 pub fn load_scenarios(path: &Path) -> Result<ScenarioFile, WhatIfError> {
     let text = std::fs::read_to_string(path).map_err(|source| WhatIfError::Io {

@@ -25,6 +25,7 @@ mod schedule;
 mod screenshot;
 mod twin_live;
 mod whatif;
+mod whatif_app;
 
 use std::path::PathBuf;
 
