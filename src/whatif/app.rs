@@ -528,15 +528,38 @@ fn study(
         horizon_h,
     )
     .map_err(|e| e.to_string())?;
-    let base = Arc::new(model);
+    run_study(
+        Arc::new(model),
+        file,
+        settings.threads,
+        live,
+        notes,
+        progress,
+        cancel,
+        t0,
+    )
+    .map_err(|e| e.to_string())
+}
+
+/// A study of `file`'s scenarios against `base`: the replications on the
+/// pool, replication 0 of each variant stepped as a trajectory, the report
+/// and the fingerprint. What the app runs on its thread; tests call it.
+#[allow(clippy::too_many_arguments)]
+pub fn run_study(
+    base: Arc<Model>,
+    file: ScenarioFile,
+    threads: Option<usize>,
+    live: bool,
+    notes: Vec<String>,
+    progress: &Progress,
+    cancel: &AtomicBool,
+    t0: Instant,
+) -> Result<WhatIfOutcome, WhatIfError> {
     let mut scenarios = Vec::new();
     for s in &file.scenarios {
-        let m = apply(&base, &s.changes).map_err(|message| {
-            WhatIfError::Scenario {
-                name: s.name.clone(),
-                message,
-            }
-            .to_string()
+        let m = apply(&base, &s.changes).map_err(|message| WhatIfError::Scenario {
+            name: s.name.clone(),
+            message,
         })?;
         scenarios.push((s.name.clone(), Arc::new(m)));
     }
@@ -547,20 +570,17 @@ fn study(
         replications: file.replications,
         trace: true,
     };
-    let pool = settings.threads.map_or_else(Pool::default_size, Pool::new);
-    let result = pool
-        .run_study(&study, progress)
-        .map_err(|_| "cancelled".to_string())?;
+    let pool = threads.map_or_else(Pool::default_size, Pool::new);
+    let result = pool.run_study(&study, progress)?;
     let mut trajectories = Vec::new();
     for m in &result.models {
         let t = Trajectory::record(m.clone(), file.seed, 0, Some(cancel))
-            .ok_or_else(|| "cancelled".to_string())?;
+            .ok_or(WhatIfError::Cancelled)?;
         trajectories.push(t);
     }
-    let seeds = vec![file.seed];
     let inputs = format!("{:?}\n{:?}", result.models, file);
     let fingerprint = Fingerprint::new(
-        seeds,
+        vec![file.seed],
         base.origin_us,
         &format!("what-if model, {} machines", base.stations.len()),
         inputs.as_bytes(),
