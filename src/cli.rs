@@ -89,6 +89,16 @@ pub struct RunArgs {
     /// first scenario) instead of the ghosts overlaid.
     #[arg(long)]
     pub whatif_split: bool,
+    /// With --whatif: measure frames (the study with 100 replications
+    /// running; then N frames with two scenarios' ghosts, N without, N
+    /// with again), log the table and exit.
+    #[arg(long)]
+    pub whatif_bench_frames: Option<u32>,
+    /// With --whatif: when the study is shown, write its meeting pack (the
+    /// window and charts as PNG, CSVs, the scenario file, the PDF report)
+    /// into this folder, as the panel's button does, then exit.
+    #[arg(long)]
+    pub whatif_pack: Option<PathBuf>,
 }
 
 pub fn parse_range_s(s: &str) -> Result<(u64, u64), String> {

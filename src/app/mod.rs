@@ -7,6 +7,7 @@
 //! demo controls) without a window: one entity per registry asset instead
 //! of the layout's geometry, no render and no UI.
 
+pub mod frames;
 pub mod sources;
 
 use std::path::PathBuf;
@@ -103,6 +104,10 @@ pub struct DesktopOptions {
     /// Hours past the fork to put the cursor at when the study is done.
     pub whatif_at_h: Option<f64>,
     pub whatif_split: bool,
+    /// Frames per phase of the ghosts' frame benchmark.
+    pub whatif_bench_frames: Option<u32>,
+    /// Write the study's meeting pack here, then exit.
+    pub whatif_pack: Option<PathBuf>,
 }
 
 /// Where the time cursor starts.
@@ -155,13 +160,20 @@ impl Launch {
                 show_schedule: args.show_schedule,
                 show_oee: args.show_oee,
                 whatif: match &args.whatif {
-                    Some(p) => Some(
-                        crate::whatif::scenario::load_scenarios(p).map_err(AppError::Scenario)?,
-                    ),
+                    Some(p) => {
+                        let mut f = crate::whatif::scenario::load_scenarios(p)
+                            .map_err(AppError::Scenario)?;
+                        if args.whatif_bench_frames.is_some() {
+                            f.replications = crate::whatif::Replications::Fixed(100);
+                        }
+                        Some(f)
+                    }
                     None => None,
                 },
                 whatif_at_h: args.whatif_at_h,
                 whatif_split: args.whatif_split,
+                whatif_bench_frames: args.whatif_bench_frames,
+                whatif_pack: args.whatif_pack,
             }),
             replay: match (args.replay_at, args.replay_ago_s) {
                 (Some(t), _) => Some(ReplayStart::At(t)),
@@ -568,6 +580,39 @@ fn desktop_start_options(app: &mut App, opts: &DesktopOptions, select: Option<As
     if let Some(f) = &opts.whatif {
         ui_state.whatif.open = true;
         ui_state.whatif.load(f.clone());
+        if let Some(dir) = &opts.whatif_pack {
+            ui_state.whatif.pack_auto = Some((dir.clone(), 30));
+        }
+    }
+    if let (Some(_), Some(n)) = (&opts.whatif, opts.whatif_bench_frames) {
+        app.insert_resource(frames::FrameBench::new(n))
+            .add_systems(Last, frames::frame_bench);
+    }
+    if let (Some(_), Some(_)) = (&opts.whatif, &opts.whatif_pack) {
+        app.add_systems(
+            Last,
+            |view: Option<Res<crate::whatif::app::WhatIfView>>,
+             mut exit: MessageWriter<AppExit>,
+             mut done: Local<bool>| {
+                let Some(r) = view.as_ref().and_then(|v| v.last_pack.as_ref()) else {
+                    return;
+                };
+                if *done {
+                    return;
+                }
+                *done = true;
+                match r {
+                    Ok((dir, n)) => {
+                        info!("meeting pack written: {} ({n} files)", dir.display());
+                        exit.write(AppExit::Success);
+                    }
+                    Err(e) => {
+                        error!("the meeting pack was not written: {e}");
+                        exit.write(AppExit::error());
+                    }
+                }
+            },
+        );
     }
     if opts.whatif.is_some() && opts.whatif_split {
         app.insert_resource(crate::render::ghost::GhostView {

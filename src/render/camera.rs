@@ -276,10 +276,31 @@ pub fn update_camera_transform(
     }
 }
 
+/// Split screen: the view between the panels shared by the plant camera
+/// (left half) and the [`SecondView`] camera (right half).
+#[derive(Resource, Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SplitScreen(pub bool);
+
+/// The split screen's second camera (moved with the plant camera).
+#[derive(Component)]
+pub struct SecondView;
+
+fn same_viewport(a: &Option<Viewport>, b: &Option<Viewport>) -> bool {
+    match (a, b) {
+        (None, None) => true,
+        (Some(a), Some(b)) => {
+            a.physical_position == b.physical_position && a.physical_size == b.physical_size
+        }
+        _ => false,
+    }
+}
+
 pub fn apply_viewport_insets(
     insets: Res<ViewportInsets>,
+    split: Res<SplitScreen>,
     window: Query<&Window, With<PrimaryWindow>>,
-    mut cams: Query<&mut Camera, With<OrbitCamera>>,
+    mut cams: Query<&mut Camera, (With<OrbitCamera>, Without<SecondView>)>,
+    mut second: Query<&mut Camera, (With<SecondView>, Without<OrbitCamera>)>,
 ) {
     let Ok(window) = window.single() else {
         return;
@@ -299,16 +320,39 @@ pub fn apply_viewport_insets(
     } else {
         None
     };
+    let (viewport, right) = match (split.0, viewport) {
+        (true, Some(vp)) => {
+            let half = vp.physical_size.x / 2;
+            (
+                Some(Viewport {
+                    physical_position: vp.physical_position,
+                    physical_size: UVec2::new(half.max(1), vp.physical_size.y),
+                    ..default()
+                }),
+                Some(Viewport {
+                    physical_position: vp.physical_position + UVec2::new(half, 0),
+                    physical_size: UVec2::new(
+                        (vp.physical_size.x - half).max(1),
+                        vp.physical_size.y,
+                    ),
+                    ..default()
+                }),
+            )
+        }
+        (_, vp) => (vp, None),
+    };
     for mut cam in &mut cams {
-        let same = match (&cam.viewport, &viewport) {
-            (None, None) => true,
-            (Some(a), Some(b)) => {
-                a.physical_position == b.physical_position && a.physical_size == b.physical_size
-            }
-            _ => false,
-        };
-        if !same {
+        if !same_viewport(&cam.viewport, &viewport) {
             cam.viewport = viewport.clone();
+        }
+    }
+    for mut cam in &mut second {
+        let active = right.is_some();
+        if cam.is_active != active {
+            cam.is_active = active;
+        }
+        if right.is_some() && !same_viewport(&cam.viewport, &right) {
+            cam.viewport = right.clone();
         }
     }
 }

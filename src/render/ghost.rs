@@ -16,8 +16,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use bevy::asset::uuid_handle;
+use bevy::camera::ClearColorConfig;
 use bevy::camera::visibility::RenderLayers;
-use bevy::camera::{ClearColorConfig, Viewport};
 use bevy::light::NotShadowCaster;
 use bevy::pbr::{Material, MaterialPlugin};
 use bevy::prelude::*;
@@ -108,9 +108,13 @@ pub struct GhostView {
 
 impl Default for GhostView {
     fn default() -> Self {
+        // The overlay shows the scenarios over the live plant; the
+        // baseline's future is one click away (and left in split mode).
+        let mut enabled = [true; MAX_GHOSTS];
+        enabled[0] = false;
         Self {
             mode: GhostMode::Overlay,
-            enabled: [true; MAX_GHOSTS],
+            enabled,
         }
     }
 }
@@ -136,9 +140,7 @@ pub struct Ghost {
     pub kind: GhostKind,
 }
 
-/// The second camera of the split screen.
-#[derive(Component)]
-pub struct SplitCamera;
+use super::camera::{SecondView as SplitCamera, SplitScreen};
 
 /// The outcome the ghosts were built for, and each machine's box.
 #[derive(Resource, Default)]
@@ -149,6 +151,8 @@ pub struct GhostScene {
     /// Per ghost machine: the state its material shows.
     shown: HashMap<Entity, (SimState, bool)>,
     unit: Handle<Mesh>,
+    /// Around the machines the hypotheticals name: where the camera goes.
+    focus: Option<WorldBounds>,
 }
 
 pub struct GhostPlugin;
@@ -166,6 +170,7 @@ impl Plugin for GhostPlugin {
             .init_resource::<GhostView>()
             .init_resource::<GhostScene>()
             .add_message::<GhostCommand>()
+            .init_resource::<SplitScreen>()
             .add_systems(Startup, spawn_split_camera)
             .add_systems(
                 Update,
@@ -176,7 +181,8 @@ impl Plugin for GhostPlugin {
                     split_cameras,
                 )
                     .chain()
-                    .after(super::camera::apply_viewport_insets)
+                    .after(super::camera::update_camera_transform)
+                    .before(super::camera::apply_viewport_insets)
                     .in_set(crate::MezzanineSet::Render),
             );
     }
@@ -202,6 +208,11 @@ fn linear(srgb: [u8; 3], a: f32) -> Vec4 {
 }
 
 fn params(v: usize, state: Option<SimState>, body_alpha: f32) -> GhostParams {
+    // A stopped machine stands out: more body, its state's colour.
+    let body_alpha = match state {
+        Some(SimState::Down | SimState::Blocked | SimState::Off) => body_alpha.max(0.55),
+        _ => body_alpha,
+    };
     GhostParams {
         tint: linear(variant_srgb(v), body_alpha),
         state_colour: linear(state.map_or(variant_srgb(v), sim_state_srgb), 1.0),
@@ -259,6 +270,7 @@ fn build_ghosts(
     ghosts: Query<Entity, With<Ghost>>,
     mut meshes: ResMut<Assets<Mesh>>,
     mut materials: ResMut<Assets<GhostMaterial>>,
+    mut camera_out: MessageWriter<super::CameraCommand>,
 ) {
     let current = view.as_ref().and_then(|v| v.outcome.clone());
     let same = match (&current, &scene.outcome) {
@@ -351,6 +363,28 @@ fn build_ghosts(
                 Pickable::IGNORE,
             ));
         }
+    }
+    // Frame the machines the hypotheticals name (with room around them).
+    let named: Vec<WorldBounds> = o
+        .file
+        .scenarios
+        .iter()
+        .flat_map(|s| s.changes.iter().filter_map(|c| c.machine()))
+        .filter_map(|id| {
+            let s = o.result.models[0].station(id)?;
+            boxes.get(s as usize).copied().flatten()
+        })
+        .collect();
+    scene.focus = named.into_iter().reduce(WorldBounds::union).map(|b| {
+        let c = b.center();
+        let half = (b.size() * 0.5 + Vec3::splat(4.0)) * 1.3;
+        WorldBounds {
+            min: c - half,
+            max: c + half,
+        }
+    });
+    if let Some(f) = scene.focus {
+        camera_out.write(super::CameraCommand::Frame(f));
     }
     scene.boxes = boxes;
 }
@@ -476,29 +510,23 @@ fn move_ghosts(
 }
 
 /// The plant camera shows the plant and the overlay's variants (or the
-/// left one); the split camera, when split, the right one, in the right
-/// half, moved with the plant camera.
+/// left one); in split mode the second camera shows the right one, moved
+/// with the plant camera (the viewports are halved where the panels'
+/// insets are applied).
 #[allow(clippy::type_complexity)]
 fn split_cameras(
     mut was_split: Local<bool>,
     mut camera_out: MessageWriter<super::CameraCommand>,
     view: Res<GhostView>,
     scene: Res<GhostScene>,
-    mut main: Query<
-        (&mut Camera, &mut RenderLayers, &Transform, &Projection),
-        (With<OrbitCamera>, Without<SplitCamera>),
-    >,
+    mut split_screen: ResMut<SplitScreen>,
+    mut main: Query<(&mut RenderLayers, &Transform), (With<OrbitCamera>, Without<SplitCamera>)>,
     mut split: Query<
-        (
-            &mut Camera,
-            &mut RenderLayers,
-            &mut Transform,
-            &mut Projection,
-        ),
+        (&mut RenderLayers, &mut Transform),
         (With<SplitCamera>, Without<OrbitCamera>),
     >,
 ) {
-    let Ok((mut cam, mut layers, t, p)) = main.single_mut() else {
+    let Ok((mut layers, t)) = main.single_mut() else {
         return;
     };
     let n = scene
@@ -519,41 +547,25 @@ fn split_cameras(
     if *layers != want_main {
         *layers = want_main;
     }
-    let Ok((mut scam, mut slayers, mut st, mut sp)) = split.single_mut() else {
-        return;
-    };
-    // Half the width: frame the plant again for it (and back).
+    if split_screen.0 != right.is_some() {
+        split_screen.0 = right.is_some();
+    }
+    // Half the width: frame again for it (and back).
     if right.is_some() != *was_split {
         *was_split = right.is_some();
-        camera_out.write(super::CameraCommand::FrameAll);
+        camera_out.write(match scene.focus {
+            Some(f) => super::CameraCommand::Frame(f),
+            None => super::CameraCommand::FrameAll,
+        });
     }
-    match (right, cam.viewport.clone()) {
-        (Some(r), Some(vp)) => {
-            let half = vp.physical_size.x / 2;
-            let left_vp = Viewport {
-                physical_position: vp.physical_position,
-                physical_size: UVec2::new(half.max(1), vp.physical_size.y),
-                ..default()
-            };
-            let right_vp = Viewport {
-                physical_position: vp.physical_position + UVec2::new(half, 0),
-                physical_size: UVec2::new((vp.physical_size.x - half).max(1), vp.physical_size.y),
-                ..default()
-            };
-            cam.viewport = Some(left_vp);
-            scam.viewport = Some(right_vp);
-            scam.is_active = true;
-            let want = RenderLayers::from_layers(&[0, ghost_layer(r)]);
-            if *slayers != want {
-                *slayers = want;
-            }
-            *st = *t;
-            *sp = p.clone();
+    let Ok((mut slayers, mut st)) = split.single_mut() else {
+        return;
+    };
+    if let Some(r) = right {
+        let want = RenderLayers::from_layers(&[0, ghost_layer(r)]);
+        if *slayers != want {
+            *slayers = want;
         }
-        _ => {
-            if scam.is_active {
-                scam.is_active = false;
-            }
-        }
+        *st = *t;
     }
 }

@@ -131,6 +131,7 @@ fn main_ui(
     mut mes_view: MesUiView,
     mut playback: PlaybackView,
     cameras: Query<(&Camera, &GlobalTransform), With<OrbitCamera>>,
+    second: Query<(&Camera, &GlobalTransform), With<crate::render::camera::SecondView>>,
     mut insets: ResMut<ViewportInsets>,
     mut sel_out: MessageWriter<SelectionCommand>,
     mut cam_out: MessageWriter<CameraCommand>,
@@ -520,12 +521,27 @@ fn main_ui(
 
     let badges = mes_view.badges();
     let tags = whatif::ghost_tags(&panels.whatif, &playback.cursor);
+    let view_rect = {
+        let r = ctx.viewport_rect();
+        egui::Rect::from_min_max(
+            egui::pos2(r.min.x + new_insets.left, r.min.y + new_insets.top),
+            egui::pos2(r.max.x - new_insets.right, r.max.y - new_insets.bottom),
+        )
+    };
+    whatif::ghost_legend(
+        &ctx,
+        &panels.whatif,
+        &playback.cursor,
+        view_rect,
+        &registry.plant().time_zone,
+    );
     labels_ui(
         &ctx,
         &registry,
         &selection,
         &assets,
         &cameras,
+        &second,
         new_insets,
         &badges,
         ui_state.show_labels,
@@ -547,25 +563,62 @@ fn labels_ui(
     selection: &Selection,
     assets: &Query<(&BoundAsset, &Shown, Option<&WorldBounds>)>,
     cameras: &Query<(&Camera, &GlobalTransform), With<OrbitCamera>>,
+    second: &Query<(&Camera, &GlobalTransform), With<crate::render::camera::SecondView>>,
     insets: ViewportInsets,
     badges: &HashMap<String, usize>,
     show_labels: bool,
     ghost_tags: &HashMap<String, Vec<(egui::Color32, String)>>,
 ) {
-    let Ok((camera, cam_tf)) = cameras.single() else {
-        return;
-    };
     let screen = ctx.viewport_rect();
-    let clip = egui::Rect::from_min_max(
+    let view = egui::Rect::from_min_max(
         egui::pos2(screen.min.x + insets.left, screen.min.y + insets.top),
         egui::pos2(screen.max.x - insets.right, screen.max.y - insets.bottom),
     );
+    // Each view (two in split screen) labels what it shows, inside itself.
+    for (camera, cam_tf) in cameras
+        .iter()
+        .chain(second.iter().filter(|c| c.0.is_active))
+    {
+        let clip = camera
+            .logical_viewport_rect()
+            .map_or(view, |r| {
+                egui::Rect::from_min_max(egui::pos2(r.min.x, r.min.y), egui::pos2(r.max.x, r.max.y))
+            })
+            .intersect(view);
+        labels_in_view(
+            ctx,
+            registry,
+            selection,
+            assets,
+            (camera, cam_tf),
+            clip,
+            badges,
+            show_labels,
+            ghost_tags,
+        );
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn labels_in_view(
+    ctx: &egui::Context,
+    registry: &AssetRegistry,
+    selection: &Selection,
+    assets: &Query<(&BoundAsset, &Shown, Option<&WorldBounds>)>,
+    (camera, cam_tf): (&Camera, &GlobalTransform),
+    clip: egui::Rect,
+    badges: &HashMap<String, usize>,
+    show_labels: bool,
+    ghost_tags: &HashMap<String, Vec<(egui::Color32, String)>>,
+) {
     let painter = ctx
         .layer_painter(egui::LayerId::new(
             egui::Order::Background,
             egui::Id::new("asset_labels"),
         ))
         .with_clip_rect(clip);
+    // What-if state chips go on top of every label: drawn after them.
+    let mut chips: Vec<(egui::Rect, &Vec<(egui::Color32, String)>)> = Vec::new();
     for (b, s, bounds) in assets.iter() {
         let (Some(bounds), Some(a)) = (bounds, registry.get(b.0)) else {
             continue;
@@ -609,28 +662,37 @@ fn labels_ui(
         if let Some(n) = badge {
             draw_badge(&painter, egui::pos2(rect.max.x + 10.0, rect.center().y), *n);
         }
-        // What each scenario has this machine doing at the cursor, where
-        // the scenarios differ.
         if let Some(tags) = ghost_tags.get(&a.id) {
-            let mut x = rect.min.x;
-            for (c, text) in tags {
-                let g = painter.layout_no_wrap(
-                    text.clone(),
-                    egui::FontId::proportional(10.5),
-                    egui::Color32::WHITE,
-                );
-                let r = egui::Rect::from_min_size(
-                    egui::pos2(x, rect.max.y + 2.0),
-                    g.size() + egui::vec2(8.0, 2.0),
-                );
-                painter.rect_filled(r, 3.0, c.gamma_multiply(0.85));
-                painter.galley(
-                    egui::pos2(r.min.x + 4.0, r.min.y + 1.0),
-                    g,
-                    egui::Color32::WHITE,
-                );
-                x = r.max.x + 3.0;
-            }
+            chips.push((rect, tags));
+        }
+    }
+    // What each scenario has a machine doing at the cursor, where the
+    // scenarios differ (or one has it down).
+    for (rect, tags) in chips {
+        let mut x = rect.min.x;
+        for (c, text) in tags {
+            let g = painter.layout_no_wrap(
+                text.clone(),
+                egui::FontId::proportional(11.0),
+                egui::Color32::WHITE,
+            );
+            let r = egui::Rect::from_min_size(
+                egui::pos2(x, rect.max.y + 2.0),
+                g.size() + egui::vec2(8.0, 2.0),
+            );
+            painter.rect_filled(r, 3.0, *c);
+            painter.rect_stroke(
+                r,
+                3.0,
+                egui::Stroke::new(1.0, egui::Color32::from_gray(20)),
+                egui::StrokeKind::Outside,
+            );
+            painter.galley(
+                egui::pos2(r.min.x + 4.0, r.min.y + 1.0),
+                g,
+                egui::Color32::WHITE,
+            );
+            x = r.max.x + 3.0;
         }
     }
 }

@@ -60,6 +60,11 @@ pub struct WhatIfUiState {
     pub chart_rects: Vec<(String, egui::Rect)>,
     /// A pack waiting for its pictures.
     pub pack_pending: Option<PathBuf>,
+    /// The fork time of the outcome shown (a new one folds the builder).
+    pub shown_at_us: Option<i64>,
+    /// Write the meeting pack here once a study is shown (command line),
+    /// after this many frames.
+    pub pack_auto: Option<(PathBuf, u32)>,
 }
 
 impl Default for WhatIfUiState {
@@ -78,6 +83,8 @@ impl Default for WhatIfUiState {
             compare: 1,
             chart_rects: Vec::new(),
             pack_pending: None,
+            shown_at_us: None,
+            pack_auto: None,
         }
     }
 }
@@ -268,6 +275,88 @@ pub fn future_rows(
         .collect()
 }
 
+/// What the 3D view shows, in words, over its top-left corner while the
+/// ghosts are on: the scenario time and each shown scenario's colour.
+pub fn ghost_legend(
+    ctx: &egui::Context,
+    w: &WhatIfUiView,
+    cursor: &TimeCursor,
+    view_rect: egui::Rect,
+    tz: &str,
+) {
+    if cursor.is_live() {
+        return;
+    }
+    let Some(o) = w.view.as_ref().and_then(|v| v.outcome.clone()) else {
+        return;
+    };
+    if cursor.t_us < o.at_us || cursor.t_us > o.horizon_end_us() {
+        return;
+    }
+    let (mode, enabled) = w
+        .ghosts
+        .as_ref()
+        .map_or((GhostMode::Overlay, [true; MAX_GHOSTS]), |g| {
+            (g.mode, g.enabled)
+        });
+    egui::Area::new(egui::Id::new("whatif-legend"))
+        .fixed_pos(view_rect.min + egui::vec2(10.0, 10.0))
+        .order(egui::Order::Foreground)
+        .interactable(false)
+        .show(ctx, |ui| {
+            egui::Frame::popup(ui.style()).show(ui, |ui| {
+                ui.label(
+                    RichText::new(format!(
+                        "What-if at {} ({} after the fork)",
+                        clock(cursor.t_us, tz),
+                        hours_label((cursor.t_us - o.at_us) as f64 / 3.6e9)
+                    ))
+                    .strong()
+                    .size(15.0),
+                );
+                ui.label("Solid: the plant now, live.  Translucent: the plant's future under");
+                let names: Vec<(usize, &String)> = match mode {
+                    GhostMode::Overlay => o
+                        .report
+                        .names
+                        .iter()
+                        .enumerate()
+                        .take(MAX_GHOSTS)
+                        .filter(|(v, _)| enabled[*v])
+                        .collect(),
+                    GhostMode::Split { left, right } => o
+                        .report
+                        .names
+                        .iter()
+                        .enumerate()
+                        .filter(|(v, _)| *v == left || *v == right)
+                        .collect(),
+                };
+                for (v, n) in names {
+                    ui.horizontal(|ui| {
+                        swatch(ui, v);
+                        let side = match mode {
+                            GhostMode::Split { left, .. } if v == left => "  (left)",
+                            GhostMode::Split { .. } => "  (right)",
+                            GhostMode::Overlay => "",
+                        };
+                        let what = if v == 0 {
+                            "nothing changed (baseline)".to_string()
+                        } else {
+                            n.clone()
+                        };
+                        ui.label(
+                            RichText::new(format!("{what}{side}"))
+                                .color(colour(v))
+                                .strong(),
+                        );
+                    });
+                }
+                ui.weak("A pulsing red ghost is a machine the scenario has down.");
+            });
+        });
+}
+
 /// Per machine, each shown variant's simulated state at the cursor, where
 /// the variants do not all agree (tags under the machine's label).
 pub fn ghost_tags(
@@ -308,7 +397,7 @@ pub fn ghost_tags(
                     .iter()
                     .map(|(v, state, q)| {
                         let queue = if *q > 0 {
-                            format!(" · {q} waiting")
+                            format!(" +{q}")
                         } else {
                             String::new()
                         };
@@ -424,8 +513,12 @@ fn whatif_body(
                     f.size *= 1.5;
                 }
             } else {
+                let at = view.outcome.as_ref().map(|o| o.at_us);
+                let fold = at.is_some() && at != state.shown_at_us;
+                state.shown_at_us = at;
                 egui::CollapsingHeader::new(RichText::new("Scenario builder").strong())
                     .default_open(view.outcome.is_none())
+                    .open(fold.then_some(false))
                     .show(ui, |ui| {
                         builder(ui, state, &machine_ids, selected_id.as_deref());
                     });
@@ -451,6 +544,14 @@ fn whatif_body(
                 ui.separator();
             }
             pack_row(ui, state, &o, w, ppp);
+            // A pack the command line asked for, once the view settled.
+            if let Some((dir, frames)) = state.pack_auto.take() {
+                if frames == 0 && !state.chart_rects.is_empty() && !cursor.is_live() {
+                    request_pack(state, w, dir, ppp);
+                } else {
+                    state.pack_auto = Some((dir, frames.saturating_sub(1)));
+                }
+            }
         });
     if !rects.is_empty() {
         state.chart_rects = rects;
@@ -956,7 +1057,6 @@ fn compare(
         .allow_drag(false)
         .allow_zoom(false)
         .include_y(0.0)
-        .include_y(100.0)
         .x_grid_spacer(uniform_grid_spacer(|_| [1.0, 5.0, 10.0]))
         .x_axis_formatter(move |m, _| {
             let i = m.value.round();
@@ -1000,7 +1100,10 @@ fn compare(
             }
         });
     let _ = n;
-    rects.push(("chart-utilisation".into(), resp.response.rect));
+    rects.push((
+        "chart-utilisation".into(),
+        chart_rect(ui, resp.response.rect),
+    ));
     // Gantt: baseline above, scenario below, per machine.
     ui.label(
         RichText::new(format!(
@@ -1069,7 +1172,42 @@ fn compare(
             }
             pu.add(VLine::new("fork", 0.0).color(Color32::from_gray(160)));
         });
-    rects.push(("chart-gantt".into(), resp.response.rect));
+    rects.push(("chart-gantt".into(), chart_rect(ui, resp.response.rect)));
+}
+
+/// A chart's picture: its plot with the axes' labels around it, as far as
+/// it is on screen.
+fn chart_rect(ui: &egui::Ui, plot: egui::Rect) -> egui::Rect {
+    let with_axes = egui::Rect::from_min_max(
+        plot.min - egui::vec2(100.0, 4.0),
+        plot.max + egui::vec2(4.0, 24.0),
+    );
+    with_axes.intersect(ui.clip_rect())
+}
+
+/// Asks render for the pictures of a pack into `dir` (the window and each
+/// chart drawn last frame); the pack is written when they arrive.
+fn request_pack(state: &mut WhatIfUiState, w: &mut WhatIfUiView, dir: PathBuf, ppp: f32) {
+    let crops = state
+        .chart_rects
+        .iter()
+        .map(|(name, r)| {
+            (
+                name.clone(),
+                [
+                    (r.min.x * ppp).max(0.0) as u32,
+                    (r.min.y * ppp).max(0.0) as u32,
+                    (r.width() * ppp) as u32,
+                    (r.height() * ppp) as u32,
+                ],
+            )
+        })
+        .collect();
+    w.snap_out.write(SnapshotCommand {
+        dir: dir.clone(),
+        crops,
+    });
+    state.pack_pending = Some(dir);
 }
 
 fn pack_row(
@@ -1089,26 +1227,7 @@ fn pack_row(
         {
             let stamp = jiff::Timestamp::now().strftime("%Y%m%dT%H%M%SZ").to_string();
             let dir = crate::config::data_dir().join("packs").join(format!("whatif-{stamp}"));
-            let crops = state
-                .chart_rects
-                .iter()
-                .map(|(name, r)| {
-                    (
-                        name.clone(),
-                        [
-                            (r.min.x * ppp).max(0.0) as u32,
-                            (r.min.y * ppp).max(0.0) as u32,
-                            (r.width() * ppp) as u32,
-                            (r.height() * ppp) as u32,
-                        ],
-                    )
-                })
-                .collect();
-            w.snap_out.write(SnapshotCommand {
-                dir: dir.clone(),
-                crops,
-            });
-            state.pack_pending = Some(dir);
+            request_pack(state, w, dir, ppp);
         }
         let v = state.compare;
         if o.report.names.len() > 1

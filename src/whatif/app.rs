@@ -241,6 +241,8 @@ pub struct WhatIfView {
     pub last_action: Option<String>,
     /// A run asked for before the plant had orders.
     pub pending: Option<ScenarioFile>,
+    /// The last meeting pack: its folder and file count, or why not.
+    pub last_pack: Option<Result<(PathBuf, usize), String>>,
 }
 
 impl WhatIfView {
@@ -282,6 +284,7 @@ struct Running {
     results: Option<Receiver<Result<WhatIfOutcome, String>>>,
     cancel: Option<Arc<AtomicBool>>,
     published: Option<Receiver<String>>,
+    pack: Option<Receiver<Result<(PathBuf, usize), String>>>,
 }
 
 pub struct WhatIfPlugin {
@@ -610,6 +613,19 @@ fn collect_results(
         view.last_action = Some(msg);
         running.published = None;
     }
+    if let Some(rx) = &running.pack
+        && let Ok(r) = rx.try_recv()
+    {
+        view.last_action = Some(match &r {
+            Ok((dir, n)) => format!(
+                "meeting pack written: {} ({n} files; open report.pdf)",
+                dir.display()
+            ),
+            Err(e) => format!("the meeting pack was not written: {e}"),
+        });
+        view.last_pack = Some(r);
+        running.pack = None;
+    }
     let Some(rx) = &running.results else {
         return;
     };
@@ -649,19 +665,14 @@ fn write_pack(world: &mut World, dir: PathBuf, pictures: Vec<PathBuf>, time_zone
     let spawned = std::thread::Builder::new()
         .name("whatif-pack".into())
         .spawn(move || {
-            let msg = match super::pack::write_pack(&o, &dir, &pictures, &time_zone) {
-                Ok(files) => format!(
-                    "meeting pack written: {} ({} files, report.pdf)",
-                    dir.display(),
-                    files.len()
-                ),
-                Err(e) => format!("the meeting pack was not written: {e}"),
-            };
-            let _ = tx.send(msg);
+            let r = super::pack::write_pack(&o, &dir, &pictures, &time_zone)
+                .map(|files| (dir.clone(), files.len()))
+                .map_err(|e| e.to_string());
+            let _ = tx.send(r);
         });
     let msg = match spawned {
         Ok(_) => {
-            world.resource_mut::<Running>().published = Some(rx);
+            world.resource_mut::<Running>().pack = Some(rx);
             format!("writing the meeting pack to {shown} …")
         }
         Err(e) => format!("cannot start the pack's thread: {e}"),

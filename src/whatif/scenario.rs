@@ -94,6 +94,21 @@ pub enum Change {
 }
 
 impl Change {
+    /// The machine the hypothetical is about, if one.
+    pub fn machine(&self) -> Option<&str> {
+        match self {
+            Change::MachineDown { machine, .. }
+            | Change::CycleTime { machine, .. }
+            | Change::ScrapRate { machine, .. }
+            | Change::Mttr { machine, .. }
+            | Change::Mtbf { machine, .. }
+            | Change::Dispatch { machine, .. }
+            | Change::Alternative { machine, .. }
+            | Change::Buffer { machine, .. } => Some(machine.as_str()).filter(|m| *m != "*"),
+            Change::Overtime { .. } | Change::ShiftOff { .. } | Change::RushOrder { .. } => None,
+        }
+    }
+
     /// One line for tables and reports.
     pub fn describe(&self) -> String {
         match self {

@@ -218,6 +218,58 @@ fn app_renders_the_demo_plant_with_panels() {
     assert!(dark(1435, 400), "no right panel at x=1435");
     drop(xvfb);
     replay_of_the_recorded_run(&out_dir, &history);
+    whatif_ghosts_over_the_live_plant(&out_dir);
+}
+
+/// A third run: the demo scenario file studied as soon as the MES is
+/// heard, the cursor half an hour into the future, two scenarios' ghosts
+/// over the live plant and the compare panel beside it.
+fn whatif_ghosts_over_the_live_plant(out_dir: &Path) {
+    let xvfb = start_xvfb();
+    let runtime = out_dir.join("xdg-runtime");
+    let png = out_dir.join("whatif.png");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mezzanine"))
+        .args(["--window-size", "1600x1000", "--screenshot"])
+        .arg(&png)
+        .arg("--screenshot-settle-frames")
+        .arg("40")
+        .arg("--history")
+        .arg(out_dir.join("whatif.duckdb"))
+        .arg("--whatif")
+        .arg(repo("docs/whatif/demo-mill3-down.toml"))
+        .args(["--whatif-at-h", "0.5"])
+        .env("DISPLAY", &xvfb.display)
+        .env("XDG_RUNTIME_DIR", &runtime)
+        .env_remove("WAYLAND_DISPLAY")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(out_dir.join("whatif.err")).expect("log"))
+        .spawn()
+        .expect("app starts");
+    let status = wait_for_app(&mut child, "the what-if run");
+    let err = std::fs::read_to_string(out_dir.join("whatif.err")).unwrap_or_default();
+    assert!(status.success(), "what-if run exited with {status}:\n{err}");
+    let sidecar: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(png.with_extension("json")).expect("sidecar written"),
+    )
+    .expect("sidecar is JSON");
+    // Ghosts of both scenarios on screen (machines, queues, work items);
+    // the baseline's off, as the overlay starts.
+    let ghosts: Vec<u64> = sidecar["ghosts_visible"]
+        .as_array()
+        .expect("ghost counts")
+        .iter()
+        .map(|v| v.as_u64().unwrap_or(0))
+        .collect();
+    assert_eq!(ghosts[0], 0, "{sidecar}");
+    assert!(ghosts[1] >= 10 && ghosts[2] >= 10, "{sidecar}");
+    // The legend over the 3D view and the compare panel draw each
+    // scenario's colour swatch exactly.
+    let img = image::open(&png).expect("what-if png").to_rgb8();
+    let count = |c: [u8; 3]| img.pixels().filter(|p| p.0 == c).count();
+    for (v, c) in [(1, [255u8, 120, 30]), (2, [190, 90, 255])] {
+        let n = count(c);
+        assert!(n > 150, "scenario {v}'s colour {c:?}: {n} pixels");
+    }
 }
 
 /// A second run on the first run's history file, started in replay in the
