@@ -99,6 +99,9 @@ pub struct RunArgs {
     /// into this folder, as the panel's button does, then exit.
     #[arg(long)]
     pub whatif_pack: Option<PathBuf>,
+    /// With --whatif: start in presentation mode (large type; F5 toggles).
+    #[arg(long)]
+    pub whatif_present: bool,
 }
 
 pub fn parse_range_s(s: &str) -> Result<(u64, u64), String> {

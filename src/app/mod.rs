@@ -108,6 +108,8 @@ pub struct DesktopOptions {
     pub whatif_bench_frames: Option<u32>,
     /// Write the study's meeting pack here, then exit.
     pub whatif_pack: Option<PathBuf>,
+    /// Start the what-if panel in presentation mode.
+    pub whatif_present: bool,
 }
 
 /// Where the time cursor starts.
@@ -174,6 +176,7 @@ impl Launch {
                 whatif_split: args.whatif_split,
                 whatif_bench_frames: args.whatif_bench_frames,
                 whatif_pack: args.whatif_pack,
+                whatif_present: args.whatif_present,
             }),
             replay: match (args.replay_at, args.replay_ago_s) {
                 (Some(t), _) => Some(ReplayStart::At(t)),
@@ -580,6 +583,7 @@ fn desktop_start_options(app: &mut App, opts: &DesktopOptions, select: Option<As
     if let Some(f) = &opts.whatif {
         ui_state.whatif.open = true;
         ui_state.whatif.load(f.clone());
+        ui_state.whatif.presentation = opts.whatif_present;
         if let Some(dir) = &opts.whatif_pack {
             ui_state.whatif.pack_auto = Some((dir.clone(), 30));
         }

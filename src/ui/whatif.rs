@@ -303,7 +303,9 @@ pub fn ghost_legend(
         .fixed_pos(view_rect.min + egui::vec2(10.0, 10.0))
         .order(egui::Order::Foreground)
         .interactable(false)
+        .constrain_to(view_rect)
         .show(ctx, |ui| {
+            ui.set_max_width((view_rect.width() - 40.0).max(160.0));
             egui::Frame::popup(ui.style()).show(ui, |ui| {
                 ui.label(
                     RichText::new(format!(
@@ -1050,6 +1052,16 @@ fn compare(
     let ids: Vec<String> = r.machines.iter().map(|m| m.id.clone()).collect();
     let n = ids.len();
     let ids2 = ids.clone();
+    // The scale up to the busiest machine (a round 10 %), labelled.
+    let top_pct = r
+        .machines
+        .iter()
+        .flat_map(|m| [m.utilisation[0].mean, m.utilisation[v].mean])
+        .fold(0.0f64, f64::max)
+        .mul_add(110.0, 0.0)
+        .div_euclid(10.0)
+        .mul_add(10.0, 10.0)
+        .min(100.0);
     let resp = Plot::new("whatif-utilisation")
         .height(150.0)
         .legend(Legend::default())
@@ -1057,6 +1069,9 @@ fn compare(
         .allow_drag(false)
         .allow_zoom(false)
         .include_y(0.0)
+        .include_y(top_pct)
+        .y_grid_spacer(uniform_grid_spacer(|_| [1.0, 5.0, 10.0]))
+        .y_axis_min_width(40.0)
         .x_grid_spacer(uniform_grid_spacer(|_| [1.0, 5.0, 10.0]))
         .x_axis_formatter(move |m, _| {
             let i = m.value.round();
