@@ -373,6 +373,11 @@ pub struct WhatifArgs {
     /// (replication 0 of each variant) as Parquet.
     #[arg(long)]
     pub trace: Option<PathBuf>,
+    /// Write the meeting pack into this folder: report.pdf, the KPI,
+    /// order and machine CSVs, the scenario file, the fingerprint, the
+    /// scenario's sequence as B2MML (the app adds its pictures).
+    #[arg(long)]
+    pub pack: Option<PathBuf>,
     /// Worker threads (default: cores − 1, at least 1).
     #[arg(long)]
     pub threads: Option<usize>,

@@ -734,6 +734,38 @@ mod tests {
     }
 
     #[test]
+    fn the_future_plays_at_up_to_3600_and_stops_at_the_horizon() {
+        let mut app = app();
+        let end = now_us() + 1_800_000_000;
+        send(&mut app, PlaybackCommand::FutureUntil(Some(end)));
+        send(&mut app, PlaybackCommand::Speed(3600.0));
+        let ahead = now_us() + 60_000_000;
+        send(&mut app, PlaybackCommand::Seek(ahead));
+        let c = send(&mut app, PlaybackCommand::Play);
+        assert_eq!(c.mode, CursorMode::Future);
+        assert!(c.playing);
+        let before = c.t_us;
+        app.update();
+        let after = app.world().resource::<TimeCursor>().t_us;
+        // 100 ms of wall time at ×3600 is six plant minutes.
+        assert_eq!(after - before, 360_000_000);
+        for _ in 0..10 {
+            app.update();
+        }
+        let c = app.world().resource::<TimeCursor>().clone();
+        assert_eq!((c.t_us, c.playing), (end, false), "stopped at the horizon");
+        assert!(c.is_future());
+        // A replay that catches up with now plays on into the future.
+        send(&mut app, PlaybackCommand::Speed(600.0));
+        send(&mut app, PlaybackCommand::Seek(now_us() - 30_000_000));
+        send(&mut app, PlaybackCommand::Play);
+        app.update();
+        let c = app.world().resource::<TimeCursor>().clone();
+        assert_eq!(c.mode, CursorMode::Future, "{c:?}");
+        assert!(c.playing);
+    }
+
+    #[test]
     fn a_loop_wraps_to_its_start() {
         let mut app = app();
         let a = now_us() - 600_000_000;

@@ -18,6 +18,7 @@ use crate::cli::{WhatifArgs, WhatifCommand, parse_time};
 use crate::config::AppConfig;
 use crate::history::Store;
 use crate::registry::{AssetRegistry, load_registry};
+use crate::whatif::app::run_study;
 use crate::whatif::backtest::{BacktestSettings, backtest};
 use crate::whatif::engine::TraceRow;
 use crate::whatif::model_file::load_model;
@@ -25,7 +26,7 @@ use crate::whatif::plant::{
     PlantSettings, build_model, fits_from_history, recorded_mes_events, snapshot_from_history,
 };
 use crate::whatif::scenario::{ScenarioFile, apply, load_scenarios};
-use crate::whatif::{Model, Pool, Progress, Replications, Report, Study, StudyResult};
+use crate::whatif::{Model, Pool, Progress, Replications, StudyResult};
 
 pub fn run(config: Option<PathBuf>, args: WhatifArgs) -> anyhow::Result<ExitCode> {
     if let Some(WhatifCommand::Backtest {
@@ -85,30 +86,17 @@ pub fn run(config: Option<PathBuf>, args: WhatifArgs) -> anyhow::Result<ExitCode
         ),
     };
     let base = Arc::new(base);
-    let mut variants = Vec::new();
-    for s in &scenarios.scenarios {
-        let m =
-            apply(&base, &s.changes).map_err(|message| crate::whatif::WhatIfError::Scenario {
-                name: s.name.clone(),
-                message,
-            })?;
-        variants.push((s.name.clone(), Arc::new(m)));
+    let mut file = scenarios.clone();
+    if let Some(n) = args.replications {
+        file.replications = Replications::Fixed(n.max(2));
     }
-    let replications = match args.replications {
-        Some(n) => Replications::Fixed(n.max(2)),
-        None => scenarios.replications,
-    };
-    let pool = match args.threads {
-        Some(n) => Pool::new(n),
-        None => Pool::default_size(),
-    };
-    let study = Study {
-        baseline: base.clone(),
-        scenarios: variants,
-        seed: scenarios.seed,
-        replications,
-        trace: args.trace.is_some(),
-    };
+    // Every scenario applies to the model before anything runs.
+    for s in &scenarios.scenarios {
+        apply(&base, &s.changes).map_err(|message| crate::whatif::WhatIfError::Scenario {
+            name: s.name.clone(),
+            message,
+        })?;
+    }
     println!("What-if: {}", base.name);
     if base.origin_us != 0 {
         println!("  forked at {}", crate::mes::rfc3339(base.origin_us));
@@ -135,8 +123,21 @@ pub fn run(config: Option<PathBuf>, args: WhatifArgs) -> anyhow::Result<ExitCode
         }
     }
     let t = Instant::now();
-    let result = with_progress(|p| Ok(pool.run_study(&study, p)?))?;
+    let cancel = std::sync::atomic::AtomicBool::new(false);
+    let outcome = with_progress(|p| {
+        run_study(
+            base.clone(),
+            file.clone(),
+            args.threads,
+            false,
+            fits_text.clone(),
+            p,
+            &cancel,
+            t,
+        )
+    })?;
     let wall = t.elapsed();
+    let result = &outcome.result;
     let events: u64 = result.runs.iter().flatten().map(|o| o.events).sum();
     println!(
         "  {} replications × {} variants on {} worker thread{} in {:.2} s ({:.1} M events/s), seed {}\n",
@@ -148,15 +149,27 @@ pub fn run(config: Option<PathBuf>, args: WhatifArgs) -> anyhow::Result<ExitCode
         events as f64 / wall.as_secs_f64().max(1e-9) / 1e6,
         result.seed
     );
-    let report = Report::new(&result);
+    let report = &outcome.report;
     print!("{}", report.to_text());
     if let Some(p) = &args.csv {
         std::fs::write(p, report.to_csv()).with_context(|| format!("writing {}", p.display()))?;
         println!("wrote {}", p.display());
     }
     if let Some(p) = &args.trace {
-        let rows = write_trace(&result, p)?;
+        let rows = write_trace(result, p)?;
         println!("wrote {} ({rows} rows)", p.display());
+    }
+    if let Some(dir) = &args.pack {
+        let tz = crate::config::AppConfig::load(None)
+            .ok()
+            .and_then(|c| load_registry(&c.plant.registry).ok())
+            .map_or_else(|| "UTC".to_string(), |r| r.plant.time_zone.clone());
+        let files = crate::whatif::pack::write_pack(&outcome, dir, &[], &tz)?;
+        println!(
+            "wrote the meeting pack to {} ({} files: report.pdf, CSVs, scenario.toml)",
+            dir.display(),
+            files.len()
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -498,6 +498,8 @@ fn whatif_command_prints_intervals_and_writes_csv_and_a_parquet_trace() {
         .arg(&csv)
         .arg("--trace")
         .arg(&trace)
+        .arg("--pack")
+        .arg(dir.path().join("pack"))
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
@@ -527,6 +529,14 @@ fn whatif_command_prints_intervals_and_writes_csv_and_a_parquet_trace() {
         .unwrap();
     assert!(states > 10 && jobs > 10, "{states} {jobs}");
     assert_eq!(variants, 2);
+    // The meeting pack from the command line: the report and the file to
+    // run it again.
+    let pdf = std::fs::read(dir.path().join("pack/report.pdf")).unwrap();
+    assert!(pdf.starts_with(b"%PDF-"));
+    let again = mezzanine::whatif::scenario::load_scenarios(&dir.path().join("pack/scenario.toml"))
+        .unwrap();
+    assert_eq!(again.name, "mill down");
+    assert!(text.contains("wrote the meeting pack"), "{text}");
     // A bad scenario file: the line and column, exit code 2.
     std::fs::write(&scen, "version = 1\n[[scenario]]\nname = 3\n").unwrap();
     let out = bin()
