@@ -90,9 +90,10 @@ impl Target {
     }
 
     /// Feeds one input; `Ok(true)` when the parser accepted it, `Ok(false)`
-    /// when it refused it with an error. `Err` only when the fixtures (the
-    /// built-in MES contract, the demo registry) do not load, a defect of
-    /// this build rather than of the input.
+    /// when it refused it with an error. `Err` only for a defect of this
+    /// build rather than of the input: the fixtures (the built-in MES
+    /// contract, the demo registry) do not load, or a scenario file the app
+    /// would save does not read back the same.
     pub fn feed(self, data: &[u8]) -> Result<bool, String> {
         let text = || String::from_utf8_lossy(data);
         Ok(match self {
@@ -149,7 +150,28 @@ impl Target {
                 }
                 Err(_) => false,
             },
-            Target::WhatifScenario => parse_scenarios(Path::new("fuzz.toml"), &text()).is_ok(),
+            Target::WhatifScenario => match parse_scenarios(Path::new("fuzz.toml"), &text()) {
+                Ok(file) => {
+                    // What the app saves reads back the same.
+                    let saved = file.to_toml();
+                    match parse_scenarios(Path::new("saved.toml"), &saved) {
+                        // Compared as text: NaN (which TOML allows) is
+                        // never equal to itself.
+                        Ok(back) if back.to_toml() == saved => true,
+                        Ok(back) => {
+                            return Err(format!(
+                                "a saved scenario file reads back differently:\n{saved}\n{back:?}\nvs {file:?}"
+                            ));
+                        }
+                        Err(e) => {
+                            return Err(format!(
+                                "a saved scenario file does not read back: {e}\n{saved}"
+                            ));
+                        }
+                    }
+                }
+                Err(_) => false,
+            },
             Target::ShiftCalendar => match ShiftCalendar::parse(Path::new("fuzz.toml"), &text()) {
                 Ok(c) => {
                     // A week of working windows from a fixed Monday.

@@ -242,11 +242,13 @@ impl ScenarioFile {
     pub fn to_toml(&self) -> String {
         use std::fmt::Write as _;
         let q = |s: &str| toml::Value::String(s.to_string()).to_string();
+        // TOML's own float syntax (nan and inf included).
+        let f = |x: f64| toml::Value::Float(x).to_string();
         let mut t = String::new();
         let _ = writeln!(t, "version = {SCENARIO_FORMAT_VERSION}");
         let _ = writeln!(t, "name = {}", q(&self.name));
         if let Some(h) = self.horizon_h {
-            let _ = writeln!(t, "horizon_h = {h:?}");
+            let _ = writeln!(t, "horizon_h = {}", f(h));
         }
         match self.replications {
             Replications::Fixed(n) => {
@@ -255,7 +257,8 @@ impl ScenarioFile {
             Replications::UntilHalfWidth { pct, max } => {
                 let _ = writeln!(
                     t,
-                    "target_half_width_pct = {pct:?}\nmax_replications = {max}"
+                    "target_half_width_pct = {}\nmax_replications = {max}",
+                    f(pct)
                 );
             }
         }
@@ -279,18 +282,18 @@ impl ScenarioFile {
                     } => {
                         kv("kind", q("machine_down"));
                         kv("machine", q(machine));
-                        kv("from_h", format!("{from_h:?}"));
-                        kv("for_h", format!("{for_h:?}"));
+                        kv("from_h", f(*from_h));
+                        kv("for_h", f(*for_h));
                     }
                     Change::CycleTime { machine, factor } => {
                         kv("kind", q("cycle_time"));
                         kv("machine", q(machine));
-                        kv("factor", format!("{factor:?}"));
+                        kv("factor", f(*factor));
                     }
                     Change::ScrapRate { machine, rate } => {
                         kv("kind", q("scrap_rate"));
                         kv("machine", q(machine));
-                        kv("rate", format!("{rate:?}"));
+                        kv("rate", f(*rate));
                     }
                     Change::Mttr { machine, factor } | Change::Mtbf { machine, factor } => {
                         let kind = if matches!(c, Change::Mttr { .. }) {
@@ -300,7 +303,7 @@ impl ScenarioFile {
                         };
                         kv("kind", q(kind));
                         kv("machine", q(machine));
-                        kv("factor", format!("{factor:?}"));
+                        kv("factor", f(*factor));
                     }
                     Change::Overtime { from_h, for_h } | Change::ShiftOff { from_h, for_h } => {
                         let kind = if matches!(c, Change::Overtime { .. }) {
@@ -309,8 +312,8 @@ impl ScenarioFile {
                             "shift_off"
                         };
                         kv("kind", q(kind));
-                        kv("from_h", format!("{from_h:?}"));
-                        kv("for_h", format!("{for_h:?}"));
+                        kv("from_h", f(*from_h));
+                        kv("for_h", f(*for_h));
                     }
                     Change::RushOrder {
                         id,
@@ -325,9 +328,9 @@ impl ScenarioFile {
                         kv(k, v);
                         kv("quantity", quantity.to_string());
                         if let Some(d) = due_h {
-                            kv("due_h", format!("{d:?}"));
+                            kv("due_h", f(*d));
                         }
-                        kv("release_h", format!("{release_h:?}"));
+                        kv("release_h", f(*release_h));
                     }
                     Change::Dispatch { machine, rule } => {
                         kv("kind", q("dispatch"));
