@@ -278,7 +278,22 @@ fn build_ghosts(
         (None, None) => true,
         _ => false,
     };
-    if same {
+    // A machine whose box was not known yet (its layout still loading)
+    // gets its ghost once it is: built again then.
+    let box_of = |id: &str| {
+        let idx = registry.by_id(id)?;
+        let e = index.as_ref()?.0.get(&idx)?;
+        bounds.get(*e).ok().copied()
+    };
+    let boxes_grew = same
+        && current.as_ref().is_some_and(|o| {
+            o.result.models[0]
+                .stations
+                .iter()
+                .zip(&scene.boxes)
+                .any(|(s, b)| b.is_none() && box_of(&s.id).is_some())
+        });
+    if same && !boxes_grew {
         return;
     }
     for e in &ghosts {
@@ -296,11 +311,7 @@ fn build_ghosts(
     let boxes: Vec<Option<WorldBounds>> = o.result.models[0]
         .stations
         .iter()
-        .map(|s| {
-            let idx = registry.by_id(&s.id)?;
-            let e = index.as_ref()?.0.get(&idx)?;
-            bounds.get(*e).ok().copied()
-        })
+        .map(|s| box_of(&s.id))
         .collect();
     let unit = scene.unit.clone();
     for v in 0..o.trajectories.len().min(MAX_GHOSTS) {
