@@ -10,7 +10,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use bevy::prelude::*;
@@ -21,11 +21,12 @@ use super::study::{ScheduleStudy, StudyOptions};
 use crate::calendar::ShiftCalendar;
 use crate::config::MesConfig;
 use crate::contract::Schedule;
-use crate::history::{History, ReadRequest, WorkerConnections};
+use crate::history::{History, WorkerConnections};
 use crate::mes::recommend::Broker;
 use crate::mes::{MesSchedule, MesState};
 use crate::playback::TimeCursor;
 use crate::registry::AssetRegistry;
+use crate::whatif::background::Background;
 use crate::whatif::plant::{
     PlantSettings, PlantSnapshot, build_model, fits_from_history, recorded_mes_events,
     snapshot_from_history, snapshot_from_world,
@@ -64,17 +65,8 @@ pub enum ScheduleCommand {
     SaveB2mml(PathBuf),
 }
 
-/// Where a run is.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub enum JobState {
-    #[default]
-    Idle,
-    /// Waiting for the history's connection.
-    Starting,
-    Running,
-    Done,
-    Failed(String),
-}
+/// Where a run is (the what-if panel's states).
+pub use crate::whatif::app::JobState;
 
 /// What the Gantt panel shows.
 #[derive(Resource, Default)]
@@ -130,12 +122,19 @@ struct Job {
     request: ScheduleRequest,
 }
 
-#[derive(Resource, Default)]
+#[derive(Resource)]
 struct Running {
-    waiting: Option<Job>,
-    results: Option<Receiver<Result<ScheduleStudy, String>>>,
-    cancel: Option<Arc<AtomicBool>>,
+    study: Background<Job, ScheduleStudy>,
     published: Option<Receiver<String>>,
+}
+
+impl Default for Running {
+    fn default() -> Self {
+        Self {
+            study: Background::new(crate::history::WORKER_SCHEDULE, "schedule-study"),
+            published: None,
+        }
+    }
 }
 
 pub struct SchedulePlugin {
@@ -187,9 +186,7 @@ fn start_runs(world: &mut World) {
         match c {
             ScheduleCommand::Run(request) => start(world, request),
             ScheduleCommand::Cancel => {
-                if let Some(c) = &world.resource::<Running>().cancel {
-                    c.store(true, Ordering::Relaxed);
-                }
+                world.resource_mut::<Running>().study.cancel();
                 let mut view = world.resource_mut::<ScheduleView>();
                 if let Some(p) = &view.progress {
                     p.cancel();
@@ -223,9 +220,7 @@ fn recommendation_id(at_us: i64) -> String {
 }
 
 fn start(world: &mut World, request: ScheduleRequest) {
-    if world.resource::<Running>().results.is_some()
-        || world.resource::<Running>().waiting.is_some()
-    {
+    if world.resource::<Running>().study.busy() {
         return; // one run at a time
     }
     let cursor = world.resource::<TimeCursor>().clone();
@@ -274,28 +269,22 @@ fn start(world: &mut World, request: ScheduleRequest) {
         view.at = Some(at);
         view.last_action = None;
     }
-    match world.get_resource::<History>() {
-        Some(h) => {
-            h.ask(ReadRequest::Connection {
-                tag: crate::history::WORKER_SCHEDULE,
-            });
-            world.resource_mut::<Running>().waiting = Some(job);
-        }
-        None => spawn(world, job, None, progress),
+    let history = world.get_resource::<History>().cloned();
+    let at_once = world
+        .resource_mut::<Running>()
+        .study
+        .ask(history.as_ref(), job);
+    if let Some(job) = at_once {
+        spawn(world, job, None, progress);
     }
 }
 
 fn take_connection(world: &mut World) {
-    if world.resource::<Running>().waiting.is_none() {
-        return;
-    }
-    let Some(c) = world
-        .resource_mut::<WorkerConnections>()
-        .take(crate::history::WORKER_SCHEDULE)
-    else {
-        return;
-    };
-    let Some(job) = world.resource_mut::<Running>().waiting.take() else {
+    let taken = world.resource_scope(|world, mut running: Mut<Running>| {
+        let mut conns = world.resource_mut::<WorkerConnections>();
+        running.study.take_connection(&mut conns)
+    });
+    let Some((job, conn)) = taken else {
         return;
     };
     let progress = world
@@ -303,15 +292,9 @@ fn take_connection(world: &mut World) {
         .progress
         .clone()
         .unwrap_or_default();
-    match c {
-        Ok(conn) => {
-            let conn = conn.into_inner().unwrap_or_else(|p| p.into_inner());
-            spawn(world, job, Some(conn), progress);
-        }
-        Err(e) => {
-            world.resource_mut::<ScheduleView>().state =
-                JobState::Failed(format!("the history: {e}"));
-        }
+    match conn {
+        Ok(conn) => spawn(world, job, Some(conn), progress),
+        Err(e) => world.resource_mut::<ScheduleView>().state = JobState::Failed(e),
     }
 }
 
@@ -319,35 +302,24 @@ fn spawn(world: &mut World, job: Job, conn: Option<duckdb::Connection>, progress
     let settings = world.resource::<Settings>().0.clone();
     let registry = world.resource::<AssetRegistry>().clone();
     let props = world.get_resource::<History>().map(|h| h.props.clone());
-    let (tx, rx) = bounded(1);
-    let cancel = Arc::new(AtomicBool::new(false));
-    let flag = cancel.clone();
-    let spawned = std::thread::Builder::new()
-        .name("schedule-study".into())
-        .spawn(move || {
-            let r = study(
+    let spawned = world
+        .resource_mut::<Running>()
+        .study
+        .spawn(job, conn, progress, move |run| {
+            study(
                 &settings,
                 &registry,
-                conn,
+                run.conn,
                 props.as_deref(),
-                job,
-                &progress,
-                &flag,
-            );
-            let _ = tx.send(r);
+                run.job,
+                &run.progress,
+                &run.cancel,
+            )
         });
-    match spawned {
-        Ok(_) => {
-            let mut running = world.resource_mut::<Running>();
-            running.results = Some(rx);
-            running.cancel = Some(cancel);
-            world.resource_mut::<ScheduleView>().state = JobState::Running;
-        }
-        Err(e) => {
-            world.resource_mut::<ScheduleView>().state =
-                JobState::Failed(format!("cannot start the study's thread: {e}"));
-        }
-    }
+    world.resource_mut::<ScheduleView>().state = match spawned {
+        Ok(()) => JobState::Running,
+        Err(e) => JobState::Failed(e),
+    };
 }
 
 fn study(
@@ -422,14 +394,9 @@ fn collect_results(mut running: ResMut<Running>, mut view: ResMut<ScheduleView>)
         view.last_action = Some(msg);
         running.published = None;
     }
-    let Some(rx) = &running.results else {
+    let Some(r) = running.study.poll() else {
         return;
     };
-    let Ok(r) = rx.try_recv() else {
-        return;
-    };
-    running.results = None;
-    running.cancel = None;
     match r {
         Ok(s) => {
             view.study = Some(Arc::new(s));

@@ -12,12 +12,13 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use bevy::prelude::*;
 use crossbeam_channel::{Receiver, bounded};
 
+use super::background::Background;
 use super::plant::{
     PlantSettings, PlantSnapshot, build_model, fits_from_history, recorded_mes_events,
     snapshot_from_history, snapshot_from_world,
@@ -28,7 +29,7 @@ use super::{Model, Pool, Progress, Report, Study, StudyResult, WhatIfError};
 use crate::calendar::ShiftCalendar;
 use crate::config::MesConfig;
 use crate::contract::{ProductionRequest, Schedule};
-use crate::history::{History, ReadRequest, WorkerConnections};
+use crate::history::{History, WorkerConnections};
 use crate::mes::MesState;
 use crate::mes::recommend::{Broker, Fingerprint, Recommendation};
 use crate::playback::{PlaybackCommand, TimeCursor};
@@ -278,13 +279,21 @@ struct Job {
     file: ScenarioFile,
 }
 
-#[derive(Resource, Default)]
+#[derive(Resource)]
 struct Running {
-    waiting: Option<Job>,
-    results: Option<Receiver<Result<WhatIfOutcome, String>>>,
-    cancel: Option<Arc<AtomicBool>>,
+    study: Background<Job, WhatIfOutcome>,
     published: Option<Receiver<String>>,
     pack: Option<Receiver<Result<(PathBuf, usize), String>>>,
+}
+
+impl Default for Running {
+    fn default() -> Self {
+        Self {
+            study: Background::new(crate::history::WORKER_WHATIF, "whatif-study"),
+            published: None,
+            pack: None,
+        }
+    }
 }
 
 pub struct WhatIfPlugin {
@@ -329,9 +338,7 @@ fn start_runs(world: &mut World) {
         match c {
             WhatIfCommand::Run(file) => start(world, file),
             WhatIfCommand::Cancel => {
-                if let Some(c) = &world.resource::<Running>().cancel {
-                    c.store(true, Ordering::Relaxed);
-                }
+                world.resource_mut::<Running>().study.cancel();
                 let mut view = world.resource_mut::<WhatIfView>();
                 if let Some(p) = &view.progress {
                     p.cancel();
@@ -357,9 +364,7 @@ fn start_runs(world: &mut World) {
 }
 
 fn start(world: &mut World, file: ScenarioFile) {
-    if world.resource::<Running>().results.is_some()
-        || world.resource::<Running>().waiting.is_some()
-    {
+    if world.resource::<Running>().study.busy() {
         world.resource_mut::<WhatIfView>().last_action =
             Some("a study is already running: cancel it first".into());
         return;
@@ -390,28 +395,22 @@ fn start(world: &mut World, file: ScenarioFile) {
         view.started = Some(Instant::now());
         view.last_action = None;
     }
-    match world.get_resource::<History>() {
-        Some(h) => {
-            h.ask(ReadRequest::Connection {
-                tag: crate::history::WORKER_WHATIF,
-            });
-            world.resource_mut::<Running>().waiting = Some(job);
-        }
-        None => spawn(world, job, None, progress),
+    let history = world.get_resource::<History>().cloned();
+    let at_once = world
+        .resource_mut::<Running>()
+        .study
+        .ask(history.as_ref(), job);
+    if let Some(job) = at_once {
+        spawn(world, job, None, progress);
     }
 }
 
 fn take_connection(world: &mut World) {
-    if world.resource::<Running>().waiting.is_none() {
-        return;
-    }
-    let Some(c) = world
-        .resource_mut::<WorkerConnections>()
-        .take(crate::history::WORKER_WHATIF)
-    else {
-        return;
-    };
-    let Some(job) = world.resource_mut::<Running>().waiting.take() else {
+    let taken = world.resource_scope(|world, mut running: Mut<Running>| {
+        let mut conns = world.resource_mut::<WorkerConnections>();
+        running.study.take_connection(&mut conns)
+    });
+    let Some((job, conn)) = taken else {
         return;
     };
     let progress = world
@@ -419,15 +418,9 @@ fn take_connection(world: &mut World) {
         .progress
         .clone()
         .unwrap_or_default();
-    match c {
-        Ok(conn) => {
-            let conn = conn.into_inner().unwrap_or_else(|p| p.into_inner());
-            spawn(world, job, Some(conn), progress);
-        }
-        Err(e) => {
-            world.resource_mut::<WhatIfView>().state =
-                JobState::Failed(format!("the history: {e}"));
-        }
+    match conn {
+        Ok(conn) => spawn(world, job, Some(conn), progress),
+        Err(e) => world.resource_mut::<WhatIfView>().state = JobState::Failed(e),
     }
 }
 
@@ -435,35 +428,24 @@ fn spawn(world: &mut World, job: Job, conn: Option<duckdb::Connection>, progress
     let settings = world.resource::<Settings>().0.clone();
     let registry = world.resource::<AssetRegistry>().clone();
     let props = world.get_resource::<History>().map(|h| h.props.clone());
-    let (tx, rx) = bounded(1);
-    let cancel = Arc::new(AtomicBool::new(false));
-    let flag = cancel.clone();
-    let spawned = std::thread::Builder::new()
-        .name("whatif-study".into())
-        .spawn(move || {
-            let r = study(
+    let spawned = world
+        .resource_mut::<Running>()
+        .study
+        .spawn(job, conn, progress, move |run| {
+            study(
                 &settings,
                 &registry,
-                conn,
+                run.conn,
                 props.as_deref(),
-                job,
-                &progress,
-                &flag,
-            );
-            let _ = tx.send(r);
+                run.job,
+                &run.progress,
+                &run.cancel,
+            )
         });
-    match spawned {
-        Ok(_) => {
-            let mut running = world.resource_mut::<Running>();
-            running.results = Some(rx);
-            running.cancel = Some(cancel);
-            world.resource_mut::<WhatIfView>().state = JobState::Running;
-        }
-        Err(e) => {
-            world.resource_mut::<WhatIfView>().state =
-                JobState::Failed(format!("cannot start the study's thread: {e}"));
-        }
-    }
+    world.resource_mut::<WhatIfView>().state = match spawned {
+        Ok(()) => JobState::Running,
+        Err(e) => JobState::Failed(e),
+    };
 }
 
 /// Builds the baseline model of the plant at the job's moment.
@@ -626,14 +608,9 @@ fn collect_results(
         view.last_pack = Some(r);
         running.pack = None;
     }
-    let Some(rx) = &running.results else {
+    let Some(r) = running.study.poll() else {
         return;
     };
-    let Ok(r) = rx.try_recv() else {
-        return;
-    };
-    running.results = None;
-    running.cancel = None;
     match r {
         Ok(o) => {
             out.write(PlaybackCommand::FutureUntil(Some(o.horizon_end_us())));

@@ -16,10 +16,13 @@
 //! - `rng`, `dist`: keyed random streams and distributions.
 //! - `trajectory`: a fork stepped a simulated minute at a time, for the
 //!   ghosts and the future side of the timeline.
-//! - `app`: studies in the app, on a thread of their own (`WhatIfPlugin`).
+//! - `app`: studies in the app, on a thread of their own (`WhatIfPlugin`);
+//!   `background`: the job, history connection and thread any panel's
+//!   study uses (what-if, schedule).
 //! - `pack`: the meeting pack (CSV, scenario file, PDF report).
 
 pub mod app;
+pub mod background;
 pub mod backtest;
 pub mod dist;
 pub mod engine;
