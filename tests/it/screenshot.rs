@@ -270,6 +270,69 @@ fn whatif_ghosts_over_the_live_plant(out_dir: &Path) {
         let n = count(c);
         assert!(n > 150, "scenario {v}'s colour {c:?}: {n} pixels");
     }
+    drop(xvfb);
+    whatif_meeting_pack_from_the_window(out_dir);
+}
+
+/// The meeting pack as the panel's button writes it (`--whatif-pack`):
+/// the window and each chart as PNG, then the tables and the PDF with the
+/// pictures in it; the app exits when it is written.
+fn whatif_meeting_pack_from_the_window(out_dir: &Path) {
+    let xvfb = start_xvfb();
+    let runtime = out_dir.join("xdg-runtime");
+    let pack = out_dir.join("pack");
+    let _ = std::fs::remove_dir_all(&pack);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mezzanine"))
+        .args(["--window-size", "1600x1000"])
+        .arg("--history")
+        .arg(out_dir.join("pack.duckdb"))
+        .arg("--whatif")
+        .arg(repo("docs/whatif/demo-mill3-down.toml"))
+        .args(["--whatif-at-h", "0.5", "--whatif-pack"])
+        .arg(&pack)
+        .env("DISPLAY", &xvfb.display)
+        .env("XDG_RUNTIME_DIR", &runtime)
+        .env_remove("WAYLAND_DISPLAY")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(out_dir.join("pack.err")).expect("log"))
+        .spawn()
+        .expect("app starts");
+    let status = wait_for_app(&mut child, "the meeting-pack run");
+    let err = std::fs::read_to_string(out_dir.join("pack.err")).unwrap_or_default();
+    assert!(
+        status.success(),
+        "meeting-pack run exited with {status}:\n{err}"
+    );
+    for f in [
+        "view.png",
+        "chart-utilisation.png",
+        "chart-gantt.png",
+        "kpis.csv",
+        "orders.csv",
+        "scenario.toml",
+        "report.pdf",
+    ] {
+        assert!(pack.join(f).is_file(), "{f} in the pack:\n{err}");
+    }
+    let view = image::open(pack.join("view.png"))
+        .expect("view.png")
+        .to_rgb8();
+    assert_eq!((view.width(), view.height()), (1600, 1000));
+    let chart = image::open(pack.join("chart-utilisation.png"))
+        .expect("chart png")
+        .to_rgb8();
+    assert!(
+        chart.width() > 200 && chart.height() > 100,
+        "{:?}",
+        chart.dimensions()
+    );
+    // Three pages of text and charts, then the three pictures.
+    let pdf = String::from_utf8_lossy(&std::fs::read(pack.join("report.pdf")).unwrap()).to_string();
+    assert_eq!(
+        pdf.matches("/Type /Page").count() - pdf.matches("/Type /Pages").count(),
+        6
+    );
+    assert_eq!(pdf.matches("/Subtype /Image").count(), 3);
 }
 
 /// A second run on the first run's history file, started in replay in the
