@@ -29,3 +29,20 @@ pub struct Schedule {
     pub published_us: Option<i64>,
     pub requests: Vec<ProductionRequest>,
 }
+
+impl Schedule {
+    /// A schedule of `requests`, each with its first start (any unit), in
+    /// start order (ties by id).
+    pub fn in_start_order(
+        id: &str,
+        published_us: i64,
+        mut requests: Vec<(f64, ProductionRequest)>,
+    ) -> Schedule {
+        requests.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.id.cmp(&b.1.id)));
+        Schedule {
+            id: id.to_string(),
+            published_us: Some(published_us),
+            requests: requests.into_iter().map(|r| r.1).collect(),
+        }
+    }
+}

@@ -314,65 +314,54 @@ fn build_ghosts(
         .map(|s| box_of(&s.id))
         .collect();
     let unit = scene.unit.clone();
+    // Every ghost: hidden until the cursor shows it, on its variant's
+    // layer, casting no shadow and never picked.
+    let ghost = |v: usize, kind: GhostKind, material: Handle<GhostMaterial>, t: Transform| {
+        let what = match kind {
+            GhostKind::Machine(s) => format!("machine {s}"),
+            GhostKind::Queue(s) => format!("queue {s}"),
+            GhostKind::Item(k) => format!("order {k}"),
+        };
+        (
+            Name::new(format!("ghost {v} {what}")),
+            Ghost { variant: v, kind },
+            Mesh3d(unit.clone()),
+            MeshMaterial3d(material),
+            t,
+            Visibility::Hidden,
+            RenderLayers::layer(ghost_layer(v)),
+            NotShadowCaster,
+            Pickable::IGNORE,
+        )
+    };
     for v in 0..o.trajectories.len().min(MAX_GHOSTS) {
-        let layer = RenderLayers::layer(ghost_layer(v));
         let grow = 1.04 + 0.05 * v as f32;
         for (s, b) in boxes.iter().enumerate() {
             let Some(b) = b else { continue };
+            let body = materials.add(GhostMaterial {
+                params: params(v, Some(SimState::Starved), 0.32),
+            });
+            let t = Transform::from_translation(b.center()).with_scale(b.size() * grow);
             let m = commands
-                .spawn((
-                    Name::new(format!("ghost {v} machine {s}")),
-                    Ghost {
-                        variant: v,
-                        kind: GhostKind::Machine(s as u32),
-                    },
-                    Mesh3d(unit.clone()),
-                    MeshMaterial3d(materials.add(GhostMaterial {
-                        params: params(v, Some(SimState::Starved), 0.32),
-                    })),
-                    Transform::from_translation(b.center()).with_scale(b.size() * grow),
-                    Visibility::Hidden,
-                    layer.clone(),
-                    NotShadowCaster,
-                    Pickable::IGNORE,
-                ))
+                .spawn(ghost(v, GhostKind::Machine(s as u32), body, t))
                 .id();
             scene.shown.insert(m, (SimState::Starved, false));
-            commands.spawn((
-                Name::new(format!("ghost {v} queue {s}")),
-                Ghost {
-                    variant: v,
-                    kind: GhostKind::Queue(s as u32),
-                },
-                Mesh3d(unit.clone()),
-                MeshMaterial3d(materials.add(GhostMaterial {
-                    params: params(v, None, 0.55),
-                })),
+            let stack = materials.add(GhostMaterial {
+                params: params(v, None, 0.55),
+            });
+            commands.spawn(ghost(
+                v,
+                GhostKind::Queue(s as u32),
+                stack,
                 Transform::IDENTITY,
-                Visibility::Hidden,
-                layer.clone(),
-                NotShadowCaster,
-                Pickable::IGNORE,
             ));
         }
         let item = materials.add(GhostMaterial {
             params: params(v, None, 0.75),
         });
-        for (k, _) in o.result.models[v].orders.iter().enumerate() {
-            commands.spawn((
-                Name::new(format!("ghost {v} order {k}")),
-                Ghost {
-                    variant: v,
-                    kind: GhostKind::Item(k as u32),
-                },
-                Mesh3d(unit.clone()),
-                MeshMaterial3d(item.clone()),
-                Transform::from_scale(Vec3::splat(0.45)),
-                Visibility::Hidden,
-                layer.clone(),
-                NotShadowCaster,
-                Pickable::IGNORE,
-            ));
+        for k in 0..o.result.models[v].orders.len() {
+            let t = Transform::from_scale(Vec3::splat(0.45));
+            commands.spawn(ghost(v, GhostKind::Item(k as u32), item.clone(), t));
         }
     }
     // Frame the machines the hypotheticals name (with room around them).

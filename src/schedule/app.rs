@@ -10,7 +10,6 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use bevy::prelude::*;
@@ -26,7 +25,7 @@ use crate::mes::recommend::Broker;
 use crate::mes::{MesSchedule, MesState};
 use crate::playback::TimeCursor;
 use crate::registry::AssetRegistry;
-use crate::whatif::background::Background;
+use crate::whatif::background::{Background, Run};
 use crate::whatif::plant::{
     PlantSettings, PlantSnapshot, build_model, fits_from_history, recorded_mes_events,
     snapshot_from_history, snapshot_from_world,
@@ -66,7 +65,7 @@ pub enum ScheduleCommand {
 }
 
 /// Where a run is (the what-if panel's states).
-pub use crate::whatif::app::JobState;
+pub use crate::whatif::background::JobState;
 
 /// What the Gantt panel shows.
 #[derive(Resource, Default)]
@@ -280,10 +279,7 @@ fn start(world: &mut World, request: ScheduleRequest) {
 }
 
 fn take_connection(world: &mut World) {
-    let taken = world.resource_scope(|world, mut running: Mut<Running>| {
-        let mut conns = world.resource_mut::<WorkerConnections>();
-        running.study.take_connection(&mut conns)
-    });
+    let taken = Background::take_connection_in::<Running>(world, |r| &mut r.study);
     let Some((job, conn)) = taken else {
         return;
     };
@@ -306,31 +302,23 @@ fn spawn(world: &mut World, job: Job, conn: Option<duckdb::Connection>, progress
         .resource_mut::<Running>()
         .study
         .spawn(job, conn, progress, move |run| {
-            study(
-                &settings,
-                &registry,
-                run.conn,
-                props.as_deref(),
-                run.job,
-                &run.progress,
-                &run.cancel,
-            )
+            study(&settings, &registry, props.as_deref(), run)
         });
-    world.resource_mut::<ScheduleView>().state = match spawned {
-        Ok(()) => JobState::Running,
-        Err(e) => JobState::Failed(e),
-    };
+    world.resource_mut::<ScheduleView>().state = spawned;
 }
 
 fn study(
     settings: &ScheduleSettings,
     registry: &AssetRegistry,
-    conn: Option<duckdb::Connection>,
     props: Option<&crate::history::store::PropIds>,
-    job: Job,
-    progress: &Progress,
-    cancel: &AtomicBool,
+    run: Run<Job>,
 ) -> Result<ScheduleStudy, String> {
+    let Run {
+        job,
+        conn,
+        progress,
+        cancel,
+    } = run;
     let h = |e: WhatIfError| e.to_string();
     let at_us = match &job.source {
         Source::Live { snap, .. } => snap.at_us,
@@ -381,8 +369,8 @@ fn study(
             replications: job.request.replications,
             threads: None,
         },
-        progress,
-        Some(cancel),
+        &progress,
+        Some(&cancel),
     )
     .map_err(|e| e.to_string())
 }

@@ -350,7 +350,7 @@ impl ScheduleStudy {
         let p = &self.live.problem;
         let plan = &self.twin.best;
         let at = |s: f64| p.origin_us + (s * 1e6).round() as i64;
-        let mut reqs: Vec<(f64, ProductionRequest)> = p
+        let reqs: Vec<(f64, ProductionRequest)> = p
             .jobs
             .iter()
             .filter_map(|job| {
@@ -373,12 +373,7 @@ impl ScheduleStudy {
                 ))
             })
             .collect();
-        reqs.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.id.cmp(&b.1.id)));
-        Schedule {
-            id: id.to_string(),
-            published_us: Some(crate::ingest::now_us()),
-            requests: reqs.into_iter().map(|r| r.1).collect(),
-        }
+        Schedule::in_start_order(id, crate::ingest::now_us(), reqs)
     }
 
     /// The reschedule as a recommendation.

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use bevy::prelude::*;
 use crossbeam_channel::{Receiver, bounded};
 
-use super::background::Background;
+use super::background::{Background, Run};
 use super::plant::{
     PlantSettings, PlantSnapshot, build_model, fits_from_history, recorded_mes_events,
     snapshot_from_history, snapshot_from_world,
@@ -57,17 +57,7 @@ pub enum WhatIfCommand {
     Clear,
 }
 
-/// Where a background job is.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub enum JobState {
-    #[default]
-    Idle,
-    /// Waiting for the history's connection.
-    Starting,
-    Running,
-    Done,
-    Failed(String),
-}
+pub use super::background::JobState;
 
 /// A finished study.
 #[derive(Debug, Clone)]
@@ -140,7 +130,7 @@ impl WhatIfOutcome {
         for (o, step, m, a, b) in self.operations(v) {
             per.entry(o).or_default().push((step, m, a, b));
         }
-        let mut reqs: Vec<(f64, ProductionRequest)> = per
+        let reqs: Vec<(f64, ProductionRequest)> = per
             .into_iter()
             .filter_map(|(o, ops)| {
                 let order = model.orders.get(o as usize)?;
@@ -168,12 +158,7 @@ impl WhatIfOutcome {
                 ))
             })
             .collect();
-        reqs.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.id.cmp(&b.1.id)));
-        Schedule {
-            id: id.to_string(),
-            published_us: Some(crate::ingest::now_us()),
-            requests: reqs.into_iter().map(|r| r.1).collect(),
-        }
+        Schedule::in_start_order(id, crate::ingest::now_us(), reqs)
     }
 
     /// Scenario `v` as a recommendation: its changes, every KPI's
@@ -406,10 +391,7 @@ fn start(world: &mut World, file: ScenarioFile) {
 }
 
 fn take_connection(world: &mut World) {
-    let taken = world.resource_scope(|world, mut running: Mut<Running>| {
-        let mut conns = world.resource_mut::<WorkerConnections>();
-        running.study.take_connection(&mut conns)
-    });
+    let taken = Background::take_connection_in::<Running>(world, |r| &mut r.study);
     let Some((job, conn)) = taken else {
         return;
     };
@@ -432,20 +414,9 @@ fn spawn(world: &mut World, job: Job, conn: Option<duckdb::Connection>, progress
         .resource_mut::<Running>()
         .study
         .spawn(job, conn, progress, move |run| {
-            study(
-                &settings,
-                &registry,
-                run.conn,
-                props.as_deref(),
-                run.job,
-                &run.progress,
-                &run.cancel,
-            )
+            study(&settings, &registry, props.as_deref(), run)
         });
-    world.resource_mut::<WhatIfView>().state = match spawned {
-        Ok(()) => JobState::Running,
-        Err(e) => JobState::Failed(e),
-    };
+    world.resource_mut::<WhatIfView>().state = spawned;
 }
 
 /// Builds the baseline model of the plant at the job's moment.
@@ -495,12 +466,15 @@ fn baseline(
 fn study(
     settings: &WhatIfSettings,
     registry: &AssetRegistry,
-    conn: Option<duckdb::Connection>,
     props: Option<&crate::history::store::PropIds>,
-    job: Job,
-    progress: &Progress,
-    cancel: &AtomicBool,
+    run: Run<Job>,
 ) -> Result<WhatIfOutcome, String> {
+    let Run {
+        job,
+        conn,
+        progress,
+        cancel,
+    } = run;
     let t0 = Instant::now();
     let file = job.file;
     let horizon_h = file.horizon_h.unwrap_or(8.0);
@@ -519,8 +493,8 @@ fn study(
         settings.threads,
         live,
         notes,
-        progress,
-        cancel,
+        &progress,
+        &cancel,
         t0,
     )
     .map_err(|e| e.to_string())

@@ -8,8 +8,22 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use crossbeam_channel::{Receiver, bounded};
 
+use bevy::prelude::{Mut, Resource, World};
+
 use super::Progress;
 use crate::history::{History, ReadRequest, WorkerConnections};
+
+/// Where a panel's background job is.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub enum JobState {
+    #[default]
+    Idle,
+    /// Waiting for the history's connection.
+    Starting,
+    Running,
+    Done,
+    Failed(String),
+}
 
 /// One job at a time: waiting for its connection, or running.
 pub struct Background<J, T> {
@@ -76,9 +90,34 @@ impl<J: Send + 'static, T: Send + 'static> Background<J, T> {
         ))
     }
 
-    /// Runs `work` on a thread of its own; `Err` when the thread cannot
-    /// start.
+    /// The waiting job with its connection, from the `Background` inside
+    /// resource `R` (`get` picks it out).
+    pub fn take_connection_in<R: Resource>(
+        world: &mut World,
+        get: fn(&mut R) -> &mut Self,
+    ) -> Option<(J, Result<duckdb::Connection, String>)> {
+        world.resource_scope(|world, mut r: Mut<R>| {
+            let mut conns = world.resource_mut::<WorkerConnections>();
+            get(&mut r).take_connection(&mut conns)
+        })
+    }
+
+    /// Runs `work` on a thread of its own: `Running`, or `Failed` when the
+    /// thread cannot start.
     pub fn spawn(
+        &mut self,
+        job: J,
+        conn: Option<duckdb::Connection>,
+        progress: Arc<Progress>,
+        work: impl FnOnce(Run<J>) -> Result<T, String> + Send + 'static,
+    ) -> JobState {
+        match self.start_thread(job, conn, progress, work) {
+            Ok(()) => JobState::Running,
+            Err(e) => JobState::Failed(e),
+        }
+    }
+
+    fn start_thread(
         &mut self,
         job: J,
         conn: Option<duckdb::Connection>,
