@@ -43,7 +43,9 @@ pub mod history;
 pub mod ingest;
 pub mod mes;
 pub mod oee;
+pub mod pdf;
 pub mod playback;
+pub mod quality;
 pub mod reconcile;
 pub mod registry;
 pub mod render;
@@ -63,7 +65,7 @@ pub use tools::bench;
 /// modules in layers before its own. Planned layers (OEE, quality) go
 /// beside `whatif` and `schedule`, between `playback` and `render`.
 pub const LAYERS: &[&[&str]] = &[
-    &["config", "contract", "calendar"],
+    &["config", "contract", "calendar", "pdf"],
     &["registry"],
     &["ingest"],
     &["twin"],
@@ -73,7 +75,7 @@ pub const LAYERS: &[&[&str]] = &[
     &["reconcile"],
     &["demo"],
     &["playback"],
-    &["whatif", "oee"],
+    &["whatif", "oee", "quality"],
     &["schedule"],
     &["render"],
     &["ui"],

@@ -57,6 +57,8 @@ pub struct ShopFloor {
     ids: HashMap<String, usize>,
     /// (parts, scrap); `u64::MAX` parts until the PLC reported.
     counts: Vec<(AtomicU64, AtomicU64)>,
+    /// Parts the CMM measured, waiting for the MES to disposition them.
+    inspected: Mutex<Vec<super::parts::Inspected>>,
 }
 
 impl ShopFloor {
@@ -73,7 +75,30 @@ impl ShopFloor {
                 .iter()
                 .map(|_| (AtomicU64::new(u64::MAX), AtomicU64::new(0)))
                 .collect(),
+            inspected: Mutex::new(Vec::new()),
         }
+    }
+
+    /// The CMM measured these parts (from the PLC side).
+    pub fn push_inspected(&self, parts: Vec<super::parts::Inspected>) {
+        if parts.is_empty() {
+            return;
+        }
+        if let Ok(mut q) = self.inspected.lock() {
+            q.extend(parts);
+            // The MES may be away for a while; keep a bounded backlog.
+            let n = q.len();
+            if n > 50_000 {
+                q.drain(..n - 50_000);
+            }
+        }
+    }
+
+    fn take_inspected(&self) -> Vec<super::parts::Inspected> {
+        self.inspected
+            .lock()
+            .map(|mut q| std::mem::take(&mut *q))
+            .unwrap_or_default()
     }
 
     pub fn set(&self, asset: AssetIdx, parts: u64, scrap: u64) {
@@ -166,6 +191,8 @@ struct Machine {
     queue: VecDeque<Planned>,
     phase: Phase,
     mode: &'static str,
+    /// Recent orders on the machine: (order, lot, started, completed).
+    recent: VecDeque<(String, String, i64, Option<i64>)>,
 }
 
 const HOLD_REASONS: [&str; 3] = [
@@ -211,6 +238,7 @@ impl MesSim {
                         next_start_us: start_us + (rng.range(5.0, 25.0) * 1e6) as i64,
                     },
                     mode: "idle",
+                    recent: VecDeque::new(),
                 }
             })
             .collect();
@@ -384,6 +412,11 @@ impl MesSim {
                     self.envelope("work_order.started", legacy, now_us, started, &mut out);
                     self.envelope("operation.started", legacy, now_us, op, &mut out);
                     self.set_mode(i, "production", now_us, &mut out);
+                    let recent = &mut self.machines[i].recent;
+                    recent.push_back((p.wo.clone(), lot.clone(), now_us, None));
+                    if recent.len() > 16 {
+                        recent.pop_front();
+                    }
                     let planned = p.end_us - p.start_us;
                     let hold_at_us = (self.rng.f64() < 0.06).then(|| now_us + planned * 3 / 10);
                     if let Some(o) = self.orders.get_mut(&p.wo) {
@@ -474,37 +507,21 @@ impl MesSim {
                     } else {
                         good
                     };
-                    let serial = format!("{}-{:06}", asset, self.next_event);
-                    // The sampled part: scrapped when the order had scrap,
-                    // else now and then sent to rework, else passed.
-                    let verdict = if scrap > 0 && self.rng.f64() < 0.5 {
-                        ("NOK", "scrap", vec!["D07"])
-                    } else if self.rng.f64() < 0.15 {
-                        ("REWORK", "rework", vec!["D12"])
-                    } else {
-                        ("OK", "pass", Vec::new())
-                    };
-                    let inspected = self.rng.f64() >= 0.06;
-                    let (op, done_ev, quality) = if legacy {
+                    let (op, done_ev) = if legacy {
                         (
                             json!({"wo": wo, "op_seq": 10, "equipment": asset, "good": good, "scrap": scrap}),
                             json!({"wo": wo, "good": good, "scrap": scrap}),
-                            json!({"wo": wo, "serial": serial, "equipment": "FIN-CMM-01",
-                                   "result": verdict.0, "defects": verdict.2.join(",")}),
                         )
                     } else {
                         (
                             json!({"work_order": wo, "operation": 1, "asset_id": asset, "good_count": good, "scrap_count": scrap}),
                             json!({"work_order": wo, "good_count": good, "scrap_count": scrap}),
-                            json!({"work_order": wo, "serial": serial, "asset_id": "FIN-CMM-01",
-                                   "disposition": verdict.1, "defect_codes": verdict.2}),
                         )
                     };
                     self.envelope("operation.completed", legacy, now_us, op, &mut out);
                     self.envelope("work_order.completed", legacy, now_us, done_ev, &mut out);
-                    // An inspection result is sometimes never entered.
-                    if inspected {
-                        self.envelope("quality.disposition", legacy, now_us, quality, &mut out);
+                    if let Some(r) = self.machines[i].recent.iter_mut().find(|r| r.0 == wo) {
+                        r.3 = Some(now_us);
                     }
                     if let Some(o) = self.orders.get_mut(&wo) {
                         o.status = "completed";
@@ -546,6 +563,9 @@ impl MesSim {
                 Phase::Idle { .. } => {}
             }
         }
+        if let Some(f) = floor {
+            self.disposition(f.take_inspected(), now_us, &mut out);
+        }
         // Completed orders stay listed for a while, then leave the API.
         let horizon = now_us - self.plant_minutes_us(240.0);
         self.orders
@@ -556,6 +576,72 @@ impl MesSim {
     /// Current orders (released, running, held, recently completed).
     pub fn orders(&self) -> Vec<OrderRecord> {
         self.orders.values().cloned().collect()
+    }
+
+    /// The last orders each machine ran (up to 16 per machine): (asset,
+    /// order, material lot, started, completed).
+    pub fn order_spells(&self) -> Vec<(String, String, String, i64, Option<i64>)> {
+        let mut v: Vec<_> = self
+            .machines
+            .iter()
+            .flat_map(|m| {
+                m.recent
+                    .iter()
+                    .map(|(wo, lot, s, e)| (m.asset_id.clone(), wo.clone(), lot.clone(), *s, *e))
+            })
+            .collect();
+        v.sort_by_key(|r| r.3);
+        v
+    }
+
+    /// A disposition by serial for each part the CMM measured, under the
+    /// order its machine was running when the part was cut; a part cut
+    /// outside any order gets none. As in a real shop, a result is now and
+    /// then never entered.
+    fn disposition(
+        &mut self,
+        parts: Vec<super::parts::Inspected>,
+        now_us: i64,
+        out: &mut Vec<MesMessage>,
+    ) {
+        for p in parts {
+            let Some(m) = self.machines.iter().find(|m| m.asset_id == p.machined_on) else {
+                continue;
+            };
+            let legacy = m.legacy;
+            let Some(wo) = m
+                .recent
+                .iter()
+                .find(|(_, _, s, e)| {
+                    *s <= p.machined_end_us && e.is_none_or(|e| p.machined_end_us <= e)
+                })
+                .map(|r| r.0.clone())
+            else {
+                continue;
+            };
+            if self.rng.f64() < 0.03 {
+                continue;
+            }
+            let (v1, v2) = match (p.failed, p.scrap) {
+                (false, _) => ("OK", "pass"),
+                (true, true) => ("NOK", "scrap"),
+                (true, false) => ("REWORK", "rework"),
+            };
+            let payload = if legacy {
+                json!({"wo": wo, "serial": p.serial, "equipment": "FIN-CMM-01",
+                       "result": v1, "defects": p.defect_codes.join(",")})
+            } else {
+                json!({"work_order": wo, "serial": p.serial, "asset_id": "FIN-CMM-01",
+                       "disposition": v2, "defect_codes": p.defect_codes})
+            };
+            self.envelope(
+                "quality.disposition",
+                legacy,
+                now_us.max(p.inspected_us),
+                payload,
+                out,
+            );
+        }
     }
 
     /// Orders not yet completed, in planned start order.

@@ -14,9 +14,11 @@ pub mod glb;
 pub mod mes;
 pub mod mes_api;
 pub mod opcua_server;
+pub mod parts;
 pub mod plant;
 pub mod plc;
 pub mod publisher;
+pub mod record;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

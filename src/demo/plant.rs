@@ -348,6 +348,15 @@ fn prop(
     }
 }
 
+/// A value published when it changes (part tracking, measurements): no
+/// period, so never stale.
+fn event_prop(m: &MachineSpec, name: &str, unit: &str) -> PropertyRecord {
+    PropertyRecord {
+        expected_period_ms: None,
+        ..prop(m, name, unit, None, 0)
+    }
+}
+
 fn q(value: f64, unit: &str) -> Quantity {
     Quantity {
         value,
@@ -372,10 +381,14 @@ fn asset_record(m: &MachineSpec) -> AssetRecord {
                     5_000,
                 ),
                 prop(m, "vibration_rms", "mm/s", None, 1_000),
-                prop(m, "vibration_spectrum", "mm/s", None, 10_000),
+                prop(m, "vibration_spectrum", "mm/s", None, 5_000),
                 prop(m, "power", "kW", Some("Power"), 1_000),
                 prop(m, "part_count", "count", Some("Counters.Parts"), 60_000),
                 prop(m, "scrap_count", "count", Some("Counters.Scrap"), 60_000),
+                prop(m, "coolant_temp", "degC", None, 1_000),
+                prop(m, "tool_wear", "%", None, 5_000),
+                prop(m, "probe_offset", "mm", None, 5_000),
+                event_prop(m, "part_serial", "1"),
             ]);
             let (cycle, rpm, power) = if m.class == CncMill {
                 (240.0, 15_000.0, 22.0)
@@ -420,6 +433,7 @@ fn asset_record(m: &MachineSpec) -> AssetRecord {
                 prop(m, "spray_pressure", "bar", Some("Pump.Pressure"), 1_000),
                 prop(m, "power", "kW", None, 1_000),
                 prop(m, "part_count", "count", Some("Counters.Parts"), 60_000),
+                event_prop(m, "part_serial", "1"),
             ]);
             nominal.insert("ideal_cycle_time".into(), q(90.0, "s"));
             nominal.insert("water_temp_limit".into(), q(70.0, "degC"));
@@ -429,7 +443,14 @@ fn asset_record(m: &MachineSpec) -> AssetRecord {
                 prop(m, "probe_temp", "degC", Some("Probe.Temperature"), 5_000),
                 prop(m, "part_count", "count", Some("Counters.Parts"), 60_000),
                 prop(m, "scrap_count", "count", Some("Counters.Rejects"), 60_000),
+                event_prop(m, "part_serial", "1"),
             ]);
+            // Measured on every part, with the drawing's nominal and tolerance.
+            for f in super::parts::FEATURES {
+                props.push(event_prop(m, f.name, "mm"));
+                nominal.insert(format!("{}_nominal", f.name), q(f.nominal_mm, "mm"));
+                nominal.insert(format!("{}_tolerance", f.name), q(f.tolerance_mm, "mm"));
+            }
             nominal.insert("ideal_cycle_time".into(), q(300.0, "s"));
             nominal.insert("room_temp_limit".into(), q(22.0, "degC"));
         }

@@ -10,6 +10,7 @@
 
 use std::sync::Arc;
 
+use super::parts::{PartFlow, PartValue};
 use crate::ingest::SampleValue;
 use crate::registry::{AssetIdx, AssetRegistry, PropertyRef};
 // The PLC speaks the twin's state vocabulary, so every code it sends parses.
@@ -61,6 +62,9 @@ const DOWN_REASONS: [&str; 6] = [
     "chip conveyor jam",
 ];
 
+/// Properties the part flow publishes when they change, never on a period.
+pub const EVENT_PROPERTIES: [&str; 4] = ["part_serial", "diameter", "flatness", "position"];
+
 struct PropSim {
     index: u32,
     name: String,
@@ -88,6 +92,8 @@ struct MachineSim {
     max_rpm: f64,
     rated_kw: f64,
     capacity: f64,
+    /// The fixture's work offset the spindle probe found at the last setup, mm.
+    fixture_offset_mm: f64,
     props: Vec<PropSim>,
 }
 
@@ -109,6 +115,10 @@ pub struct PlcSim {
     truth: Option<Vec<Episode>>,
     start_us: i64,
     time_scale: f64,
+    parts: PartFlow,
+    machining: Vec<AssetIdx>,
+    /// What the part flow published this step.
+    part_values: Vec<(AssetIdx, &'static str, PartValue)>,
 }
 
 fn nominal(registry: &AssetRegistry, a: AssetIdx, key: &str, default: f64) -> f64 {
@@ -135,6 +145,7 @@ impl PlcSim {
                     .iter()
                     .enumerate()
                     .filter(|(_, p)| p.mqtt.is_some() || p.opcua.is_some() || a.sparkplug.is_some())
+                    .filter(|(_, p)| !EVENT_PROPERTIES.contains(&p.name.as_str()))
                     .map(|(pi, p)| PropSim {
                         index: pi as u32,
                         name: p.name.clone(),
@@ -161,14 +172,26 @@ impl PlcSim {
                     max_rpm: nominal(&registry, asset, "max_spindle_speed", 10_000.0),
                     rated_kw: nominal(&registry, asset, "rated_power", 5.0),
                     capacity: nominal(&registry, asset, "capacity", 480.0),
+                    fixture_offset_mm: 0.0,
                     props,
                 }
             })
             .collect();
+        let machining = registry
+            .assets()
+            .iter()
+            .enumerate()
+            .filter(|(_, a)| a.class == "cnc_mill" || a.class == "cnc_lathe")
+            .map(|(i, _)| AssetIdx(i as u32))
+            .collect();
+        let parts = PartFlow::new(&registry, seed, start_us, time_scale.max(0.01));
         Self {
             rng,
             registry,
             machines,
+            parts,
+            machining,
+            part_values: Vec::new(),
             t_ms: 0.0,
             wall_ms: 0,
             truth: None,
@@ -179,6 +202,20 @@ impl PlcSim {
 
     pub fn registry(&self) -> &Arc<AssetRegistry> {
         &self.registry
+    }
+
+    /// Source time of the last step, µs.
+    pub fn now_us(&self) -> i64 {
+        self.start_us + (self.wall_ms as i64) * 1000
+    }
+
+    /// The parts' flow: serials, causes, the simulator's record of parts.
+    pub fn parts(&self) -> &PartFlow {
+        &self.parts
+    }
+
+    pub fn parts_mut(&mut self) -> &mut PartFlow {
+        &mut self.parts
     }
 
     /// Each machine's part and scrap counters (what an MES reads from it).
@@ -213,16 +250,43 @@ impl PlcSim {
         let dt = dt_wall_ms as f64 * self.time_scale;
         self.t_ms += dt;
         let ts_us = self.start_us + (self.wall_ms as i64) * 1000;
+        self.parts
+            .update_causes(self.wall_ms, dt, &self.machining.clone());
         let mut out = Vec::new();
         for mi in 0..self.machines.len() {
-            self.advance(mi, dt);
+            self.advance(mi, dt, ts_us);
             self.emit(mi, ts_us, &mut out);
+        }
+        let states: Vec<bool> = self
+            .machines
+            .iter()
+            .map(|m| m.state == MachineState::Running)
+            .collect();
+        let finishing = self
+            .parts
+            .step_finishing(ts_us, self.wall_ms, dt, |a| states[a.0 as usize]);
+        self.part_values.extend(finishing);
+        for (asset, name, v) in std::mem::take(&mut self.part_values) {
+            let Some(property) = self.registry.property_by_name(asset, name) else {
+                continue;
+            };
+            out.push(Emission {
+                property,
+                value: match v {
+                    PartValue::Serial(s) => SampleValue::Text(s),
+                    PartValue::Feature(x) => SampleValue::Number(x),
+                },
+                reason: None,
+                ts_us,
+            });
         }
         out
     }
 
-    fn advance(&mut self, mi: usize, dt: f64) {
+    fn advance(&mut self, mi: usize, dt: f64, ts_us: i64) {
         let now_ms = self.wall_ms;
+        let parts = &mut self.parts;
+        let part_values = &mut self.part_values;
         let truth = &mut self.truth;
         let rng = &mut self.rng;
         let m = &mut self.machines[mi];
@@ -272,6 +336,7 @@ impl PlcSim {
             };
             if next == MachineState::Running && m.state == MachineState::Setup {
                 m.wear = 0.0;
+                m.fixture_offset_mm = rng.noise(0.0003);
             }
             if next != m.state || reason != m.reason {
                 m.state_changed = true;
@@ -292,8 +357,15 @@ impl PlcSim {
         }
         let running = m.state == MachineState::Running;
         if running {
+            if machining {
+                parts.running(m.asset, dt);
+            }
             m.cycle_left_ms -= dt;
             while m.cycle_left_ms <= 0.0 {
+                if machining {
+                    let serial = parts.cycle_done(m.asset, ts_us, now_ms);
+                    part_values.push((m.asset, "part_serial", serial));
+                }
                 m.cycle_left_ms += m.cycle_ms * rng.range(1.0, 1.15);
                 m.parts += 1;
                 let p_scrap = 0.01 + 0.12 * m.wear * m.wear;
@@ -326,6 +398,8 @@ impl PlcSim {
         let rng = &mut self.rng;
         let m = &self.machines[mi];
         let running = m.state == MachineState::Running;
+        let cause = self.parts.active(m.asset);
+        let chatter = running && cause == Some(super::parts::Cause::Chatter);
         let n = |v: f64| Some((SampleValue::Number(v), None));
         match name {
             "state" => Some((SampleValue::Text(m.state.label().into()), m.reason.clone())),
@@ -341,7 +415,7 @@ impl PlcSim {
             }),
             "spindle_temp" => n(m.spindle_temp_c + rng.noise(0.1)),
             "vibration_rms" => n(if running {
-                0.8 + 3.0 * m.wear * m.wear + rng.noise(0.08)
+                0.8 + 3.0 * m.wear * m.wear + rng.noise(0.08) + if chatter { 0.15 } else { 0.0 }
             } else {
                 0.05 + rng.noise(0.01)
             }
@@ -359,6 +433,27 @@ impl PlcSim {
             "water_temp" => n(m.fluid_temp_c + rng.noise(0.1)),
             "spray_pressure" => n(if running { 4.0 + rng.noise(0.05) } else { 0.0 }),
             "probe_temp" => n(20.0 + rng.noise(0.05)),
+            // The chiller holds the coolant at 20 °C until it fails.
+            "coolant_temp" => n(20.0
+                + rng.noise(0.15)
+                + if cause == Some(super::parts::Cause::Coolant) {
+                    6.0
+                } else {
+                    0.0
+                }),
+            // Tool life used, from the tool management system.
+            "tool_wear" => n(if cause == Some(super::parts::Cause::ToolWear) {
+                185.0 + rng.noise(3.0)
+            } else {
+                (m.wear * 100.0).round()
+            }),
+            "probe_offset" => n(m.fixture_offset_mm
+                + rng.noise(0.0004)
+                + if cause == Some(super::parts::Cause::Fixture) {
+                    0.045
+                } else {
+                    0.0
+                }),
             "stored_parts" => n(m.stock.round()),
             "fill_level" => n((m.stock / m.capacity.max(1.0) * 100.0).clamp(0.0, 100.0)),
             "vibration_spectrum" => {
@@ -375,6 +470,9 @@ impl PlcSim {
                             v += peak(f0, 1.0)
                                 + peak(2.0 * f0, 0.35)
                                 + peak(4.7 * f0 / 2.0, 0.05 + 1.5 * wear);
+                        }
+                        if chatter {
+                            v += peak(430.0, 0.9);
                         }
                         v as f32
                     })

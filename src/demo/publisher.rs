@@ -102,6 +102,14 @@ pub fn spawn_publisher(
                     for (asset, parts, scrap) in sim.counters() {
                         f.set(asset, parts, scrap);
                     }
+                    // The MES knows parts by the time they were stamped.
+                    let shift_us = stamp_us - sim.now_us();
+                    let mut inspected = sim.parts_mut().take_inspected();
+                    for p in &mut inspected {
+                        p.machined_end_us += shift_us;
+                        p.inspected_us += shift_us;
+                    }
+                    f.push_inspected(inspected);
                 }
                 wall_ms += tick_ms;
                 let mut opc_batch = Vec::new();

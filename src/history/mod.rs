@@ -10,6 +10,7 @@
 //! `store` opens, migrates and recovers the file; `query` answers questions;
 //! `export` writes Parquet.
 
+pub mod audit;
 pub mod export;
 pub mod query;
 pub mod store;

@@ -14,12 +14,12 @@ use super::{HistoryError, sql_err as sql};
 use crate::registry::{AssetIdx, AssetRegistry, PropertyRef};
 
 /// The schema this build writes. Older files are migrated on open.
-pub const SCHEMA_VERSION: i64 = 7;
+pub const SCHEMA_VERSION: i64 = 8;
 
 /// Each migration takes the file from version `i` to `i + 1` (index 0 creates
 /// version 1). Appended columns keep the column order of older files, so a
 /// fresh file is built by running the whole chain.
-const MIGRATIONS: [&str; 7] = [
+const MIGRATIONS: [&str; 8] = [
     // v1: the first recorder.
     "CREATE TABLE meta (key VARCHAR PRIMARY KEY, value BIGINT NOT NULL);
      CREATE TABLE properties (prop_id INTEGER PRIMARY KEY, asset_id VARCHAR NOT NULL,
@@ -123,6 +123,23 @@ const MIGRATIONS: [&str; 7] = [
               CASE WHEN s.vtype = 1 THEN s.value <> 0 END AS boolean_value,
               s.ivalue AS integer_value
        FROM samples s JOIN properties p USING (prop_id);",
+    // v8: parts entering stations (from each `part_serial` sample, for
+    // genealogy without scanning the samples), and the append-only,
+    // hash-chained audit trail.
+    "CREATE TABLE part_events (ts_us BIGINT NOT NULL, asset_id VARCHAR NOT NULL,
+                               serial VARCHAR NOT NULL, work_order VARCHAR);
+     INSERT INTO part_events
+       SELECT s.ts_us, p.asset_id, s.text, s.work_order FROM samples s JOIN properties p USING (prop_id)
+       WHERE p.property = 'part_serial' AND s.text IS NOT NULL;
+     CREATE TABLE audit_log (seq BIGINT NOT NULL, ts_us BIGINT NOT NULL, time_zone VARCHAR NOT NULL,
+                             kind VARCHAR NOT NULL, subject VARCHAR NOT NULL, field VARCHAR NOT NULL,
+                             value VARCHAR, previous_value VARCHAR, signer VARCHAR, meaning VARCHAR,
+                             prev_hash VARCHAR NOT NULL, hash VARCHAR NOT NULL);
+     CREATE VIEW audit_log_readable AS
+       SELECT seq, to_timestamp(ts_us / 1e6) AS ts, time_zone, kind, subject, field, value,
+              previous_value, signer, meaning, hash FROM audit_log;
+     CREATE VIEW part_events_readable AS
+       SELECT to_timestamp(ts_us / 1e6) AS ts, asset_id, serial, work_order, ts_us FROM part_events;",
 ];
 
 /// What happened when the file was opened.

@@ -19,6 +19,7 @@ mod live;
 mod mes;
 mod mes_peer;
 mod oee;
+mod quality;
 mod registry;
 mod robust;
 mod schedule;

@@ -117,6 +117,8 @@ pub enum WriterMsg {
         ts_us: i64,
         name: String,
     },
+    /// A record for the audit trail (chained to the one before when written).
+    Audit(crate::history::audit::AuditEntry),
     /// A production schedule as the MES stated it at `ts_us` (a poll that
     /// changed it), replacing an earlier one with the same id.
     Schedule {
@@ -346,6 +348,8 @@ struct Writer {
     settings: WriterSettings,
     stats: Arc<WriterStats>,
     transitions: Transitions,
+    /// `part_serial` prop id → asset id.
+    part_props: std::collections::HashMap<i32, String>,
     dedupe: Dedupe,
     keyframes: Keyframes,
     mes: MesContext,
@@ -421,6 +425,7 @@ impl Writer {
             stats.widen(b);
         }
         let transitions = Transitions::load(&conn, &registry, &props)?;
+        let part_props = rows::part_props(&registry, &props);
 
         let mes = MesContext::load(&conn, &registry)?;
         let mut dedupe = Dedupe::new(settings.dedupe_keys);
@@ -437,6 +442,7 @@ impl Writer {
             settings,
             stats,
             transitions,
+            part_props,
             dedupe,
             keyframes,
             mes,
@@ -946,6 +952,7 @@ impl Writer {
         let b = &self.batch;
         c.execute_batch("BEGIN TRANSACTION")?;
         rows::append(c, &b.samples, &b.blobs, &b.transitions, &b.dead)?;
+        rows::append_part_events(c, &b.samples, &self.part_props)?;
         let received = now_us();
         for m in &b.app {
             write_app(c, m, received)?;
@@ -959,6 +966,17 @@ impl Writer {
 }
 
 /// One record from the app side: MES context, a discrepancy, a bookmark.
+fn audit_append(c: &Connection, e: &crate::history::audit::AuditEntry) -> duckdb::Result<()> {
+    crate::history::audit::append(c, e)
+        .map(|_| ())
+        .map_err(|e| match e {
+            crate::history::HistoryError::Sql { source, .. } => source,
+            other => duckdb::Error::ToSqlConversionFailure(Box::new(std::io::Error::other(
+                other.to_string(),
+            ))),
+        })
+}
+
 fn write_app(c: &Connection, m: &WriterMsg, received: i64) -> duckdb::Result<()> {
     if mes_context::write(c, m, received)? {
         return Ok(());
@@ -976,7 +994,31 @@ fn write_app(c: &Connection, m: &WriterMsg, received: i64) -> duckdb::Result<()>
                 "INSERT INTO discrepancies VALUES (?, ?, ?, ?, ?, ?)",
                 params![ts_us, discrepancy_id, asset_id, rule, status, detail],
             )?;
+            // Acknowledgements and resolutions are people's acts: on the trail.
+            if status == "acknowledged" || status == "resolved" {
+                let e = crate::history::audit::AuditEntry {
+                    ts_us: *ts_us,
+                    time_zone: "UTC".into(),
+                    kind: format!("discrepancy.{status}"),
+                    subject: discrepancy_id.clone(),
+                    field: "status".into(),
+                    value: Some(status.clone()),
+                    previous_value: None,
+                    // A person acknowledges; the reconciler resolves when
+                    // the condition clears.
+                    signer: if status == "acknowledged" {
+                        std::env::var("USER")
+                            .or_else(|_| std::env::var("USERNAME"))
+                            .ok()
+                    } else {
+                        Some("mezzanine reconciler".into())
+                    },
+                    meaning: Some(detail.clone()),
+                };
+                audit_append(c, &e)?;
+            }
         }
+        WriterMsg::Audit(e) => audit_append(c, e)?,
         WriterMsg::Bookmark { ts_us, name } => {
             c.execute(
                 "INSERT INTO bookmarks VALUES (?, ?, ?)",

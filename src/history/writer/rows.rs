@@ -447,3 +447,43 @@ impl Transitions {
         Some((ts_us, asset_id.clone(), code.clone(), reason.clone()))
     }
 }
+
+/// The `part_serial` property of each asset: prop id → asset id.
+pub(super) fn part_props(registry: &AssetRegistry, props: &PropIds) -> HashMap<i32, String> {
+    let mut m = HashMap::new();
+    for (ai, a) in registry.assets().iter().enumerate() {
+        if let Some(r) = registry.property_by_name(AssetIdx(ai as u32), "part_serial")
+            && let Some(id) = props.id(r)
+        {
+            m.insert(id, a.id.clone());
+        }
+    }
+    m
+}
+
+/// A part entering (or, with an empty serial, leaving) a station, for every
+/// `part_serial` sample of the batch.
+pub(super) fn append_part_events(
+    c: &Connection,
+    samples: &[SampleRow],
+    part_props: &HashMap<i32, String>,
+) -> duckdb::Result<()> {
+    if part_props.is_empty() {
+        return Ok(());
+    }
+    let mut a = None;
+    for r in samples {
+        if let (Some(asset), Some(serial)) = (part_props.get(&r.prop_id), r.text.as_deref()) {
+            if a.is_none() {
+                a = Some(c.appender("part_events")?);
+            }
+            if let Some(a) = a.as_mut() {
+                a.append_row(params![r.ts_us, asset, serial, r.work_order.as_deref()])?;
+            }
+        }
+    }
+    if let Some(mut a) = a {
+        a.flush()?;
+    }
+    Ok(())
+}
