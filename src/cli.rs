@@ -42,6 +42,12 @@ pub struct RunArgs {
     /// Save a screenshot of the plant to this PNG once it is shown, then exit.
     #[arg(long)]
     pub screenshot: Option<PathBuf>,
+    /// Start a physical cause of bad parts in the embedded demo plant:
+    /// `<cause>@<machine>@+<offset>[/<duration>]`, cause one of coolant,
+    /// chatter, tool_wear, fixture (e.g. `chatter@L1-MILL-02@+10m/3m`).
+    /// Repeatable; also `mezzanine record --demo-inject …`.
+    #[arg(long = "demo-inject", global = true)]
+    pub demo_inject: Vec<String>,
     /// Select this asset at start (e.g. L1-MILL-02).
     #[arg(long)]
     pub select: Option<String>,
@@ -77,6 +83,10 @@ pub struct RunArgs {
     /// Open the OEE panel at start, with the 3D view coloured by OEE.
     #[arg(long)]
     pub show_oee: bool,
+    /// Open the quality panel at start following this part (serial): its
+    /// first operation framed, the cursor at its start.
+    #[arg(long)]
+    pub quality: Option<String>,
     /// Open the what-if panel and run this scenario file (TOML, the format
     /// `mezzanine whatif` reads) once the MES is heard.
     #[arg(long)]
@@ -192,7 +202,7 @@ pub enum Command {
     /// Measure a pipeline and print a table (`bench ingest`, `bench history`,
     /// `bench soak`, `bench whatif`, `bench schedule`).
     Bench {
-        /// Which pipeline: `ingest`, `history`, `soak`, `whatif`, `schedule` or `oee`.
+        /// Which pipeline: `ingest`, `history`, `soak`, `whatif`, `schedule`, `oee` or `quality`.
         what: String,
         /// A run under 30 s at smaller rates (soak: one minute).
         #[arg(long)]
@@ -237,6 +247,24 @@ pub enum Command {
     /// quality per shift, day, machine or line, with the loss waterfall and
     /// Pareto for one machine (`--machine`).
     Oee(OeeArgs),
+    /// Quality: `quality failures` (recent failed parts), `quality genealogy`
+    /// (what made a serial, or what a lot or order made), `quality rank`
+    /// (what was different for a failed part), `quality batch` (what
+    /// separates the failures of a period from good parts), `quality
+    /// evidence` (the evidence pack, `--out DIR`), `quality simulate` (record
+    /// the demo plant with injected causes into a history, faster than real
+    /// time).
+    Quality(QualityArgs),
+    /// The audit trail: `audit verify` recomputes the hash chain and names the
+    /// first broken record (exit 1); `audit list` prints it.
+    Audit {
+        /// `verify` or `list`.
+        what: String,
+        #[arg(long)]
+        history: Option<PathBuf>,
+        #[arg(long)]
+        registry: Option<PathBuf>,
+    },
     /// Schedule the plant as recorded (`--from-history`) against the MES
     /// plan, or solve a job-shop (`--jsp`) or flexible job-shop (`--fjsp`)
     /// benchmark instance.
@@ -275,6 +303,42 @@ pub struct OeeArgs {
     /// config's `[plant] oee_rules`; else the defaults.
     #[arg(long)]
     pub rules: Option<PathBuf>,
+    #[arg(long)]
+    pub history: Option<PathBuf>,
+    #[arg(long)]
+    pub registry: Option<PathBuf>,
+}
+
+/// `mezzanine quality …`.
+#[derive(clap::Args, Debug)]
+pub struct QualityArgs {
+    /// failures, genealogy, rank, batch, evidence or simulate.
+    pub what: String,
+    /// simulate: recorded minutes of the demo plant (faster than real time,
+    /// ending now) with `--demo-inject` causes.
+    #[arg(long, default_value_t = 120.0)]
+    pub minutes: f64,
+    /// simulate: the demo's seed.
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
+    /// The part (genealogy, rank, evidence).
+    #[arg(long)]
+    pub serial: Option<String>,
+    /// A material lot: every part made from it (genealogy).
+    #[arg(long)]
+    pub lot: Option<String>,
+    /// A work order: every part made under it (genealogy).
+    #[arg(long)]
+    pub work_order: Option<String>,
+    /// Where the evidence pack goes (a folder, replaced).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Good parts per operation behind each envelope.
+    #[arg(long, default_value_t = 100)]
+    pub good: usize,
+    /// Failures in the last this many recorded hours (failures).
+    #[arg(long, default_value_t = 24.0)]
+    pub since_h: f64,
     #[arg(long)]
     pub history: Option<PathBuf>,
     #[arg(long)]

@@ -434,6 +434,10 @@ pub struct DemoConfig {
     /// Plant seconds per wall second.
     pub time_scale: f64,
     pub tick_ms: u64,
+    /// Physical causes of bad parts to start, each
+    /// `<cause>@<machine>@+<offset>[/<duration>]` (e.g.
+    /// `chatter@L1-MILL-02@+10m/3m`); causes also happen on their own.
+    pub inject: Vec<String>,
 }
 
 impl Default for DemoConfig {
@@ -442,6 +446,7 @@ impl Default for DemoConfig {
             seed: 42,
             time_scale: 10.0,
             tick_ms: 100,
+            inject: Vec::new(),
         }
     }
 }

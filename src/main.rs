@@ -46,7 +46,13 @@ fn main() -> ExitCode {
             history,
             registry,
             exit_after_idle_s,
-        }) => tools::record::run(config, history, registry, exit_after_idle_s),
+        }) => tools::record::run(
+            config,
+            history,
+            registry,
+            exit_after_idle_s,
+            cli.run.demo_inject.clone(),
+        ),
         Some(Command::Export {
             from,
             to,
@@ -61,6 +67,14 @@ fn main() -> ExitCode {
         Some(Command::Whatif(args)) => tools::whatif::run(config, args),
         Some(Command::Schedule(args)) => tools::schedule::run(config, args),
         Some(Command::Oee(args)) => tools::oee::run(config, args),
+        Some(Command::Quality(args)) => {
+            tools::quality::run(config, args, cli.run.demo_inject.clone())
+        }
+        Some(Command::Audit {
+            what,
+            history,
+            registry,
+        }) => tools::quality::audit(config, &what, history, registry),
         Some(Command::DemoPlant {
             mqtt,
             opcua,

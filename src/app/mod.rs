@@ -82,7 +82,7 @@ pub enum AppError {
 /// client id).
 #[derive(Debug, Clone)]
 pub enum Front {
-    Desktop(DesktopOptions),
+    Desktop(Box<DesktopOptions>),
     Headless,
     Recorder,
 }
@@ -99,6 +99,7 @@ pub struct DesktopOptions {
     pub show_schedule: bool,
     /// Open the OEE panel (and the 3D heat-map by OEE).
     pub show_oee: bool,
+    pub quality: Option<String>,
     /// Open the what-if panel and run this scenario file.
     pub whatif: Option<crate::whatif::ScenarioFile>,
     /// Hours past the fork to put the cursor at when the study is done.
@@ -148,12 +149,13 @@ impl Launch {
         if let Some(h) = args.history {
             cfg.history.path = Some(h);
         }
+        cfg.demo.inject.extend(args.demo_inject.iter().cloned());
         cfg.render.shadows &= !args.no_shadows;
         cfg.render.msaa &= !args.no_msaa;
         cfg.validate()?;
         Ok(Self {
             cfg,
-            front: Front::Desktop(DesktopOptions {
+            front: Front::Desktop(Box::new(DesktopOptions {
                 screenshot: args.screenshot,
                 screenshot_settle_frames: args.screenshot_settle_frames,
                 select: args.select,
@@ -161,6 +163,7 @@ impl Launch {
                 show_discrepancies: args.show_discrepancies,
                 show_schedule: args.show_schedule,
                 show_oee: args.show_oee,
+                quality: args.quality.clone(),
                 whatif: match &args.whatif {
                     Some(p) => {
                         let mut f = crate::whatif::scenario::load_scenarios(p)
@@ -177,7 +180,7 @@ impl Launch {
                 whatif_bench_frames: args.whatif_bench_frames,
                 whatif_pack: args.whatif_pack,
                 whatif_present: args.whatif_present,
-            }),
+            })),
             replay: match (args.replay_at, args.replay_ago_s) {
                 (Some(t), _) => Some(ReplayStart::At(t)),
                 (None, Some(s)) => Some(ReplayStart::Ago(s)),
@@ -399,7 +402,8 @@ pub fn build(launch: Launch) -> Result<Assembled, AppError> {
             assembled
                 .app
                 .add_plugins(crate::schedule::app::SchedulePlugin { settings })
-                .add_plugins(crate::whatif::app::WhatIfPlugin { settings: whatif });
+                .add_plugins(crate::whatif::app::WhatIfPlugin { settings: whatif })
+                .add_plugins(crate::quality::app::QualityPlugin);
         }
         if let Front::Desktop(opts) = &launch.front {
             desktop_start_options(&mut assembled.app, opts, select);
@@ -580,6 +584,10 @@ fn desktop_start_options(app: &mut App, opts: &DesktopOptions, select: Option<As
     ui_state.show_ingest |= opts.show_latency;
     ui_state.schedule.open |= opts.show_schedule;
     ui_state.oee.open |= opts.show_oee;
+    if let Some(serial) = &opts.quality {
+        ui_state.quality.open = true;
+        ui_state.quality.serial = serial.clone();
+    }
     if let Some(f) = &opts.whatif {
         ui_state.whatif.open = true;
         ui_state.whatif.load(f.clone());
@@ -645,6 +653,18 @@ fn desktop_start_options(app: &mut App, opts: &DesktopOptions, select: Option<As
     }
     if opts.show_oee {
         app.insert_resource(crate::oee::live::OeeHeatmap(true));
+    }
+    if let Some(serial) = opts.quality.clone() {
+        app.add_systems(
+            Update,
+            move |mut done: Local<bool>,
+                  mut out: MessageWriter<crate::quality::app::QualityCommand>| {
+                if !*done {
+                    out.write(crate::quality::app::QualityCommand::Follow(serial.clone()));
+                    *done = true;
+                }
+            },
+        );
     }
 }
 

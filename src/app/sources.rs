@@ -61,6 +61,13 @@ pub fn start_live_sources(
             time_scale: cfg.demo.time_scale,
             tick_ms: cfg.demo.tick_ms,
             pki_dir: cfg.pki_dir(),
+            inject: cfg
+                .demo
+                .inject
+                .iter()
+                .map(|s| s.parse())
+                .collect::<Result<_, String>>()
+                .map_err(|m| AppError::Demo(demo::DemoError::Inject(m)))?,
         };
         Some(demo::start_embedded_plant(registry.clone(), &settings).map_err(AppError::Demo)?)
     } else {

@@ -95,6 +95,8 @@ pub enum DemoError {
     },
     #[error("{what} did not come up within 10 s")]
     NotReady { what: String },
+    #[error("demo.inject / --demo-inject: {0}")]
+    Inject(String),
     #[error("OPC UA server: {0}")]
     OpcUa(String),
     #[error(transparent)]
@@ -158,6 +160,8 @@ pub struct DemoSettings {
     pub tick_ms: u64,
     /// Where the OPC UA server keeps its certificate.
     pub pki_dir: PathBuf,
+    /// Causes of bad parts to start.
+    pub inject: Vec<parts::Injection>,
 }
 
 /// Start broker, OPC UA server and PLC simulator on loopback ports.
@@ -182,7 +186,15 @@ pub fn start_embedded_plant(
             floor: Some(floor.clone()),
         },
     )?;
-    let sim = plc::PlcSim::new(registry, settings.seed, now_us(), settings.time_scale);
+    let mut sim = plc::PlcSim::new(
+        registry.clone(),
+        settings.seed,
+        now_us(),
+        settings.time_scale,
+    );
+    sim.parts_mut()
+        .inject(&registry, &settings.inject)
+        .map_err(DemoError::Inject)?;
     let publisher = publisher::spawn_publisher(
         sim,
         Some(("127.0.0.1".into(), broker.port)),

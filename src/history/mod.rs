@@ -396,6 +396,7 @@ impl WorkerConnections {
 pub const WORKER_SCHEDULE: u8 = 0;
 pub const WORKER_OEE: u8 = 1;
 pub const WORKER_WHATIF: u8 = 2;
+pub const WORKER_QUALITY: u8 = 3;
 
 /// Responses that arrived this frame, for playback and the UI to take.
 #[derive(Resource, Default, Debug)]

@@ -430,35 +430,34 @@ impl AssetData {
 /// A part's serial and its window on an asset, µs.
 type PartWindow = (String, (i64, i64));
 
-/// The last `n` good parts through an asset before `before_us`: their
-/// windows.
-fn good_windows(
+/// The last parts through an asset that entered before `before_us` (up
+/// to `limit`), with their windows, oldest first.
+fn candidate_windows(
     conn: &Connection,
-    defs: &[FeatureDef],
     asset_id: &str,
     before_us: i64,
-    n: usize,
+    limit: usize,
 ) -> Result<Vec<PartWindow>, QualityError> {
-    let events = genealogy::station_events(conn, asset_id, before_us - LOOKBACK_US, before_us)?;
-    let windows: Vec<PartWindow> = events
+    let mut st = conn
+        .prepare_cached(
+            "SELECT ts_us, serial FROM part_events WHERE asset_id = ? AND ts_us <= ? AND ts_us >= ?
+             ORDER BY ts_us DESC LIMIT ?",
+        )
+        .map_err(sql("reading part events"))?;
+    let mut events: Vec<(i64, String)> = st
+        .query_map(
+            params![asset_id, before_us, before_us - LOOKBACK_US, limit as i64],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .map_err(sql("reading part events"))?
+        .collect::<Result<_, _>>()
+        .map_err(sql("reading part events"))?;
+    events.reverse();
+    Ok(events
         .windows(2)
         .filter(|w| !w[0].1.is_empty())
         .map(|w| (w[0].1.clone(), (w[0].0, w[1].0)))
-        .collect();
-    if windows.is_empty() {
-        return Ok(Vec::new());
-    }
-    // Verdicts come from inspection later than the operation.
-    let from = windows[windows.len().saturating_sub(n * 3 + 50)].1.0;
-    let v = verdicts(conn, defs, from, before_us + 86_400_000_000)?;
-    let mut good: Vec<PartWindow> = windows
-        .into_iter()
-        .rev()
-        .filter(|(s, _)| v.get(s).is_some_and(|(v, _)| *v == Verdict::Good))
-        .take(n)
-        .collect();
-    good.reverse();
-    Ok(good)
+        .collect())
 }
 
 /// Compares one part with the last `n_good` good parts of each of its
@@ -473,8 +472,24 @@ pub fn rank(
     let t0 = Instant::now();
     let g = genealogy::part(conn, registry, props, serial)?;
     let defs = genealogy::feature_defs(registry, props);
+    // Candidates for each operation, then the verdicts of all of them at
+    // once (inspection comes after the operation, so look a day further).
+    let candidates: Vec<Vec<PartWindow>> = g
+        .operations
+        .iter()
+        .map(|op| candidate_windows(conn, &op.asset_id, op.start_us, n_good * 3 + 50))
+        .collect::<Result<_, _>>()?;
+    let from = candidates
+        .iter()
+        .filter_map(|c| c.first().map(|w| w.1.0))
+        .min();
+    let to = g.operations.iter().map(|o| o.start_us).max();
+    let v = match (from, to) {
+        (Some(f), Some(t)) => verdicts(conn, &defs, f, t + 86_400_000_000)?,
+        _ => HashMap::new(),
+    };
     let mut differences = Vec::new();
-    for op in &g.operations {
+    for (op, cands) in g.operations.iter().zip(candidates) {
         let Some(end_us) = op.end_us else { continue };
         let Some(asset) = registry.by_id(&op.asset_id) else {
             continue;
@@ -484,7 +499,14 @@ pub fn rank(
             continue;
         }
         let w = (op.start_us, end_us);
-        let good = good_windows(conn, &defs, &op.asset_id, op.start_us, n_good)?;
+        let mut good: Vec<PartWindow> = cands
+            .into_iter()
+            .rev()
+            .filter(|(s, _)| s != &g.serial)
+            .filter(|(s, _)| v.get(s).is_some_and(|(v, _)| *v == Verdict::Good))
+            .take(n_good)
+            .collect();
+        good.reverse();
         if good.len() < 3 {
             continue;
         }

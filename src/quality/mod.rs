@@ -11,6 +11,7 @@
 //! (opened, notes, conclusion, sign-off) go on the history's hash-chained
 //! audit trail (`history::audit`).
 
+pub mod app;
 pub mod compare;
 pub mod evidence;
 pub mod genealogy;

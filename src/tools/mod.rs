@@ -12,6 +12,7 @@ pub mod generate;
 pub mod import_schedule;
 pub mod oee;
 pub mod opcua_trust;
+pub mod quality;
 pub mod record;
 pub mod schedule;
 pub mod whatif;

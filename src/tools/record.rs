@@ -43,8 +43,10 @@ pub fn run(
     history: Option<PathBuf>,
     registry: Option<PathBuf>,
     exit_after_idle_s: Option<u64>,
+    demo_inject: Vec<String>,
 ) -> anyhow::Result<ExitCode> {
-    let cfg = tool_config(config, history, registry)?;
+    let mut cfg = tool_config(config, history, registry)?;
+    cfg.demo.inject.extend(demo_inject);
     cfg.validate()?;
     if !cfg.history.enabled {
         anyhow::bail!("`record` records into the history: [history] enabled is false");

@@ -7,6 +7,7 @@ pub mod live;
 pub mod mes;
 pub mod oee;
 pub mod panels;
+pub mod quality;
 pub mod schedule;
 pub mod timeline;
 pub mod whatif;
@@ -88,6 +89,7 @@ pub struct UiState {
     pub schedule: schedule::ScheduleUiState,
     pub oee: oee::OeeUiState,
     pub whatif: whatif::WhatIfUiState,
+    pub quality: quality::QualityUiState,
 }
 
 /// The analysis panels' views (schedule, OEE, what-if).
@@ -96,6 +98,7 @@ pub struct Panels<'w, 's> {
     pub sched: schedule::ScheduleUiView<'w>,
     pub oee: oee::OeeUiView<'w>,
     pub whatif: whatif::WhatIfUiView<'w, 's>,
+    pub quality: quality::QualityUiView<'w>,
 }
 
 pub struct UiPlugin;
@@ -112,6 +115,7 @@ impl Plugin for UiPlugin {
             schedule: schedule::ScheduleUiState::default(),
             oee: oee::OeeUiState::default(),
             whatif: whatif::WhatIfUiState::default(),
+            quality: quality::QualityUiState::default(),
         })
         .add_message::<crate::reconcile::ReconcileCommand>()
         .add_message::<crate::demo::DemoCommand>()
@@ -257,6 +261,10 @@ fn main_ui(
                     ui.toggle_value(&mut ui_state.whatif.open, "What-if")
                         .on_hover_text("Scenarios of the plant's future as ghosts over the live plant, compared with 95 % intervals");
                 }
+                if panels.quality.view.is_some() {
+                    ui.toggle_value(&mut ui_state.quality.open, "Quality")
+                        .on_hover_text("Follow a failed part through the machines that made it and see what was different");
+                }
                 ui.toggle_value(&mut ui_state.show_latency, "Latency");
                 ui.toggle_value(
                     &mut ui_state.show_ingest,
@@ -313,6 +321,7 @@ fn main_ui(
                 stats: playback.history.as_ref().map(|h| h.stats.as_ref()),
                 now_us: now_us(),
                 future: whatif::future_rows(&panels.whatif, &registry, playback.view.focus),
+                part: quality::part_bands(&panels.quality),
             };
             if playback.history.is_none() {
                 ui.weak("History is off ([history] enabled = false): no playback.");
@@ -401,8 +410,26 @@ fn main_ui(
     });
     let mut seeks = Vec::new();
     whatif::whatif_events(&ctx, &mut ui_state.whatif, &mut panels.whatif, &registry);
-    // The what-if panel takes the inspector's place while it is open.
-    let right = if ui_state.whatif.open && panels.whatif.view.is_some() {
+    // The quality and what-if panels take the inspector's place while open.
+    let right = if ui_state.quality.open && panels.quality.view.is_some() {
+        egui::Panel::right("quality")
+            .resizable(true)
+            .default_size(560.0)
+            .show(&mut root, |ui| {
+                quality::quality_ui(
+                    ui,
+                    &mut ui_state.quality,
+                    &mut panels.quality,
+                    &registry,
+                    &playback.cursor,
+                    &mut commands,
+                    &mut seeks,
+                );
+            })
+            .response
+            .rect
+            .width()
+    } else if ui_state.whatif.open && panels.whatif.view.is_some() {
         let presentation = ui_state.whatif.presentation;
         egui::Panel::right(if presentation {
             "whatif-presentation"

@@ -46,6 +46,8 @@ pub struct TimelineInput<'a> {
     /// A what-if study's future: per variant, its colour and the focused
     /// machine's simulated states (start, end, colour).
     pub future: Vec<FutureRow>,
+    /// A followed part's operations (start, end, colour per asset).
+    pub part: Option<FutureRow>,
 }
 
 /// One variant's row on the future side of the strip.
@@ -456,6 +458,36 @@ fn strip_ui(
                 egui::FontId::proportional(10.0),
                 super::mes::OUTAGE_COLOUR,
             );
+        }
+    }
+    // A followed part's operations, as bands along the top of the strip.
+    if let Some(row) = &input.part {
+        let y0 = rect.min.y + 12.0;
+        for (k, (s0, s1, c)) in row.spans.iter().enumerate() {
+            let (a, b) = ((*s0).max(from), (*s1).min(to));
+            if b <= a {
+                continue;
+            }
+            let r = egui::Rect::from_min_max(
+                egui::pos2(x_of(a), y0),
+                egui::pos2(x_of(b).max(x_of(a) + 2.0), y0 + 9.0),
+            );
+            p.rect_filled(r, 1.0, *c);
+            if r.width() > 16.0 {
+                p.text(
+                    r.left_center() + egui::vec2(2.0, 0.0),
+                    egui::Align2::LEFT_CENTER,
+                    format!("{}", k + 1),
+                    egui::FontId::proportional(8.5),
+                    Color32::BLACK,
+                );
+            }
+        }
+        if let Some(pp) = resp.hover_pos()
+            && pp.y >= y0
+            && pp.y <= y0 + 9.0
+        {
+            resp.clone().on_hover_text(&row.name);
         }
     }
     // The simulated future: past now, one thin row per variant.

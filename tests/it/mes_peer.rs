@@ -831,6 +831,7 @@ fn an_mes_outage_marks_context_unavailable_then_catches_up_and_back_fills() {
             time_scale: 30.0,
             tick_ms: 100,
             pki_dir: dir.path().join("pki"),
+            inject: Vec::new(),
         },
     )
     .expect("plant");

@@ -159,6 +159,7 @@ fn embedded_plant_brings_every_machine_to_life_through_both_adapters() {
             time_scale: 30.0,
             tick_ms: 100,
             pki_dir: dir.path().join("pki"),
+            inject: Vec::new(),
         },
     )
     .expect("embedded plant");

@@ -26,6 +26,7 @@ use crate::twin::TwinCounters;
 
 pub mod history;
 pub mod oee;
+pub mod quality;
 pub mod schedule;
 pub mod soak;
 pub mod whatif;
@@ -137,6 +138,7 @@ pub fn run(
         "whatif" => whatif::run_whatif_bench(quick)?,
         "schedule" => schedule::run_schedule_bench(quick)?,
         "oee" => oee::run_oee_bench(quick)?,
+        "quality" => quality::run_quality_bench(quick)?,
         "soak" => {
             soak::run_soak(
                 minutes.unwrap_or(if quick { 1 } else { 30 }),
@@ -144,7 +146,7 @@ pub fn run(
             )?;
         }
         other => anyhow::bail!(
-            "unknown benchmark `{other}` (try `ingest`, `history`, `soak`, `whatif`, `schedule` or `oee`)"
+            "unknown benchmark `{other}` (try `ingest`, `history`, `soak`, `whatif`, `schedule`, `oee` or `quality`)"
         ),
     };
     Ok(std::process::ExitCode::SUCCESS)
