@@ -499,7 +499,19 @@ pub fn plot_png(d: &Difference, title: &str) -> Vec<u8> {
     };
     series(&mut img, &e.p50, [30, 70, 140], 1);
     series(&mut img, &e.part, [215, 40, 30], 2);
-    text(&mut img, 10, 10, title, [20, 20, 20], 2);
+    let scale = if title.len() as i64 * 16 <= i64::from(w) - 20 {
+        2
+    } else {
+        1
+    };
+    text(
+        &mut img,
+        10,
+        10 + 4 * (2 - scale),
+        title,
+        [20, 20, 20],
+        scale,
+    );
     text(&mut img, 4, y0 as i64 - 4, &short(hi), [60, 60, 60], 1);
     text(&mut img, 4, y1 as i64 - 4, &short(lo), [60, 60, 60], 1);
     let xl = if d.spectrum {
@@ -663,18 +675,30 @@ fn report_pdf(
     }
     p.gap(8.0);
     p.para(b"F2", 12.0, "Genealogy (routing order)");
+    if let Some(o) = g.operations.first() {
+        p.para(
+            b"F1",
+            9.0,
+            &format!(
+                "From {} (below: time of day, same zone).",
+                at(o.start_us, tz)
+            ),
+        );
+    }
+    let tod = |t: i64| {
+        let s = at(t, tz);
+        s.get(11..23).unwrap_or(&s).to_string()
+    };
     for o in &g.operations {
         p.para(
             b"F3",
             8.5,
             &format!(
-                "{}  {:<12} {} -> {}  {}  {}",
+                "{}  {:<12} {} - {}  order {}  lot {}",
                 o.seq,
                 o.asset_id,
-                at(o.start_us, tz),
-                o.end_us
-                    .map(|e| at(e, tz))
-                    .unwrap_or_else(|| "(still there)".into()),
+                tod(o.start_us),
+                o.end_us.map(tod).unwrap_or_else(|| "(still there)".into()),
                 o.work_order.as_deref().unwrap_or("-"),
                 o.material_lot.as_deref().unwrap_or("-")
             ),

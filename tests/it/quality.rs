@@ -397,18 +397,27 @@ fn the_evidence_pack_verifies_and_holds_every_sample_and_spectrum_and_a_tampered
     let c = duckdb::Connection::open_in_memory().unwrap();
     let pq = |f: &str, sql: &str| -> i64 {
         c.query_row(
-            &sql.replace("F", &format!("read_parquet('{}')", out.join(f).display())),
+            &sql.replace(
+                "{file}",
+                &format!("read_parquet('{}')", out.join(f).display()),
+            ),
             [],
             |r| r.get(0),
         )
         .unwrap()
     };
-    assert_eq!(pq("samples.parquet", "SELECT count(*) FROM F"), samples);
     assert_eq!(
-        pq("spectra.parquet", "SELECT count(DISTINCT blob_id) FROM F"),
+        pq("samples.parquet", "SELECT count(*) FROM {file}"),
+        samples
+    );
+    assert_eq!(
+        pq(
+            "spectra.parquet",
+            "SELECT count(DISTINCT blob_id) FROM {file}"
+        ),
         spectra
     );
-    assert_eq!(pq("spectra.parquet", "SELECT count(*) FROM F"), bins);
+    assert_eq!(pq("spectra.parquet", "SELECT count(*) FROM {file}"), bins);
     println!("evidence: {samples} samples, {spectra} spectra ({bins} bins) in the part's windows");
     // A changed file no longer verifies.
     std::fs::write(out.join("differences.csv"), "edited\n").unwrap();
