@@ -250,6 +250,53 @@ fn the_binarys_assembly_runs_headless_live_recorded_and_with_mes_context() {
         assert!(!live.has_calendar());
     }
 
+    // Quality in the app: an investigation record goes through the writer
+    // onto the chained trail, and the panel's worker reads it back; an
+    // unknown serial is refused by name.
+    {
+        use mezzanine::history::audit::AuditEntry;
+        use mezzanine::quality::app::{QualityCommand, QualityView};
+        a.app
+            .world_mut()
+            .write_message(QualityCommand::Audit(AuditEntry {
+                ts_us: mezzanine::ingest::now_us(),
+                time_zone: "Europe/Paris".into(),
+                kind: "investigation.opened".into(),
+                subject: "S-APP-TEST".into(),
+                field: "title".into(),
+                value: Some("app test".into()),
+                previous_value: None,
+                signer: Some("tester".into()),
+                meaning: None,
+            }));
+        a.app
+            .world_mut()
+            .write_message(QualityCommand::Follow("S-APP-TEST".into()));
+        let start = Instant::now();
+        loop {
+            a.app.update();
+            let v = a.app.world().resource::<QualityView>();
+            if v.error.is_some() && v.trail.len() == 1 {
+                assert!(
+                    v.error.as_deref().unwrap_or("").contains("`S-APP-TEST`"),
+                    "{:?}",
+                    v.error
+                );
+                assert_eq!(v.trail[0].seq, 1);
+                assert_eq!(v.trail[0].prev_hash, mezzanine::history::audit::GENESIS);
+                assert!(v.pending_audit.is_empty());
+                break;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "quality view after 20 s: error {:?}, trail {:?}",
+                v.error,
+                v.trail
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     // The orderly shutdown commits what the recorder holds.
     a.shutdown();
     let conn = duckdb::Connection::open(&db).expect("reopen");
