@@ -29,6 +29,8 @@ pub enum QualityCommand {
     RefreshFailures { hours: f64 },
     /// Follow this part: genealogy and ranking.
     Follow(String),
+    /// What separates these failed parts from good ones, across the batch.
+    CompareBatch(Vec<String>),
     /// Write the evidence pack of the followed part into this folder.
     WriteEvidence(PathBuf),
     /// Append to the audit trail (the subject is usually the serial).
@@ -56,6 +58,8 @@ pub struct QualityView {
     pub busy: Option<String>,
     pub error: Option<String>,
     pub evidence: Option<Result<EvidenceReport, String>>,
+    /// The last batch comparison: (failed parts, rows).
+    pub batch: Option<(usize, Vec<compare::BatchRow>)>,
     /// Records sent to the writer, not yet read back.
     pub pending_audit: Vec<AuditEntry>,
     pub connected: bool,
@@ -66,6 +70,7 @@ enum Req {
     Rank(String),
     Evidence { serial: String, dir: PathBuf },
     Trail(String),
+    Batch(Vec<String>),
 }
 
 enum Resp {
@@ -73,6 +78,7 @@ enum Resp {
     Ranking(Result<Ranking, String>),
     Evidence(Result<EvidenceReport, String>),
     Trail(Result<Vec<AuditRecord>, String>),
+    Batch(Result<(usize, Vec<compare::BatchRow>), String>),
 }
 
 #[derive(Resource, Default)]
@@ -147,6 +153,11 @@ fn spawn_worker(
                             |_, _| {},
                         )
                         .map_err(e),
+                    ),
+                    Req::Batch(serials) => Resp::Batch(
+                        compare::rank_batch(&conn, &registry, &props, &serials, APP_GOOD_PARTS)
+                            .map(|rows| (serials.len(), rows))
+                            .map_err(e),
                     ),
                     Req::Trail(serial) => Resp::Trail(
                         crate::history::audit::records(&conn, Some(&serial))
@@ -257,6 +268,14 @@ fn apply_commands(
                 send(&mut worker, &mut view, Req::Rank(serial.clone()));
                 send(&mut worker, &mut view, Req::Trail(serial));
             }
+            QualityCommand::CompareBatch(serials) => {
+                view.busy = Some(format!(
+                    "comparing {} failed parts with good parts",
+                    serials.len()
+                ));
+                view.batch = None;
+                send(&mut worker, &mut view, Req::Batch(serials.clone()));
+            }
             QualityCommand::WriteEvidence(dir) => {
                 if let Some(serial) = view.serial.clone() {
                     view.busy = Some(format!("writing the evidence pack to {}", dir.display()));
@@ -324,6 +343,13 @@ fn collect(worker: Res<Worker>, mut view: ResMut<QualityView>) {
                 view.trail = t;
             }
             Resp::Trail(Err(e)) => view.error = Some(e),
+            Resp::Batch(r) => {
+                view.busy = None;
+                match r {
+                    Ok(b) => view.batch = Some(b),
+                    Err(e) => view.error = Some(e),
+                }
+            }
         }
     }
 }

@@ -212,6 +212,40 @@ pub fn quality_ui(
                     if v.failures.is_empty() {
                         ui.weak("No failed part in that time.");
                     }
+                    if v.failures.len() > 1
+                        && ui
+                            .button(format!("What separates these {} failures", v.failures.len().min(30)))
+                            .on_hover_text("Compare each of the (newest 30) failed parts with the good parts of its operations and rank the signals across the batch")
+                            .clicked()
+                    {
+                        out.write(QualityCommand::CompareBatch(
+                            v.failures.iter().take(30).map(|f| f.failure.serial.clone()).collect(),
+                        ));
+                    }
+                    if let Some((n, rows)) = &v.batch {
+                        ui.label(RichText::new(format!("Across {n} failed parts:")).strong());
+                        egui::Grid::new("q-batch").striped(true).show(ui, |ui| {
+                            ui.strong("asset · signal");
+                            ui.strong("parts");
+                            ui.strong("alarmed");
+                            ui.strong("median |score|");
+                            ui.end_row();
+                            for r in rows.iter().take(8) {
+                                let t = RichText::new(format!("{} · {}", r.asset_id, r.property));
+                                if ui.link(if r.alarmed > 0 { t.color(ALARM) } else { t }).clicked()
+                                    && let Some(a) = registry.by_id(&r.asset_id)
+                                {
+                                    selection.push(SelectionCommand::SelectAndFrame(a));
+                                    playback.push(PlaybackCommand::Focus(Some(a)));
+                                }
+                                ui.label(r.parts.to_string());
+                                ui.label(r.alarmed.to_string());
+                                ui.label(format!("{:.1}", r.median_abs_score));
+                                ui.end_row();
+                            }
+                        });
+                        ui.separator();
+                    }
                     for f in &v.failures {
                         ui.horizontal(|ui| {
                             if ui.link(&f.failure.serial).clicked() {
