@@ -452,3 +452,38 @@ fn the_evidence_pack_verifies_and_holds_every_sample_and_spectrum_and_a_tampered
     assert!(text.contains("BROKEN at record 4"), "{text}");
     println!("{}", text.trim());
 }
+
+#[test]
+fn a_discrepancy_acknowledged_and_resolved_goes_on_the_audit_trail() {
+    use mezzanine::history::{HistoryWriter, WriterMsg, WriterSettings, audit};
+    let dir = tempfile::tempdir().unwrap();
+    let reg = registry();
+    let path = dir.path().join("d.duckdb");
+    let store = Store::open(&path, &reg).unwrap();
+    let writer = HistoryWriter::spawn(store, reg.clone(), WriterSettings::default(), 64).unwrap();
+    for status in ["open", "acknowledged", "resolved"] {
+        writer
+            .app
+            .send(WriterMsg::Discrepancy {
+                ts_us: 1_780_000_000_000_000,
+                discrepancy_id: "d-1".into(),
+                asset_id: Some("L1-MILL-01".into()),
+                rule: "state_vs_mode".into(),
+                status: status.into(),
+                detail: format!("{status} in a test"),
+            })
+            .unwrap();
+    }
+    writer.flush().unwrap();
+    writer.join();
+    let store = Store::open(&path, &reg).unwrap();
+    let recs = audit::records(&store.conn, Some("d-1")).unwrap();
+    let kinds: Vec<&str> = recs.iter().map(|r| r.entry.kind.as_str()).collect();
+    // Opening is the reconciler's finding, not a person's act: not on it.
+    assert_eq!(kinds, ["discrepancy.acknowledged", "discrepancy.resolved"]);
+    assert!(recs.iter().all(|r| r.entry.time_zone == "Europe/Paris"));
+    assert_eq!(
+        audit::verify(&store.conn).unwrap(),
+        Ok((2, recs[1].hash.clone()))
+    );
+}

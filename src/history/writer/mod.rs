@@ -350,6 +350,8 @@ struct Writer {
     transitions: Transitions,
     /// `part_serial` prop id → asset id.
     part_props: std::collections::HashMap<i32, String>,
+    /// The plant's zone, for the audit records the writer makes.
+    time_zone: String,
     dedupe: Dedupe,
     keyframes: Keyframes,
     mes: MesContext,
@@ -443,6 +445,7 @@ impl Writer {
             stats,
             transitions,
             part_props,
+            time_zone: registry.plant().time_zone.clone(),
             dedupe,
             keyframes,
             mes,
@@ -846,7 +849,9 @@ impl Writer {
             })
             .collect();
         let bad_app: Vec<(usize, String)> = (0..b.app.len())
-            .filter_map(|i| refused(&|| write_app(c, &b.app[i], received)).map(|e| (i, e)))
+            .filter_map(|i| {
+                refused(&|| write_app(c, &b.app[i], received, &self.time_zone)).map(|e| (i, e))
+            })
             .collect();
         let n = bad_samples.len()
             + bad_blobs.len()
@@ -955,7 +960,7 @@ impl Writer {
         rows::append_part_events(c, &b.samples, &self.part_props)?;
         let received = now_us();
         for m in &b.app {
-            write_app(c, m, received)?;
+            write_app(c, m, received, &self.time_zone)?;
         }
         Keyframes::patch_late(c, &b.samples, &b.late)?;
         if keyframe {
@@ -977,7 +982,7 @@ fn audit_append(c: &Connection, e: &crate::history::audit::AuditEntry) -> duckdb
         })
 }
 
-fn write_app(c: &Connection, m: &WriterMsg, received: i64) -> duckdb::Result<()> {
+fn write_app(c: &Connection, m: &WriterMsg, received: i64, time_zone: &str) -> duckdb::Result<()> {
     if mes_context::write(c, m, received)? {
         return Ok(());
     }
@@ -998,7 +1003,7 @@ fn write_app(c: &Connection, m: &WriterMsg, received: i64) -> duckdb::Result<()>
             if status == "acknowledged" || status == "resolved" {
                 let e = crate::history::audit::AuditEntry {
                     ts_us: *ts_us,
-                    time_zone: "UTC".into(),
+                    time_zone: time_zone.to_string(),
                     kind: format!("discrepancy.{status}"),
                     subject: discrepancy_id.clone(),
                     field: "status".into(),
