@@ -9,8 +9,10 @@
 //! windows, one row per bin), `plot-<k>-<asset>-<signal>.png` (the top
 //! differences against the good-part envelope), `audit.csv` (the trail's
 //! records about this part), `report.pdf`, and `manifest.sha256`
-//! (`sha256sum -c` format, every other file) with `manifest.json`. Written
-//! into `<out>.partial`, then renamed: a pack is complete or absent.
+//! (`sha256sum -c` format, every other file) with `manifest.json` (which
+//! also holds the whole audit trail's state: intact with its head hash, or
+//! where it breaks). Written into `<out>.partial`, then renamed: a pack is
+//! complete or absent.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -213,7 +215,16 @@ pub fn write_evidence(
         files.push((n.clone(), h));
     }
     write("manifest.sha256", manifest.as_bytes())?;
+    // The whole trail's state when the pack was written: a later rewrite of
+    // the chain shows against this head hash.
+    let chain = match crate::history::audit::verify(conn)? {
+        Ok((records, head)) => {
+            serde_json::json!({"intact": true, "records": records, "head_hash": head})
+        }
+        Err(b) => serde_json::json!({"intact": false, "broken_at": b.seq, "reason": b.reason}),
+    };
     let manifest_json = serde_json::json!({
+        "audit_trail": chain,
         "serial": serial,
         "written": at(crate::ingest::now_us(), &tz),
         "producer": concat!("Mezzanine ", env!("CARGO_PKG_VERSION")),

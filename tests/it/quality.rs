@@ -370,6 +370,10 @@ fn the_evidence_pack_verifies_and_holds_every_sample_and_spectrum_and_a_tampered
         mezzanine::quality::evidence::verify_manifest(&out).unwrap(),
         Vec::<String>::new()
     );
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["audit_trail"]["intact"], true);
+    assert_eq!(manifest["audit_trail"]["records"], 5);
     // The Parquet files against the history, window by window.
     let store = Store::open(&path, &reg).unwrap();
     let g = genealogy::part(&store.conn, &reg, &store.props, &failed.serial).unwrap();
