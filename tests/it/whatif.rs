@@ -573,33 +573,15 @@ use mezzanine::contract::Contract;
 use mezzanine::demo::mes::{MesSim, ShopFloor};
 use mezzanine::demo::plc::PlcSim;
 use mezzanine::history::{HistoryWriter, Store, WriterMsg, WriterSettings};
-use mezzanine::ingest::{HopStamps, Origin, Quality, Recorded, Sample};
 use mezzanine::whatif::backtest::{BacktestSettings, backtest};
+
+/// A PLC simulator emission as the recorder receives it over MQTT.
+pub(crate) use mezzanine::demo::record::as_recorded as recorded;
 
 /// Records `minutes` of the demo plant (its PLC and MES simulators at the
 /// demo's time scale, 10) into a history file through the real writer,
 /// faster than real time: the simulators are stepped by their own clocks
 /// instead of waiting for the wall clock, and nothing goes over a broker.
-/// A PLC simulator emission as the recorder receives it over MQTT.
-pub(crate) fn recorded(e: mezzanine::demo::plc::Emission) -> Recorded {
-    Recorded::Sample(
-        Sample {
-            property: e.property,
-            value: e.value,
-            reason: e.reason,
-            quality: Quality::Good,
-            origin: Origin::Mqtt,
-            hops: HopStamps {
-                source_us: e.ts_us,
-                received_us: e.ts_us + 800,
-                decoded_us: e.ts_us + 900,
-                ..Default::default()
-            },
-        },
-        None,
-    )
-}
-
 pub(crate) fn record_demo(path: &Path, minutes: i64) -> (Arc<AssetRegistry>, i64) {
     let reg = Arc::new(demo_registry());
     let store = Store::open(path, &reg).unwrap();
