@@ -44,6 +44,8 @@ pub struct QualityUiState {
     /// The operation the view was last moved to.
     pub at_operation: Option<usize>,
     asked: bool,
+    /// When the failures were last asked for (egui time, s).
+    refreshed_s: f64,
     /// The followed serial whose first operation was already shown.
     shown: Option<String>,
 }
@@ -62,6 +64,7 @@ impl Default for QualityUiState {
             following: false,
             at_operation: None,
             asked: false,
+            refreshed_s: 0.0,
             shown: None,
         }
     }
@@ -169,8 +172,11 @@ pub fn quality_ui(
 ) {
     let tz = registry.plant().time_zone.clone();
     let QualityUiView { view: shown, out } = view;
-    if !state.asked {
+    // The list follows the plant: asked for on opening, then every 30 s.
+    let now_s = ui.input(|i| i.time);
+    if !state.asked || now_s - state.refreshed_s > 30.0 {
         state.asked = true;
+        state.refreshed_s = now_s;
         out.write(QualityCommand::RefreshFailures { hours: state.hours });
     }
     let Some(v) = shown.as_deref() else {
