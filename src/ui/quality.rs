@@ -44,7 +44,7 @@ pub struct QualityUiState {
     /// The operation the view was last moved to.
     pub at_operation: Option<usize>,
     asked: bool,
-    /// When the failures were last asked for (egui time, s).
+    /// When the failures were last asked for (wall clock, s).
     refreshed_s: f64,
     /// The followed serial whose first operation was already shown.
     shown: Option<String>,
@@ -173,7 +173,7 @@ pub fn quality_ui(
     let tz = registry.plant().time_zone.clone();
     let QualityUiView { view: shown, out } = view;
     // The list follows the plant: asked for on opening, then every 30 s.
-    let now_s = ui.input(|i| i.time);
+    let now_s = crate::ingest::now_us() as f64 / 1e6;
     if !state.asked || now_s - state.refreshed_s > 30.0 {
         state.asked = true;
         state.refreshed_s = now_s;
