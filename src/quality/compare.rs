@@ -331,11 +331,7 @@ impl AssetData {
                 .map_err(sql("reading spectra"))?;
             for r in rows {
                 let (id, ts, hz, bytes) = r.map_err(sql("reading spectra"))?;
-                let bins: Vec<f32> = bytes
-                    .unwrap_or_default()
-                    .chunks_exact(4)
-                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                    .collect();
+                let bins = crate::history::query::spectrum_bins(&bytes.unwrap_or_default());
                 spectra
                     .entry(id)
                     .or_default()

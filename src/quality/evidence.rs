@@ -396,8 +396,8 @@ fn export_windows(conn: &Connection, r: &Ranking, dir: &Path) -> Result<(u64, u6
             .appender(&table)
             .map_err(sql("preparing spectra.parquet"))?;
         for (op, asset, prop, unit, blob_id, ts, hz, bytes) in &rows {
-            for (k, c) in bytes.as_deref().unwrap_or(&[]).chunks_exact(4).enumerate() {
-                let amp = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+            let bins = crate::history::query::spectrum_bins(bytes.as_deref().unwrap_or(&[]));
+            for (k, amp) in bins.into_iter().enumerate() {
                 a.append_row(params![
                     op,
                     asset,

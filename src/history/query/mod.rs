@@ -253,13 +253,15 @@ pub fn blob(conn: &Connection, blob_id: i64) -> Result<Option<(f32, Vec<f32>)>, 
             });
         }
     };
-    Ok(row.map(|(hz, bytes)| {
-        let bins = bytes
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect();
-        (hz, bins)
-    }))
+    Ok(row.map(|(hz, bytes)| (hz, spectrum_bins(&bytes))))
+}
+
+/// A stored spectrum's bins (`blobs.bins_f32le`: little-endian f32 each).
+pub fn spectrum_bins(bytes: &[u8]) -> Vec<f32> {
+    bytes
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
 }
 
 /// One stored sample: source time, number, text.

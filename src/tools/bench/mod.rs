@@ -106,6 +106,31 @@ pub fn synthetic_registry(assets: usize, props: usize) -> Registry {
     }
 }
 
+/// Generated samples for a benchmark's history: `rows` of them, the
+/// properties `ids` in turn, evenly over `[from_us, to_us)`; then a
+/// checkpoint.
+fn fill_samples(
+    c: &duckdb::Connection,
+    ids: &[i32],
+    from_us: i64,
+    to_us: i64,
+    rows: i64,
+) -> duckdb::Result<()> {
+    let n = ids.len().max(1) as i64;
+    let step_us = (to_us - from_us) * n / rows.max(1);
+    let list = ids.iter().map(i32::to_string).collect::<Vec<_>>().join(",");
+    c.execute(
+        &format!(
+            "INSERT INTO samples (ts_us, prop_id, value, quality, origin, received_us)
+             SELECT {from_us} + (r // {n}) * {step_us}, [{list}][1 + r % {n}], (r % 1000) / 10.0, 0, 0,
+                    {from_us} + (r // {n}) * {step_us}
+             FROM range({rows}) t(r)"
+        ),
+        [],
+    )?;
+    c.execute_batch("CHECKPOINT")
+}
+
 /// CPU seconds this process has used (user + system), from /proc.
 fn cpu_seconds() -> f64 {
     let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {

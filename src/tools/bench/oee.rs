@@ -102,23 +102,7 @@ fn bench(
     }
     // The other properties' samples, evenly over the 30 days.
     let filler = (total_rows - counter_rows).max(0);
-    let n = filler_ids.len().max(1) as i64;
-    let step_us = (end_us - start_us) * n / filler.max(1);
-    let ids = filler_ids
-        .iter()
-        .map(i32::to_string)
-        .collect::<Vec<_>>()
-        .join(",");
-    c.execute(
-        &format!(
-            "INSERT INTO samples (ts_us, prop_id, value, quality, origin, received_us)
-             SELECT {start_us} + (r // {n}) * {step_us}, [{ids}][1 + r % {n}], (r % 1000) / 10.0, 0, 0,
-                    {start_us} + (r // {n}) * {step_us}
-             FROM range({filler}) t(r)"
-        ),
-        [],
-    )?;
-    c.execute_batch("CHECKPOINT")?;
+    super::fill_samples(c, &filler_ids, start_us, end_us, filler)?;
     let generated_s = t0.elapsed().as_secs_f64();
     let rows: i64 = c.query_row("SELECT count(*) FROM samples", [], |r| r.get(0))?;
 

@@ -60,21 +60,9 @@ pub fn run_quality_bench(quick: bool) -> anyhow::Result<()> {
                     .map(|(_, id)| id)
             })
             .collect();
-        let n = ids.len() as i64;
         // 30 days in all with the recording.
         let from_us = run.end_us - 30 * 86_400_000_000;
-        let step_us = (run.start_us - from_us) * n / filler_rows;
-        let list = ids.iter().map(i32::to_string).collect::<Vec<_>>().join(",");
-        c.execute(
-            &format!(
-                "INSERT INTO samples (ts_us, prop_id, value, quality, origin, received_us)
-                 SELECT {from_us} + (r // {n}) * {step_us}, [{list}][1 + r % {n}], (r % 1000) / 10.0, 0, 0,
-                        {from_us} + (r // {n}) * {step_us}
-                 FROM range({filler_rows}) t(r)"
-            ),
-            [],
-        )?;
-        c.execute_batch("CHECKPOINT")?;
+        super::fill_samples(c, &ids, from_us, run.start_us, filler_rows)?;
         let filled_s = t1.elapsed().as_secs_f64();
         let rows: i64 = c.query_row("SELECT count(*) FROM samples", [], |r| r.get(0))?;
         let (first, last): (i64, i64) =
