@@ -265,6 +265,16 @@ pub enum Command {
         #[arg(long)]
         registry: Option<PathBuf>,
     },
+    /// The Parquet lake: `lake compact` merges each partition's files into
+    /// one, dropping rows written twice (by two members of a shared
+    /// subscription, or redelivered); `lake status` lists its datasets.
+    Lake {
+        /// `compact` or `status`.
+        what: String,
+        /// The lake folder, overriding the config's `[lake] path`.
+        #[arg(long)]
+        lake: Option<PathBuf>,
+    },
     /// Schedule the plant as recorded (`--from-history`) against the MES
     /// plan, or solve a job-shop (`--jsp`) or flexible job-shop (`--fjsp`)
     /// benchmark instance.

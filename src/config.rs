@@ -66,6 +66,59 @@ pub struct AppConfig {
     pub reconcile: ReconcileConfig,
     pub ingest: IngestConfig,
     pub sparkplug: SparkplugConfig,
+    pub lake: LakeConfig,
+    pub federation: FederationConfig,
+}
+
+/// The Parquet lake the recorder closes its periods into (`history::lake`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LakeConfig {
+    /// The lake folder; absent: no lake.
+    pub path: Option<PathBuf>,
+    /// This recorder's name in its file names; absent: its MQTT client id.
+    /// Every recorder writing into one lake needs its own.
+    pub recorder: Option<String>,
+    /// Period length: each is closed into Parquet once it is over.
+    pub close_every_s: u64,
+    /// How long after its end a period is closed.
+    pub grace_s: u64,
+    /// How often the lake looks for closed periods and late rows.
+    pub tick_ms: u64,
+}
+
+impl Default for LakeConfig {
+    fn default() -> Self {
+        Self {
+            path: None,
+            recorder: None,
+            close_every_s: 3_600,
+            grace_s: 60,
+            tick_ms: 5_000,
+        }
+    }
+}
+
+/// The site summary this twin publishes for the enterprise view.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FederationConfig {
+    /// Publish the summary (retained, on the UNS broker).
+    pub publish: bool,
+    /// Summaries go under `<topic_root>/<site>/…`.
+    pub topic_root: String,
+    /// At most one message per asset in this many milliseconds.
+    pub min_interval_ms: u64,
+}
+
+impl Default for FederationConfig {
+    fn default() -> Self {
+        Self {
+            publish: false,
+            topic_root: "mezzanine/sites".into(),
+            min_interval_ms: 1_000,
+        }
+    }
 }
 
 /// The twin as a Sparkplug B host application. Off by default: then it
@@ -538,6 +591,10 @@ pub struct PlantConfig {
     pub shift_calendar: Option<PathBuf>,
     /// OEE loss rules (TOML; the `oee` layer reads them); none: the defaults.
     pub oee_rules: Option<PathBuf>,
+    /// The site's short name (the lake's `site=` partition, the enterprise
+    /// view's site); absent: the second level of the registry's ISA-95
+    /// paths (enterprise/site/…), lower-cased.
+    pub site: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -571,6 +628,7 @@ impl Default for PlantConfig {
             registry: shipped("scenes/demo-plant.toml"),
             shift_calendar: None,
             oee_rules: None,
+            site: None,
         }
     }
 }

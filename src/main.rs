@@ -70,6 +70,7 @@ fn main() -> ExitCode {
         Some(Command::Quality(args)) => {
             tools::quality::run(config, args, cli.run.demo_inject.clone())
         }
+        Some(Command::Lake { what, lake }) => tools::lake::run(config, &what, lake),
         Some(Command::Audit {
             what,
             history,

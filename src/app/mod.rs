@@ -261,21 +261,17 @@ pub fn build(launch: Launch) -> Result<Assembled, AppError> {
     }
     let (mut tx, rx) = ingest_channel(65_536);
     let recorder = if cfg.history.enabled {
-        let (plugin, threads) = HistoryPlugin::start(
-            &cfg.history.db_path(),
-            Arc::new(registry.clone()),
-            WriterSettings::from_config(&cfg.history),
-        )
-        .map_err(AppError::History)?;
+        let mut settings = WriterSettings::from_config(&cfg.history);
+        settings.lake = lake_settings(cfg, &registry, role_of(&launch.front))?;
+        let (plugin, threads) =
+            HistoryPlugin::start(&cfg.history.db_path(), Arc::new(registry.clone()), settings)
+                .map_err(AppError::History)?;
         tx = tx.with_recorder(threads.writer.recorder.clone());
         Some((plugin, threads))
     } else {
         None
     };
-    let role = match launch.front {
-        Front::Recorder => MqttRole::Record,
-        Front::Desktop(_) | Front::Headless => MqttRole::App,
-    };
+    let role = role_of(&launch.front);
     let live = match start_live_sources(cfg, role, Arc::new(registry.clone()), tx) {
         Ok(live) => live,
         Err(e) => {
@@ -422,6 +418,47 @@ pub fn build(launch: Launch) -> Result<Assembled, AppError> {
 /// How the app schedules: the demo's time scale, the shift calendar, the
 /// broker recommendations go to (the configured one, else the embedded
 /// demo's).
+fn role_of(front: &Front) -> MqttRole {
+    match front {
+        Front::Recorder => MqttRole::Record,
+        Front::Desktop(_) | Front::Headless => MqttRole::App,
+    }
+}
+
+/// The site's name: `[plant] site`, else from the registry's ISA-95 paths.
+pub fn site_name(cfg: &AppConfig, registry: &AssetRegistry) -> String {
+    cfg.plant
+        .site
+        .clone()
+        .unwrap_or_else(|| registry.site_name())
+}
+
+/// `[lake]` as the writer takes it (none without a lake path).
+fn lake_settings(
+    cfg: &AppConfig,
+    registry: &AssetRegistry,
+    role: MqttRole,
+) -> Result<Option<crate::history::lake::LakeSettings>, AppError> {
+    let Some(dir) = &cfg.lake.path else {
+        return Ok(None);
+    };
+    let recorder = match &cfg.lake.recorder {
+        Some(r) => r.clone(),
+        None => cfg.mqtt.client_id_for(role)?,
+    };
+    let site = site_name(cfg, registry);
+    crate::history::lake::check_name("site", &site).map_err(AppError::History)?;
+    crate::history::lake::check_name("recorder", &recorder).map_err(AppError::History)?;
+    Ok(Some(crate::history::lake::LakeSettings {
+        dir: dir.clone(),
+        site,
+        recorder,
+        close_every_us: cfg.lake.close_every_s.max(1) as i64 * 1_000_000,
+        grace_us: cfg.lake.grace_s as i64 * 1_000_000,
+        tick: std::time::Duration::from_millis(cfg.lake.tick_ms.max(50)),
+    }))
+}
+
 fn schedule_settings(
     cfg: &AppConfig,
     live: &LiveSources,

@@ -12,6 +12,7 @@
 
 pub mod audit;
 pub mod export;
+pub mod lake;
 pub mod query;
 pub mod store;
 pub mod writer;

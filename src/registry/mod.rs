@@ -85,6 +85,30 @@ impl AssetRegistry {
         }
     }
 
+    /// The site's short name from the ISA-95 paths (their second level,
+    /// lower-cased, anything but letters, digits, `-`, `_` as `-`): the
+    /// default for the lake's `site=` partition and the enterprise view.
+    pub fn site_name(&self) -> String {
+        let site = self
+            .registry
+            .assets
+            .first()
+            .map(|a| a.isa95.site.as_str())
+            .unwrap_or("site");
+        let s: String = site
+            .trim()
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                    c.to_ascii_lowercase()
+                } else {
+                    '-'
+                }
+            })
+            .collect();
+        if s.is_empty() { "site".into() } else { s }
+    }
+
     pub fn plant(&self) -> &PlantInfo {
         &self.registry.plant
     }

@@ -10,6 +10,7 @@ pub mod export;
 pub mod fuzz;
 pub mod generate;
 pub mod import_schedule;
+pub mod lake;
 pub mod oee;
 pub mod opcua_trust;
 pub mod quality;

@@ -14,6 +14,7 @@ mod app;
 mod binding;
 mod check_cli;
 mod history;
+mod lake;
 mod layers;
 mod live;
 mod mes;

@@ -57,6 +57,8 @@ pub struct WriterSettings {
     pub rollup_1m_every: Duration,
     /// Idempotency keys kept in memory.
     pub dedupe_keys: usize,
+    /// The Parquet lake the closed periods go to (none: no lake).
+    pub lake: Option<super::lake::LakeSettings>,
 }
 
 impl Default for WriterSettings {
@@ -71,6 +73,7 @@ impl Default for WriterSettings {
             rollup_1s_every: Duration::from_secs(1),
             rollup_1m_every: Duration::from_secs(10),
             dedupe_keys: 1_000_000,
+            lake: None,
         }
     }
 }
@@ -245,11 +248,16 @@ pub struct HistoryWriter {
     thread: Option<JoinHandle<()>>,
     housekeeper: Option<JoinHandle<()>>,
     stop_housekeeper: Arc<AtomicBool>,
+    /// The lake's counters, when there is a lake.
+    pub lake: Option<Arc<super::lake::LakeStats>>,
+    lake_thread: Option<JoinHandle<()>>,
+    stop_lake: Arc<AtomicBool>,
 }
 
 impl Drop for HistoryWriter {
     fn drop(&mut self) {
         self.stop_housekeeper.store(true, Ordering::Relaxed);
+        self.stop_lake.store(true, Ordering::Release);
     }
 }
 
@@ -275,6 +283,28 @@ impl HistoryWriter {
             stop: Arc::new(AtomicBool::new(false)),
         };
         let stop_housekeeper = hk.stop.clone();
+        let stop_lake = Arc::new(AtomicBool::new(false));
+        let (lake, lake_thread) = match &hk.settings.lake {
+            Some(ls) => {
+                let stats = Arc::new(super::lake::LakeStats::default());
+                let exporter = super::lake::LakeExporter {
+                    conn: hk
+                        .conn
+                        .try_clone()
+                        .map_err(q("opening the lake's connection"))?,
+                    settings: ls.clone(),
+                    committed: w.committed.clone(),
+                    stats: stats.clone(),
+                    stop: stop_lake.clone(),
+                };
+                let t = std::thread::Builder::new()
+                    .name("history-lake".into())
+                    .spawn(move || exporter.run())
+                    .map_err(|source| HistoryError::Thread { source })?;
+                (Some(stats), Some(t))
+            }
+            None => (None, None),
+        };
         let housekeeper = std::thread::Builder::new()
             .name("history-rollup".into())
             .spawn(move || hk.run())
@@ -290,6 +320,9 @@ impl HistoryWriter {
             thread: Some(thread),
             housekeeper: Some(housekeeper),
             stop_housekeeper,
+            lake,
+            lake_thread,
+            stop_lake,
         })
     }
 
@@ -302,7 +335,8 @@ impl HistoryWriter {
         rx.recv().map_err(|_| HistoryError::WriterGone)
     }
 
-    /// Commits what is queued, checkpoints and waits for the thread to end.
+    /// Commits what is queued, checkpoints and waits for the thread to end;
+    /// then the lake (if any) takes everything committed, up to now.
     /// Samples still in flight after this are not acknowledged (the broker
     /// delivers them again next time).
     pub fn join(mut self) {
@@ -313,6 +347,11 @@ impl HistoryWriter {
         }
         let _ = self.app.send(WriterMsg::Shutdown);
         if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        // The lake last: it closes everything committed, up to now.
+        self.stop_lake.store(true, Ordering::Release);
+        if let Some(t) = self.lake_thread.take() {
             let _ = t.join();
         }
     }
