@@ -202,7 +202,8 @@ pub enum Command {
     /// Measure a pipeline and print a table (`bench ingest`, `bench history`,
     /// `bench soak`, `bench whatif`, `bench schedule`).
     Bench {
-        /// Which pipeline: `ingest`, `history`, `soak`, `whatif`, `schedule`, `oee` or `quality`.
+        /// Which pipeline: `ingest`, `history`, `soak`, `whatif`, `schedule`, `oee`, `quality`
+        /// or `share` (1, 2, 3 recorders on one shared subscription).
         what: String,
         /// A run under 30 s at smaller rates (soak: one minute).
         #[arg(long)]
@@ -217,7 +218,9 @@ pub enum Command {
     /// Run a fault drill against real processes and print its table
     /// (`drill kill`: the recorder killed under load, the broker restarted).
     Drill {
-        /// Which drill: `kill`.
+        /// Which drill: `kill` (one recorder killed under load, the broker
+        /// restarted) or `share` (members of a shared subscription, one
+        /// killed, each sample once in the histories and the lake).
         what: String,
         /// Ten interruptions instead of 200.
         #[arg(long)]
@@ -228,6 +231,12 @@ pub enum Command {
         /// Asset registry (TOML) naming the drill's topics (default: the demo plant's).
         #[arg(long)]
         registry: Option<PathBuf>,
+        /// `drill share`: members of the shared subscription (default 3).
+        #[arg(long, default_value_t = 3)]
+        recorders: usize,
+        /// `drill share`: messages to publish (default 30,000).
+        #[arg(long, default_value_t = 30_000)]
+        messages: u64,
     },
     /// OPC UA server certificates: list the ones the client refused, or
     /// trust one (`opcua trust --thumbprint <hex>`).

@@ -402,6 +402,12 @@ pub struct MqttConfig {
     pub password: Option<String>,
     /// Topic filters to subscribe to.
     pub topic_roots: Vec<String>,
+    /// Subscribe to `topic_roots` as a member of this MQTT shared
+    /// subscription (`$share/<group>/<filter>`): the broker hands each
+    /// message to one member, so several recorders split one UNS. MES topics
+    /// are subscribed to directly, so every member keeps the work-order
+    /// context. Absent: plain subscriptions.
+    pub share_group: Option<String>,
     /// How JSON payloads name their value and source time, per topic
     /// filter (`[[mqtt.payload]]`, the first match wins; unmatched topics
     /// use the `mezzanine` preset).
@@ -422,6 +428,7 @@ impl Default for MqttConfig {
             username: None,
             password: None,
             topic_roots: vec!["acme/lyon/#".into(), "spBv1.0/acme/#".into()],
+            share_group: None,
             payloads: Vec::new(),
             ca_file: None,
             client_cert_file: None,
@@ -752,6 +759,17 @@ impl AppConfig {
             return Err(ConfigError::Missing {
                 what: "OEE loss rules",
                 path: c.clone(),
+            });
+        }
+        if let Some(g) = &self.mqtt.share_group
+            && (g.is_empty() || g.contains(['/', '+', '#']))
+        {
+            return Err(ConfigError::Invalid {
+                field: "mqtt.share_group",
+                message: format!(
+                    "{g:?}: a shared subscription's group name must be non-empty and hold no \
+                     '/', '+' or '#'"
+                ),
             });
         }
         let rec = self.mes.recommendations_topic.trim().trim_end_matches('/');

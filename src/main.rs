@@ -38,9 +38,14 @@ fn main() -> ExitCode {
             quick,
             kills,
             registry,
+            recorders,
+            messages,
         }) => match what.as_str() {
             "kill" => tools::drill::run(quick, kills, registry),
-            other => Err(anyhow::anyhow!("unknown drill `{other}` (try `kill`)")),
+            "share" => tools::share::drill(recorders, messages, registry),
+            other => Err(anyhow::anyhow!(
+                "unknown drill `{other}` (try `kill` or `share`)"
+            )),
         },
         Some(Command::Record {
             history,

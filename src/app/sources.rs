@@ -160,7 +160,15 @@ fn start_mqtt(
     } else {
         None
     };
-    let mut topics = cfg.mqtt.topic_roots.clone();
+    let mut topics: Vec<String> = match &cfg.mqtt.share_group {
+        Some(g) => cfg
+            .mqtt
+            .topic_roots
+            .iter()
+            .map(|t| format!("$share/{g}/{t}"))
+            .collect(),
+        None => cfg.mqtt.topic_roots.clone(),
+    };
     for e in [cfg.mes.events_topic.trim(), cfg.mes.heartbeat_topic.trim()] {
         if !e.is_empty() && !topics.iter().any(|r| r == e) {
             topics.push(e.to_string());

@@ -29,7 +29,7 @@ use crate::registry::{AssetRegistry, load_registry};
 
 /// The topics the drill publishes to (numeric JSON properties of the demo
 /// plant's registry).
-const TOPICS: [&str; 4] = [
+pub(crate) const TOPICS: [&str; 4] = [
     "acme/lyon/machining/line1/mill01/spindle_speed",
     "acme/lyon/machining/line1/mill02/spindle_speed",
     "acme/lyon/machining/line2/lathe01/spindle_speed",
@@ -54,21 +54,21 @@ impl Rng {
     }
 }
 
-fn mosquitto_bin() -> anyhow::Result<&'static str> {
+pub(crate) fn mosquitto_bin() -> anyhow::Result<&'static str> {
     ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"]
         .into_iter()
         .find(|p| Path::new(p).exists())
         .context("the kill drill needs mosquitto (e.g. `apt install mosquitto`)")
 }
 
-struct Broker {
+pub(crate) struct Broker {
     child: Child,
     conf: PathBuf,
     port: u16,
 }
 
 impl Broker {
-    fn start(dir: &Path, port: u16) -> anyhow::Result<Self> {
+    pub(crate) fn start(dir: &Path, port: u16) -> anyhow::Result<Self> {
         let conf = dir.join("mosquitto.conf");
         std::fs::write(
             &conf,
@@ -105,6 +105,10 @@ impl Broker {
         Ok(())
     }
 
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// SIGTERM (it writes its persistence file), then start it again.
     fn restart(&mut self) -> anyhow::Result<()> {
         signal(&self.child, "TERM")?;
@@ -127,7 +131,7 @@ impl Drop for Broker {
     }
 }
 
-fn signal(child: &Child, sig: &str) -> anyhow::Result<()> {
+pub(crate) fn signal(child: &Child, sig: &str) -> anyhow::Result<()> {
     let ok = Command::new("kill")
         .args([&format!("-{sig}"), &child.id().to_string()])
         .status()

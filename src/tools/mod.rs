@@ -16,6 +16,7 @@ pub mod opcua_trust;
 pub mod quality;
 pub mod record;
 pub mod schedule;
+pub mod share;
 pub mod whatif;
 
 use std::path::PathBuf;

@@ -391,3 +391,31 @@ fn the_lake_closes_periods_takes_late_rows_as_corrections_and_matches_the_histor
     );
     assert_eq!(distinct, lake_count(&c, &lake, "samples"));
 }
+
+/// `mezzanine drill share` through the real binary: three recorders on one
+/// mosquitto as members of `$share/recorders/…`, one killed with SIGKILL a
+/// third of the way through and started again; every acknowledged sample
+/// is once in the members' histories and once in the compacted lake.
+#[test]
+fn three_shared_subscription_recorders_lose_and_double_nothing_when_one_is_killed() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mezzanine"))
+        .args(["drill", "share", "--recorders", "3", "--messages", "6000"])
+        .output()
+        .expect("runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    println!("{stdout}{stderr}");
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(stderr.contains("killed rec-2 (SIGKILL)"), "{stderr}");
+    let row = stdout
+        .lines()
+        .find(|l| l.contains("SIGKILL |"))
+        .expect("the table's row");
+    let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+    // recorders, kill, published, acked, histories, lost, doubled, members…
+    assert_eq!(&cells[..7], ["3", "SIGKILL", "6000", "6000", "6000", "0", "0"]);
+    let members: Vec<u64> = cells[7].split('+').map(|n| n.parse().expect("n")).collect();
+    assert_eq!(members.len(), 3);
+    assert!(members.iter().all(|n| *n > 0), "every member took a share: {members:?}");
+    assert_eq!(cells[8], "6000→6000", "the lake before and after compaction");
+}

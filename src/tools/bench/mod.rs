@@ -164,6 +164,9 @@ pub fn run(
         "schedule" => schedule::run_schedule_bench(quick)?,
         "oee" => oee::run_oee_bench(quick)?,
         "quality" => quality::run_quality_bench(quick)?,
+        "share" => {
+            super::share::bench(3, if quick { 10_000 } else { 60_000 })?;
+        }
         "soak" => {
             soak::run_soak(
                 minutes.unwrap_or(if quick { 1 } else { 30 }),
@@ -171,7 +174,7 @@ pub fn run(
             )?;
         }
         other => anyhow::bail!(
-            "unknown benchmark `{other}` (try `ingest`, `history`, `soak`, `whatif`, `schedule`, `oee` or `quality`)"
+            "unknown benchmark `{other}` (try `ingest`, `history`, `soak`, `whatif`, `schedule`, `oee`, `quality` or `share`)"
         ),
     };
     Ok(std::process::ExitCode::SUCCESS)
