@@ -103,8 +103,11 @@ impl Default for LakeConfig {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct FederationConfig {
-    /// Publish the summary (retained, on the UNS broker).
+    /// Publish the summary (retained).
     pub publish: bool,
+    /// The broker it goes to (plain `mqtt://`); absent: the UNS broker.
+    /// A site broker bridged to the enterprise broker carries it on.
+    pub broker: Option<String>,
     /// Summaries go under `<topic_root>/<site>/…`.
     pub topic_root: String,
     /// At most one message per asset in this many milliseconds.
@@ -115,6 +118,7 @@ impl Default for FederationConfig {
     fn default() -> Self {
         Self {
             publish: false,
+            broker: None,
             topic_root: "mezzanine/sites".into(),
             min_interval_ms: 1_000,
         }

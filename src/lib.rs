@@ -19,7 +19,9 @@
 //!  9  playback           the time cursor: live or replay, changed only through commands
 //! 10  whatif             forks of the plant as worlds, the event engine, scenarios, statistics
 //! 11  schedule           the plant's scheduling problem, tabu search, the MES plan compared,
-//!                        robustness through what-if; benchmark instances
+//!                        robustness through what-if; benchmark instances;
+//!     federation         the site summary published for the enterprise, and the
+//!                        enterprise view's model of every site (from its broker)
 //! 12  render             the 3D view: status colours, camera, picking
 //! 13  ui                 egui panels; they only send commands
 //! 14  cli                the command line's types
@@ -39,6 +41,7 @@ pub mod cli;
 pub mod config;
 pub mod contract;
 pub mod demo;
+pub mod federation;
 pub mod history;
 pub mod ingest;
 pub mod mes;
@@ -76,7 +79,7 @@ pub const LAYERS: &[&[&str]] = &[
     &["demo"],
     &["playback"],
     &["whatif", "oee", "quality"],
-    &["schedule"],
+    &["schedule", "federation"],
     &["render"],
     &["ui"],
     &["cli"],

@@ -40,6 +40,8 @@ async_opcua_client=warn,async_opcua_core=warn";
 pub enum AppError {
     #[error(transparent)]
     Config(#[from] ConfigError),
+    #[error("{0}")]
+    Federation(String),
     #[error("the asset registry must load before the plant can be shown: {0}")]
     Registry(RegistryError),
     #[error("opening the history file: {0}")]
@@ -284,6 +286,7 @@ pub fn build(launch: Launch) -> Result<Assembled, AppError> {
 
     let mut app = App::new();
     let time_zone = registry.plant().time_zone.clone();
+    let registry_site = site_name(cfg, &registry);
     match &launch.front {
         Front::Desktop(opts) => add_desktop(&mut app, cfg, registry, rx, opts),
         Front::Headless => add_headless(&mut app, &registry, rx),
@@ -401,6 +404,25 @@ pub fn build(launch: Launch) -> Result<Assembled, AppError> {
                 .add_plugins(crate::whatif::app::WhatIfPlugin { settings: whatif })
                 .add_plugins(crate::quality::app::QualityPlugin);
         }
+        if cfg.federation.publish {
+            if matches!(launch.front, Front::Recorder) {
+                // The site summary carries OEE: the recorder tracks it too.
+                let settings = schedule_settings(cfg, &assembled.live, None)?;
+                let rules = match &cfg.plant.oee_rules {
+                    Some(p) => crate::oee::LossRules::load(p).map_err(AppError::OeeRules)?,
+                    None => crate::oee::LossRules::default(),
+                };
+                assembled.app.add_plugins(crate::oee::live::OeePlugin {
+                    calendar: settings.calendar.clone(),
+                    rules,
+                    time_scale: settings.time_scale,
+                });
+            }
+            let settings = summary_settings(cfg, &assembled.live, &registry_site, role)?;
+            assembled
+                .app
+                .add_plugins(crate::federation::publish::SummaryPlugin { settings });
+        }
         if let Front::Desktop(opts) = &launch.front {
             desktop_start_options(&mut assembled.app, opts, select);
         }
@@ -457,6 +479,43 @@ fn lake_settings(
         grace_us: cfg.lake.grace_s as i64 * 1_000_000,
         tick: std::time::Duration::from_millis(cfg.lake.tick_ms.max(50)),
     }))
+}
+
+/// Where the site summary goes: `[federation] broker`, else the UNS
+/// broker (the configured one, or the embedded demo's).
+fn summary_settings(
+    cfg: &AppConfig,
+    live: &LiveSources,
+    site: &str,
+    role: MqttRole,
+) -> Result<crate::federation::publish::SummarySettings, AppError> {
+    let url = cfg
+        .federation
+        .broker
+        .clone()
+        .or_else(|| cfg.mqtt.url.clone())
+        .or_else(|| live.plant.as_ref().map(|p| p.broker.url()))
+        .ok_or(AppError::Federation(
+            "[federation] publish needs a broker: set [federation] broker or [mqtt] url".into(),
+        ))?;
+    let u = crate::ingest::mqtt::parse_mqtt_url(&url)
+        .map_err(|e| AppError::Federation(format!("[federation] broker: {e}")))?;
+    if u.tls {
+        return Err(AppError::Federation(format!(
+            "[federation] broker {url}: the summary is published over plain MQTT only; use a \
+             local broker and bridge it over TLS (config/mosquitto-site-bridge.conf)"
+        )));
+    }
+    Ok(crate::federation::publish::SummarySettings {
+        host: u.host,
+        port: u.port,
+        client_id: format!("{}-summary", cfg.mqtt.client_id_for(role)?),
+        username: cfg.mqtt.username.clone(),
+        password: cfg.mqtt.password.clone(),
+        topic_root: cfg.federation.topic_root.clone(),
+        site: site.to_string(),
+        min_interval: std::time::Duration::from_millis(cfg.federation.min_interval_ms.max(100)),
+    })
 }
 
 fn schedule_settings(

@@ -56,7 +56,9 @@ pub struct ShareReport {
     pub publish_rate: f64,
     /// Recorded: rows per second from the first receipt to the last.
     pub record_rate: f64,
-    /// CPU seconds: mosquitto, all members, this process (the publisher).
+    /// CPU seconds from the first message until every sample is in the
+    /// lake: mosquitto, all members (a killed member's start counted),
+    /// this process (the publisher, and the lake reads that wait).
     pub cpu_broker_s: f64,
     pub cpu_recorders_s: f64,
     pub cpu_publisher_s: f64,
@@ -264,6 +266,10 @@ fn run_in(
         .collect::<anyhow::Result<_>>()?;
     // Every member's session and subscription exist before the first message.
     std::thread::sleep(Duration::from_secs(4));
+    // CPU from here on: the load, not the processes' start.
+    let cpu_start_members: f64 = members.iter().map(|m| cpu_s(&m.id().to_string())).sum();
+    let cpu_start_broker = cpu_s(&broker.pid().to_string());
+    let cpu_start_self = cpu_s("self");
     let base_us = now_us();
     let progress = Arc::new(AtomicU64::new(0));
     let publisher = {
@@ -272,7 +278,7 @@ fn run_in(
             .name("share-publisher".into())
             .spawn(move || publish(port, base_us, messages, progress))?
     };
-    let mut cpu_recorders_s = 0.0;
+    let mut cpu_recorders_s = -cpu_start_members;
     let mut killed = false;
     if kill {
         while progress.load(Ordering::Relaxed) < messages / 3 && !publisher.is_finished() {
@@ -306,7 +312,8 @@ fn run_in(
     for m in &members {
         cpu_recorders_s += cpu_s(&m.id().to_string());
     }
-    let cpu_broker_s = cpu_s(&broker.pid().to_string());
+    let cpu_broker_s = cpu_s(&broker.pid().to_string()) - cpu_start_broker;
+    let cpu_publisher_s = cpu_s("self") - cpu_start_self;
     for m in &members {
         signal(m, "TERM")?;
     }
@@ -321,7 +328,6 @@ fn run_in(
         }
     }
     drop(broker);
-    let cpu_publisher_s = cpu_s("self");
 
     // The members' histories.
     let mut counts: HashMap<u64, u64> = HashMap::new();

@@ -616,7 +616,11 @@ fn start_mosquitto_with_first(port: u16, dir: &std::path::Path, first: &str) -> 
     start_mosquitto_conf(port, dir, first, "")
 }
 
-fn start_mosquitto_with(port: u16, dir: &std::path::Path, extra_listeners: &str) -> Mosquitto {
+pub(crate) fn start_mosquitto_with(
+    port: u16,
+    dir: &std::path::Path,
+    extra_listeners: &str,
+) -> Mosquitto {
     start_mosquitto_conf(port, dir, "", extra_listeners)
 }
 

@@ -13,6 +13,7 @@
 mod app;
 mod binding;
 mod check_cli;
+mod federation;
 mod history;
 mod lake;
 mod layers;
