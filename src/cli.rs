@@ -112,6 +112,11 @@ pub struct RunArgs {
     /// With --whatif: start in presentation mode (large type; F5 toggles).
     #[arg(long)]
     pub whatif_present: bool,
+    /// Open the enterprise view instead of a site's plant: every site's
+    /// summary from the enterprise broker named in this file (TOML: broker,
+    /// sites and their configs for the drill-down to a layout).
+    #[arg(long, value_name = "ENTERPRISE_TOML")]
+    pub enterprise: Option<PathBuf>,
 }
 
 pub fn parse_range_s(s: &str) -> Result<(u64, u64), String> {
@@ -474,6 +479,30 @@ pub struct WhatifArgs {
 
 #[derive(Subcommand, Debug)]
 pub enum WhatifCommand {
+    /// One job of a sweep: the sweep file lists scenario files (and the
+    /// model or fork moment they share); `--index I` runs the I-th (default:
+    /// `SLURM_ARRAY_TASK_ID` or `JOB_COMPLETION_INDEX`, as array jobs set
+    /// them) and writes its KPI table as Parquet into the lake under
+    /// `whatif/sweep=<name>/job=<I>/`. `--list` prints the jobs.
+    Sweep {
+        /// The sweep file (TOML).
+        sweep: PathBuf,
+        #[arg(long)]
+        index: Option<usize>,
+        /// The lake folder (default: the config's `[lake] path`).
+        #[arg(long)]
+        lake: Option<PathBuf>,
+        /// Print the jobs and their count, run nothing.
+        #[arg(long)]
+        list: bool,
+        /// Worker threads (default: cores − 1, at least 1).
+        #[arg(long)]
+        threads: Option<usize>,
+        #[arg(long)]
+        history: Option<PathBuf>,
+        #[arg(long)]
+        registry: Option<PathBuf>,
+    },
     /// Fork from the recorded state at --from, simulate to --to with the
     /// orders as the MES had them, compare with what was recorded.
     Backtest {

@@ -7,6 +7,7 @@
 //! demo controls) without a window: one entity per registry asset instead
 //! of the layout's geometry, no render and no UI.
 
+pub mod enterprise;
 pub mod frames;
 pub mod sources;
 
@@ -233,6 +234,18 @@ impl Assembled {
 
 /// The command line's `run`: configuration, assembly, the window.
 pub fn run(args: RunArgs) -> Result<ExitCode, AppError> {
+    if let Some(path) = &args.enterprise {
+        let cfg = AppConfig::load(args.config.as_deref())?;
+        let size = args
+            .window_size
+            .unwrap_or((cfg.window.width_px, cfg.window.height_px));
+        return enterprise::run_enterprise(
+            path,
+            size,
+            args.screenshot.clone(),
+            args.screenshot_settle_frames,
+        );
+    }
     let exit = build(Launch::from_args(args)?)?.run();
     Ok(match exit {
         AppExit::Success => ExitCode::SUCCESS,

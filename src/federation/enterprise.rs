@@ -87,9 +87,14 @@ pub enum SiteFreshness {
     Unheard,
     Live,
     /// Heartbeat older than `stale_after_s`: the last picture, kept.
-    Stale { last_seen_us: i64 },
-    /// The site's twin said it went away (its last will).
-    Offline { last_seen_us: Option<i64> },
+    Stale {
+        last_seen_us: i64,
+    },
+    /// The twin's last will arrived: the twin, or the site broker it was
+    /// connected to, went away.
+    Offline {
+        last_seen_us: Option<i64>,
+    },
 }
 
 /// One site as last heard.
@@ -244,9 +249,7 @@ impl EnterpriseModel {
         }
         match last {
             None => SiteFreshness::Unheard,
-            Some(t) if now_us - t > self.stale_after_us => {
-                SiteFreshness::Stale { last_seen_us: t }
-            }
+            Some(t) if now_us - t > self.stale_after_us => SiteFreshness::Stale { last_seen_us: t },
             Some(_) => SiteFreshness::Live,
         }
     }
@@ -259,7 +262,10 @@ impl EnterpriseModel {
         };
         let mut out: Vec<LineView<'_>> = Vec::new();
         for a in v.assets.values() {
-            match out.iter_mut().find(|l| l.area == a.area && l.line == a.line) {
+            match out
+                .iter_mut()
+                .find(|l| l.area == a.area && l.line == a.line)
+            {
                 Some(l) => l.machines.push(a),
                 None => out.push(LineView {
                     area: &a.area,
@@ -282,7 +288,10 @@ impl EnterpriseModel {
 /// What the feed delivers.
 #[derive(Debug, Clone, PartialEq)]
 pub enum FeedEvent {
-    Message { topic: String, payload: Vec<u8> },
+    Message {
+        topic: String,
+        payload: Vec<u8>,
+    },
     /// Connected to the enterprise broker (true) or not.
     Link(bool),
 }
@@ -303,12 +312,11 @@ impl Drop for EnterpriseFeed {
 /// Subscribes to `<topic_root>/#` on the enterprise broker (QoS 1; the
 /// retained summaries give the picture at once).
 pub fn spawn_feed(cfg: &EnterpriseConfig) -> Result<EnterpriseFeed, FederationError> {
-    let url = crate::ingest::mqtt::parse_mqtt_url(&cfg.broker).map_err(|e| {
-        FederationError::Broker {
+    let url =
+        crate::ingest::mqtt::parse_mqtt_url(&cfg.broker).map_err(|e| FederationError::Broker {
             url: cfg.broker.clone(),
             message: e.to_string(),
-        }
-    })?;
+        })?;
     if url.tls {
         return Err(FederationError::Broker {
             url: cfg.broker.clone(),

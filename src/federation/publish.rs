@@ -177,12 +177,17 @@ fn publish_summary(
         if due {
             s.ts_us = ts_us;
             if let Ok(bytes) = serde_json::to_vec(&s) {
-                out.push((asset_topic(&p.settings.topic_root, &p.settings.site, &a.id), bytes));
+                out.push((
+                    asset_topic(&p.settings.topic_root, &p.settings.site, &a.id),
+                    bytes,
+                ));
                 p.last.insert(a.id.clone(), (now, key));
             }
         }
     }
-    if p.last_site.is_none_or(|t| now.duration_since(t) >= interval) {
+    if p.last_site
+        .is_none_or(|t| now.duration_since(t) >= interval)
+    {
         p.last_site = Some(now);
         lines.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
         let site = SiteSummary {

@@ -343,7 +343,9 @@ fn run_in(
             .collect();
         let filter = format!("prop_id IN ({}) AND ts_us >= {base_us}", ids.join(","));
         let (n, a, b): (i64, Option<i64>, Option<i64>) = store.conn.query_row(
-            &format!("SELECT count(*), min(received_us), max(received_us) FROM samples WHERE {filter}"),
+            &format!(
+                "SELECT count(*), min(received_us), max(received_us) FROM samples WHERE {filter}"
+            ),
             [],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )?;

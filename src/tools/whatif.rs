@@ -29,6 +29,29 @@ use crate::whatif::scenario::{ScenarioFile, apply, load_scenarios};
 use crate::whatif::{Model, Pool, Progress, Replications, StudyResult};
 
 pub fn run(config: Option<PathBuf>, args: WhatifArgs) -> anyhow::Result<ExitCode> {
+    if let Some(WhatifCommand::Sweep {
+        sweep,
+        index,
+        lake,
+        list,
+        threads,
+        history,
+        registry,
+    }) = args.command
+    {
+        return run_sweep(
+            config,
+            &sweep,
+            SweepRun {
+                index,
+                lake,
+                list,
+                threads,
+                history,
+                registry,
+            },
+        );
+    }
     if let Some(WhatifCommand::Backtest {
         from,
         to,
@@ -452,4 +475,189 @@ fn write_trace(r: &StudyResult, path: &Path) -> anyhow::Result<usize> {
     conn.execute_batch(&format!("COPY trace TO '{target}' (FORMAT PARQUET)"))
         .with_context(|| format!("writing {}", path.display()))?;
     Ok(rows)
+}
+
+/// A sweep file: scenario files run as independent jobs on one model.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SweepFile {
+    version: u32,
+    name: String,
+    /// A standalone model file (relative to the sweep file)…
+    model: Option<PathBuf>,
+    /// …or the plant forked from the history at this moment (`latest`, or
+    /// a time as `--at` takes it).
+    at: Option<String>,
+    /// Overrides every scenario file's replications.
+    replications: Option<u32>,
+    #[serde(rename = "job")]
+    jobs: Vec<SweepJob>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SweepJob {
+    /// A scenario file (relative to the sweep file).
+    scenario: PathBuf,
+}
+
+struct SweepRun {
+    index: Option<usize>,
+    lake: Option<PathBuf>,
+    list: bool,
+    threads: Option<usize>,
+    history: Option<PathBuf>,
+    registry: Option<PathBuf>,
+}
+
+/// The job index from the flag, else from the array-job runners' variables.
+fn job_index(flag: Option<usize>) -> anyhow::Result<usize> {
+    if let Some(i) = flag {
+        return Ok(i);
+    }
+    for var in ["SLURM_ARRAY_TASK_ID", "JOB_COMPLETION_INDEX"] {
+        if let Ok(v) = std::env::var(var) {
+            return v
+                .trim()
+                .parse()
+                .with_context(|| format!("{var}={v} is not a job index"));
+        }
+    }
+    anyhow::bail!(
+        "which job? give --index I (or run under Slurm's SLURM_ARRAY_TASK_ID or a Kubernetes \
+         Indexed Job's JOB_COMPLETION_INDEX); `--list` shows the jobs"
+    )
+}
+
+#[allow(clippy::print_stdout)] // a command-line report
+fn run_sweep(config: Option<PathBuf>, path: &Path, r: SweepRun) -> anyhow::Result<ExitCode> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let sweep: SweepFile =
+        toml::from_str(&text).with_context(|| format!("{}: not a sweep file", path.display()))?;
+    if sweep.version != 1 {
+        anyhow::bail!(
+            "{}: sweep version {} (this build reads 1)",
+            path.display(),
+            sweep.version
+        );
+    }
+    crate::history::lake::check_name("sweep name", &sweep.name)?;
+    let base_dir = path.parent().unwrap_or(Path::new("."));
+    let rel = |p: &Path| {
+        if p.is_relative() {
+            base_dir.join(p)
+        } else {
+            p.to_path_buf()
+        }
+    };
+    if r.list {
+        println!("sweep {:?}: {} jobs", sweep.name, sweep.jobs.len());
+        for (i, j) in sweep.jobs.iter().enumerate() {
+            println!("  {i}: {}", rel(&j.scenario).display());
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let index = job_index(r.index)?;
+    let job = sweep.jobs.get(index).with_context(|| {
+        format!(
+            "job {index} of sweep {:?}: it has {} jobs (0–{})",
+            sweep.name,
+            sweep.jobs.len(),
+            sweep.jobs.len().saturating_sub(1)
+        )
+    })?;
+    let lake = match r.lake {
+        Some(l) => l,
+        None => AppConfig::load(config.as_deref())?
+            .lake
+            .path
+            .context("no lake: give --lake DIR or set [lake] path in the config")?,
+    };
+    let scenario_path = rel(&job.scenario);
+    let mut file = load_scenarios(&scenario_path)?;
+    if let Some(n) = sweep.replications {
+        file.replications = Replications::Fixed(n.max(2));
+    }
+    let (base, notes) = match (&sweep.model, &sweep.at) {
+        (Some(m), None) => {
+            let mut model = load_model(&rel(m))?;
+            if let Some(h) = file.horizon_h {
+                model.horizon_s = h * 3600.0;
+            }
+            (model, Vec::new())
+        }
+        (None, Some(at)) => {
+            let f = fork(ForkArgs {
+                config,
+                at,
+                horizon_h: file.horizon_h.unwrap_or(8.0),
+                fit_hours: 8.0,
+                calendar: None,
+                history: r.history,
+                registry: r.registry,
+            })?;
+            (f.model, f.text)
+        }
+        _ => anyhow::bail!("{}: give exactly one of `model` or `at`", path.display()),
+    };
+    let base = Arc::new(base);
+    println!(
+        "sweep {:?} job {index}/{}: {} on {}",
+        sweep.name,
+        sweep.jobs.len(),
+        scenario_path.display(),
+        base.name
+    );
+    let t = Instant::now();
+    let cancel = std::sync::atomic::AtomicBool::new(false);
+    let outcome = with_progress(|p| {
+        run_study(
+            base.clone(),
+            file.clone(),
+            r.threads,
+            false,
+            notes.clone(),
+            p,
+            &cancel,
+            t,
+        )
+    })?;
+    print!("{}", outcome.report.to_text());
+    // The KPI table as Parquet, with the job's identity on every row;
+    // written beside and renamed, so a reader never sees half of it.
+    let dir = lake
+        .join("whatif")
+        .join(format!("sweep={}", sweep.name))
+        .join(format!("job={index}"));
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let csv = dir.join(".kpis.csv.tmp");
+    std::fs::write(&csv, outcome.report.to_csv())
+        .with_context(|| format!("writing {}", csv.display()))?;
+    let tmp = dir.join(".kpis.parquet.tmp");
+    let out = dir.join("kpis.parquet");
+    let q = |p: &Path| p.display().to_string().replace('\'', "''");
+    let conn = duckdb::Connection::open_in_memory()?;
+    conn.execute_batch(&format!(
+        "COPY (SELECT '{scen}' AS scenario_file, '{title}' AS study, {seed}::UBIGINT AS seed,
+                      {reps}::INTEGER AS replications_run, to_timestamp({now} / 1e6) AS finished, *
+               FROM read_csv('{csv}', header = true, all_varchar = false))
+         TO '{tmp}' (FORMAT parquet)",
+        scen = job.scenario.display().to_string().replace('\'', "''"),
+        title = file.name.replace('\'', "''"),
+        seed = outcome.result.seed,
+        reps = outcome.result.runs.first().map_or(0, Vec::len),
+        now = crate::ingest::now_us(),
+        csv = q(&csv),
+        tmp = q(&tmp),
+    ))
+    .context("writing the job's Parquet")?;
+    std::fs::rename(&tmp, &out).with_context(|| format!("renaming into {}", out.display()))?;
+    let _ = std::fs::remove_file(&csv);
+    println!(
+        "wrote {} ({:.1} s)",
+        out.display(),
+        t.elapsed().as_secs_f64()
+    );
+    Ok(ExitCode::SUCCESS)
 }

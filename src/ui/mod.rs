@@ -3,6 +3,7 @@
 //! Panels never change the twin; they only send commands.
 
 pub mod clock;
+pub mod enterprise;
 pub mod live;
 pub mod mes;
 pub mod oee;

@@ -183,7 +183,11 @@ fn two_sites_bridged_to_the_enterprise_are_seen_and_a_dropped_bridge_shows_stale
         // somewhere within a minute.
         ent.wait("the two plants to differ", 60, |m| {
             let a: Vec<_> = m.sites["lyon"].assets.values().map(|x| &x.state).collect();
-            let b: Vec<_> = m.sites["grenoble"].assets.values().map(|x| &x.state).collect();
+            let b: Vec<_> = m.sites["grenoble"]
+                .assets
+                .values()
+                .map(|x| &x.state)
+                .collect();
             a != b
         });
 
@@ -191,7 +195,10 @@ fn two_sites_bridged_to_the_enterprise_are_seen_and_a_dropped_bridge_shows_stale
         let dropped_at = now_us();
         drop(b_broker.take());
         ent.wait("grenoble stale", 20, |m| {
-            matches!(m.freshness("grenoble", now_us()), SiteFreshness::Stale { .. })
+            matches!(
+                m.freshness("grenoble", now_us()),
+                SiteFreshness::Stale { .. }
+            )
         });
         let SiteFreshness::Stale { last_seen_us } = ent.model.freshness("grenoble", now_us())
         else {
@@ -225,7 +232,10 @@ fn two_sites_bridged_to_the_enterprise_are_seen_and_a_dropped_bridge_shows_stale
         for site in ["lyon", "grenoble"] {
             let log = std::fs::read_to_string(dir.path().join(site).join(format!("{site}.log")))
                 .unwrap_or_default();
-            println!("--- {site} twin log (tail) ---\n{}", &log[log.len().saturating_sub(3000)..]);
+            println!(
+                "--- {site} twin log (tail) ---\n{}",
+                &log[log.len().saturating_sub(3000)..]
+            );
         }
         std::panic::resume_unwind(e);
     }

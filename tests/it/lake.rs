@@ -413,9 +413,86 @@ fn three_shared_subscription_recorders_lose_and_double_nothing_when_one_is_kille
         .expect("the table's row");
     let cells: Vec<&str> = row.split('|').map(str::trim).collect();
     // recorders, kill, published, acked, histories, lost, doubled, members…
-    assert_eq!(&cells[..7], ["3", "SIGKILL", "6000", "6000", "6000", "0", "0"]);
+    assert_eq!(
+        &cells[..7],
+        ["3", "SIGKILL", "6000", "6000", "6000", "0", "0"]
+    );
     let members: Vec<u64> = cells[7].split('+').map(|n| n.parse().expect("n")).collect();
     assert_eq!(members.len(), 3);
-    assert!(members.iter().all(|n| *n > 0), "every member took a share: {members:?}");
-    assert_eq!(cells[8], "6000→6000", "the lake before and after compaction");
+    assert!(
+        members.iter().all(|n| *n > 0),
+        "every member took a share: {members:?}"
+    );
+    assert_eq!(
+        cells[8], "6000→6000",
+        "the lake before and after compaction"
+    );
+}
+
+/// `mezzanine whatif sweep` through the real binary: the worked example's
+/// two jobs, one chosen by `--index`, one by a Kubernetes Indexed Job's
+/// `JOB_COMPLETION_INDEX`; both KPI tables land in the lake and read back
+/// as one dataset, partitioned by sweep and job.
+#[test]
+fn a_whatif_sweep_runs_each_job_into_the_lake() {
+    let dir = tempfile::tempdir().expect("dir");
+    let lake = dir.path().join("lake");
+    let sweep = crate::repo("docs/whatif/sweep-line.toml");
+    let run = |args: &[&str], env: Option<(&str, &str)>| {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_mezzanine"));
+        c.args(["whatif", "sweep"]).arg(&sweep).args(args);
+        if let Some((k, v)) = env {
+            c.env(k, v);
+        }
+        c.env_remove("SLURM_ARRAY_TASK_ID");
+        let out = c.output().expect("runs");
+        (
+            out.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    };
+    let (ok, text) = run(&["--list"], None);
+    assert!(ok && text.contains("2 jobs"), "{text}");
+    let lake_s = lake.display().to_string();
+    let (ok, text) = run(&["--index", "0", "--lake", &lake_s], None);
+    assert!(ok, "{text}");
+    let (ok, text) = run(&["--lake", &lake_s], Some(("JOB_COMPLETION_INDEX", "1")));
+    assert!(ok, "{text}");
+    let (ok, text) = run(&["--index", "2", "--lake", &lake_s], None);
+    assert!(!ok && text.contains("it has 2 jobs"), "{text}");
+    let c = Connection::open_in_memory().expect("duckdb");
+    let mut st = c
+        .prepare(&format!(
+            "SELECT sweep, job, count(DISTINCT variant), count(*), any_value(scenario_file)
+             FROM read_parquet('{}/whatif/**/*.parquet', hive_partitioning = true)
+             GROUP BY ALL ORDER BY job",
+            lake.display()
+        ))
+        .expect("query");
+    let rows: Vec<(String, i64, i64, i64, String)> = st
+        .query_map([], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })
+        .expect("rows")
+        .map(|r| r.expect("row"))
+        .collect();
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    for (i, (sweep, job, variants, n, file)) in rows.iter().enumerate() {
+        assert_eq!(sweep, "line-downtime");
+        assert_eq!(*job, i as i64);
+        assert_eq!(*variants, 3, "baseline and two scenarios: {rows:?}");
+        assert!(*n > 6, "{rows:?}");
+        assert!(
+            file.ends_with(if i == 0 {
+                "mill-down.toml"
+            } else {
+                "line-mill2-down.toml"
+            }),
+            "{file}"
+        );
+    }
 }
