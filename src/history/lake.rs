@@ -243,6 +243,7 @@ pub fn export_pass(
     s: &LakeSettings,
     committed_seq: i64,
     close_to_us: i64,
+    commit_lock: &std::sync::Mutex<()>,
 ) -> Result<PassReport, HistoryError> {
     let prev_closed = meta_get(conn, CLOSED_KEY)?.unwrap_or(i64::MIN);
     let close_to = close_to_us.max(prev_closed);
@@ -382,6 +383,7 @@ pub fn export_pass(
         sql.push_str(&format!("INSERT OR REPLACE INTO meta VALUES ('{k}', {v});"));
     }
     sql.push_str("COMMIT;");
+    let _held = commit_lock.lock().unwrap_or_else(|p| p.into_inner());
     if let Err(source) = conn.execute_batch(&sql) {
         let _ = conn.execute_batch("ROLLBACK");
         return Err(HistoryError::Sql {
@@ -396,6 +398,9 @@ pub fn export_pass(
 /// Every `*.parquet` under `dir` (not `_`- or `.`-prefixed folders).
 pub fn parquet_files(dir: &Path) -> Result<Vec<PathBuf>, HistoryError> {
     let mut out = Vec::new();
+    if !dir.is_dir() {
+        return Ok(out);
+    }
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
         for e in std::fs::read_dir(&d).map_err(io(&d))? {
@@ -423,7 +428,14 @@ pub struct LakeExporter {
     pub settings: LakeSettings,
     pub committed: Arc<AtomicI64>,
     pub stats: Arc<LakeStats>,
+    /// The last pass, up to now, then the thread ends.
     pub stop: Arc<AtomicBool>,
+    /// No pass starts while set (the writer's last commit and checkpoint
+    /// have the file alone); `busy` says whether one is running.
+    pub hold: Arc<AtomicBool>,
+    pub busy: Arc<AtomicBool>,
+    /// Held while the watermarks are written (as a checkpoint holds it).
+    pub commit_lock: Arc<std::sync::Mutex<()>>,
 }
 
 impl LakeExporter {
@@ -431,7 +443,11 @@ impl LakeExporter {
         let mut last = Instant::now() - self.settings.tick;
         loop {
             let stopping = self.stop.load(Ordering::Acquire);
-            if stopping || last.elapsed() >= self.settings.tick {
+            // Busy first, then the hold: `join` sets the hold, then waits
+            // while busy, so a pass either sees the hold or is waited for.
+            self.busy.store(true, Ordering::SeqCst);
+            let held = self.hold.load(Ordering::SeqCst) && !stopping;
+            if !held && (stopping || last.elapsed() >= self.settings.tick) {
                 last = Instant::now();
                 let now = crate::ingest::now_us();
                 let to = if stopping {
@@ -440,7 +456,7 @@ impl LakeExporter {
                     closable(now, &self.settings)
                 };
                 let committed = self.committed.load(Ordering::Acquire);
-                match export_pass(&self.conn, &self.settings, committed, to) {
+                match export_pass(&self.conn, &self.settings, committed, to, &self.commit_lock) {
                     Ok(r) => {
                         self.stats
                             .files
@@ -460,6 +476,7 @@ impl LakeExporter {
                     }
                 }
             }
+            self.busy.store(false, Ordering::SeqCst);
             if stopping {
                 return;
             }

@@ -252,6 +252,8 @@ pub struct HistoryWriter {
     pub lake: Option<Arc<super::lake::LakeStats>>,
     lake_thread: Option<JoinHandle<()>>,
     stop_lake: Arc<AtomicBool>,
+    hold_lake: Arc<AtomicBool>,
+    lake_busy: Arc<AtomicBool>,
 }
 
 impl Drop for HistoryWriter {
@@ -284,6 +286,8 @@ impl HistoryWriter {
         };
         let stop_housekeeper = hk.stop.clone();
         let stop_lake = Arc::new(AtomicBool::new(false));
+        let hold_lake = Arc::new(AtomicBool::new(false));
+        let lake_busy = Arc::new(AtomicBool::new(false));
         let (lake, lake_thread) = match &hk.settings.lake {
             Some(ls) => {
                 let stats = Arc::new(super::lake::LakeStats::default());
@@ -296,6 +300,9 @@ impl HistoryWriter {
                     committed: w.committed.clone(),
                     stats: stats.clone(),
                     stop: stop_lake.clone(),
+                    hold: hold_lake.clone(),
+                    busy: lake_busy.clone(),
+                    commit_lock: w.commit_lock.clone(),
                 };
                 let t = std::thread::Builder::new()
                     .name("history-lake".into())
@@ -323,6 +330,8 @@ impl HistoryWriter {
             lake,
             lake_thread,
             stop_lake,
+            hold_lake,
+            lake_busy,
         })
     }
 
@@ -344,6 +353,11 @@ impl HistoryWriter {
         self.stop_housekeeper.store(true, Ordering::Relaxed);
         if let Some(t) = self.housekeeper.take() {
             let _ = t.join();
+        }
+        // No lake pass during the last commit and checkpoint.
+        self.hold_lake.store(true, Ordering::SeqCst);
+        while self.lake_thread.is_some() && self.lake_busy.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(5));
         }
         let _ = self.app.send(WriterMsg::Shutdown);
         if let Some(t) = self.thread.take() {
