@@ -356,6 +356,8 @@ pub struct History {
     pub props: Arc<PropIds>,
     pub report: OpenReport,
     pub requests: Sender<ReadRequest>,
+    /// The lake's counters, when the writer has a lake.
+    pub lake: Option<Arc<lake::LakeStats>>,
 }
 
 impl History {
@@ -440,6 +442,7 @@ impl HistoryPlugin {
                     props,
                     report,
                     requests: reader.requests.clone(),
+                    lake: writer.lake.clone(),
                 },
                 responses: reader.responses.clone(),
                 mes_seen_ids,

@@ -38,6 +38,31 @@ fn arrival_note(world: &bevy::ecs::world::World) -> String {
     }
 }
 
+/// The lake's state in one line.
+fn lake_line(l: &crate::history::lake::LakeStats) -> String {
+    let closed = l.closed_until_us.load(Relaxed);
+    format!(
+        "lake: {} files ({} corrections), {} rows, closed until {}{}",
+        l.files.load(Relaxed),
+        l.correction_files.load(Relaxed),
+        l.rows.load(Relaxed),
+        jiff::Timestamp::from_microsecond(closed)
+            .map(|t| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
+            .unwrap_or_else(|_| "—".into()),
+        match l.errors.load(Relaxed) {
+            0 => String::new(),
+            n => format!(
+                ", {n} failed passes (last: {})",
+                l.last_error
+                    .lock()
+                    .ok()
+                    .and_then(|e| e.clone())
+                    .unwrap_or_default()
+            ),
+        }
+    )
+}
+
 pub fn run(
     config: Option<PathBuf>,
     history: Option<PathBuf>,
@@ -117,6 +142,9 @@ pub fn run(
                     .unwrap_or_default(),
                 arrival_note(assembled.app.world())
             );
+            if let Some(l) = &history.lake {
+                println!("  {}", lake_line(l));
+            }
         }
         // Waiting for disk space is not being idle.
         if written != last_written || failing_now {
@@ -132,7 +160,11 @@ pub fn run(
         }
     }
     let links = assembled.app.world().resource::<LinkStatus>().describe();
+    let lake = history.lake.clone();
     assembled.shutdown();
+    if let Some(l) = &lake {
+        println!("{}", lake_line(l));
+    }
     println!(
         "recorded {} samples ({} duplicates dropped, {} dead letters, {} failed commits) in {} \
          commits",

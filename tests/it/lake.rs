@@ -214,7 +214,7 @@ fn the_lake_closes_periods_takes_late_rows_as_corrections_and_matches_the_histor
     .expect("writer");
     let stats = writer.lake.clone().expect("a lake");
     let why = || format!("{:?}", stats.last_error.lock().map(|e| e.clone()));
-    wait_until(&format!("the closed hours in the lake"), || {
+    wait_until("the closed hours in the lake", || {
         assert_eq!(
             stats.errors.load(std::sync::atomic::Ordering::Relaxed),
             0,
