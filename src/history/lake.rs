@@ -56,6 +56,9 @@ pub struct LakeSettings {
 struct TimeTable {
     /// The dataset's folder name in the lake.
     name: &'static str,
+    /// The history table it comes from (append-only, never deleted from,
+    /// so its row ids run 0 … count − 1 in commit order).
+    table: &'static str,
     /// The rows, with `ts_us` (partitioning time) and `wm` (watermark).
     select: &'static str,
     /// How duplicates are told apart on compaction (`*`: the whole row).
@@ -67,6 +70,7 @@ struct TimeTable {
 const TIME_TABLES: [TimeTable; 8] = [
     TimeTable {
         name: "samples",
+        table: "samples",
         select: "SELECT s.seq AS wm, s.ts_us, to_timestamp(s.ts_us / 1e6) AS ts, p.asset_id,
                         p.property, p.unit, s.value, s.text,
                         CASE s.quality WHEN 0 THEN 'good' WHEN 1 THEN 'uncertain' ELSE 'bad' END AS quality,
@@ -81,6 +85,7 @@ const TIME_TABLES: [TimeTable; 8] = [
     },
     TimeTable {
         name: "spectra",
+        table: "blobs",
         select: "SELECT b.rowid AS wm, b.ts_us, to_timestamp(b.ts_us / 1e6) AS ts, p.asset_id,
                         p.property, p.unit, b.bin_hz,
                         (octet_length(b.bins_f32le) // 4)::INTEGER AS n_bins, b.bins_f32le
@@ -90,6 +95,7 @@ const TIME_TABLES: [TimeTable; 8] = [
     },
     TimeTable {
         name: "transitions",
+        table: "transitions",
         select: "SELECT rowid AS wm, ts_us, to_timestamp(ts_us / 1e6) AS ts, asset_id, state, reason
                  FROM transitions",
         key: "*",
@@ -97,6 +103,7 @@ const TIME_TABLES: [TimeTable; 8] = [
     },
     TimeTable {
         name: "mes_events",
+        table: "mes_events",
         select: "SELECT rowid AS wm, ts_us, to_timestamp(ts_us / 1e6) AS ts, received_us, event_id,
                         event_type, asset_id, work_order, payload
                  FROM mes_events",
@@ -105,6 +112,7 @@ const TIME_TABLES: [TimeTable; 8] = [
     },
     TimeTable {
         name: "work_orders",
+        table: "work_orders",
         select: "SELECT rowid AS wm, ts_us, to_timestamp(ts_us / 1e6) AS ts, asset_id, work_order
                  FROM work_orders",
         key: "*",
@@ -112,6 +120,7 @@ const TIME_TABLES: [TimeTable; 8] = [
     },
     TimeTable {
         name: "discrepancies",
+        table: "discrepancies",
         select: "SELECT rowid AS wm, ts_us, to_timestamp(ts_us / 1e6) AS ts, discrepancy_id,
                         asset_id, rule, status, detail
                  FROM discrepancies",
@@ -120,6 +129,7 @@ const TIME_TABLES: [TimeTable; 8] = [
     },
     TimeTable {
         name: "dead_letters",
+        table: "dead_letters",
         select: "SELECT rowid AS wm, received_us AS ts_us, to_timestamp(received_us / 1e6) AS ts,
                         origin, source, reason, payload_len, payload_head
                  FROM dead_letters",
@@ -128,6 +138,7 @@ const TIME_TABLES: [TimeTable; 8] = [
     },
     TimeTable {
         name: "part_events",
+        table: "part_events",
         select: "SELECT rowid AS wm, ts_us, to_timestamp(ts_us / 1e6) AS ts, asset_id, serial,
                         work_order
                  FROM part_events",
@@ -272,42 +283,28 @@ pub fn export_pass(
             let hi: i64 = if t.name == "samples" {
                 committed_seq
             } else {
-                conn.query_row(
-                    &format!("SELECT coalesce(max(wm) + 1, 0) FROM ({})", t.select),
-                    [],
-                    |r| r.get(0),
-                )
+                // The table's row count (from its metadata, no scan).
+                conn.query_row(&format!("SELECT count(*) FROM {}", t.table), [], |r| {
+                    r.get(0)
+                })
                 .map_err(q("reading a lake watermark"))?
             };
-            // Taken now: committed and closed. Taken before: committed
-            // before `lo` and closed before `prev_closed`. Of what is taken
-            // now, rows of periods closed before are corrections.
-            let taken = format!(
-                "wm < {hi} AND ts_us < {close_to} AND NOT (wm < {lo} AND ts_us < {prev_closed})"
-            );
-            for (kind, part, prefix) in [
-                (
-                    "main",
-                    format!("ts_us >= {prev_closed}"),
-                    format!("{}-{since}-{lo}", s.recorder),
-                ),
-                (
-                    "corr",
-                    format!("ts_us < {prev_closed}"),
-                    format!("{}-corr-{since}-{lo}", s.recorder),
-                ),
+            // Taken now: committed and closed; taken before: committed
+            // before `lo` and closed before `prev_closed`. The difference as
+            // two ranges the scan prunes by its zone maps: rows of the newly
+            // closed periods (by time), and rows committed since the last
+            // pass for periods closed before (by watermark) — corrections.
+            let main = (close_to > prev_closed)
+                .then(|| format!("wm < {hi} AND ts_us >= {prev_closed} AND ts_us < {close_to}"));
+            let corr = (hi > lo && prev_closed > i64::MIN)
+                .then(|| format!("wm >= {lo} AND wm < {hi} AND ts_us < {prev_closed}"));
+            for (kind, filter, prefix) in [
+                ("main", main, format!("{}-{since}-{lo}", s.recorder)),
+                ("corr", corr, format!("{}-corr-{since}-{lo}", s.recorder)),
             ] {
-                let filter = format!("{taken} AND {part}");
-                let n: i64 = conn
-                    .query_row(
-                        &format!("SELECT count(*) FROM ({}) WHERE {filter}", t.select),
-                        [],
-                        |r| r.get(0),
-                    )
-                    .map_err(q("counting rows for the lake"))?;
-                if n == 0 {
+                let Some(filter) = filter else {
                     continue;
-                }
+                };
                 let out = staging.join(kind).join(t.name);
                 let kind_dir = staging.join(kind);
                 std::fs::create_dir_all(&kind_dir).map_err(io(&kind_dir))?;
@@ -323,8 +320,13 @@ pub fn export_pass(
                     select = t.select,
                     out = quote(&out),
                 );
-                conn.execute_batch(&sql)
+                // COPY answers with the number of rows it wrote.
+                let n: i64 = conn
+                    .query_row(&sql, [], |r| r.get(0))
                     .map_err(q("writing lake Parquet"))?;
+                if n == 0 {
+                    continue;
+                }
                 report.rows += n as u64;
                 staged.push((out, t.name, prefix));
             }
