@@ -482,8 +482,14 @@ fn lake_settings(
         None => cfg.mqtt.client_id_for(role)?,
     };
     let site = site_name(cfg, registry);
-    crate::history::lake::check_name("site", &site).map_err(AppError::History)?;
-    crate::history::lake::check_name("recorder", &recorder).map_err(AppError::History)?;
+    crate::history::lake::check_name("site", &site).map_err(|e| ConfigError::Invalid {
+        field: "plant.site",
+        message: e.to_string(),
+    })?;
+    crate::history::lake::check_name("recorder", &recorder).map_err(|e| ConfigError::Invalid {
+        field: "lake.recorder",
+        message: e.to_string(),
+    })?;
     Ok(Some(crate::history::lake::LakeSettings {
         dir: dir.clone(),
         site,

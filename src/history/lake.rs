@@ -192,7 +192,7 @@ pub fn check_name(what: &str, name: &str) -> Result<(), HistoryError> {
     if ok {
         Ok(())
     } else {
-        Err(HistoryError::Export(format!(
+        Err(HistoryError::Lake(format!(
             "the lake's {what} {name:?} must be 1–64 letters, digits, '-', '_' or '.' \
              (it becomes a folder or file name)"
         )))

@@ -72,6 +72,9 @@ pub enum HistoryError {
     WriterGone,
     #[error("export: {0}")]
     Export(String),
+    /// A lake setting or folder that cannot be used.
+    #[error("{0}")]
+    Lake(String),
     #[error("history query returned unexpected data: {0}")]
     Data(String),
 }
