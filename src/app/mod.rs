@@ -390,15 +390,7 @@ pub fn build(launch: Launch) -> Result<Assembled, AppError> {
                 _ => None,
             };
             let settings = schedule_settings(cfg, &assembled.live, auto_run)?;
-            let rules = match &cfg.plant.oee_rules {
-                Some(p) => crate::oee::LossRules::load(p).map_err(AppError::OeeRules)?,
-                None => crate::oee::LossRules::default(),
-            };
-            assembled.app.add_plugins(crate::oee::live::OeePlugin {
-                calendar: settings.calendar.clone(),
-                rules,
-                time_scale: settings.time_scale,
-            });
+            add_live_oee(&mut assembled.app, cfg, &settings)?;
             let whatif = crate::whatif::app::WhatIfSettings {
                 time_scale: settings.time_scale,
                 fit_hours: settings.fit_hours,
@@ -421,15 +413,7 @@ pub fn build(launch: Launch) -> Result<Assembled, AppError> {
             if matches!(launch.front, Front::Recorder) {
                 // The site summary carries OEE: the recorder tracks it too.
                 let settings = schedule_settings(cfg, &assembled.live, None)?;
-                let rules = match &cfg.plant.oee_rules {
-                    Some(p) => crate::oee::LossRules::load(p).map_err(AppError::OeeRules)?,
-                    None => crate::oee::LossRules::default(),
-                };
-                assembled.app.add_plugins(crate::oee::live::OeePlugin {
-                    calendar: settings.calendar.clone(),
-                    rules,
-                    time_scale: settings.time_scale,
-                });
+                add_live_oee(&mut assembled.app, cfg, &settings)?;
             }
             let settings = summary_settings(cfg, &assembled.live, &registry_site, role)?;
             assembled
@@ -453,6 +437,25 @@ pub fn build(launch: Launch) -> Result<Assembled, AppError> {
 /// How the app schedules: the demo's time scale, the shift calendar, the
 /// broker recommendations go to (the configured one, else the embedded
 /// demo's).
+/// The live OEE tracker, on the calendar and time scale the schedule uses
+/// and the configured loss rules.
+fn add_live_oee(
+    app: &mut App,
+    cfg: &AppConfig,
+    settings: &crate::schedule::app::ScheduleSettings,
+) -> Result<(), AppError> {
+    let rules = match &cfg.plant.oee_rules {
+        Some(p) => crate::oee::LossRules::load(p).map_err(AppError::OeeRules)?,
+        None => crate::oee::LossRules::default(),
+    };
+    app.add_plugins(crate::oee::live::OeePlugin {
+        calendar: settings.calendar.clone(),
+        rules,
+        time_scale: settings.time_scale,
+    });
+    Ok(())
+}
+
 fn role_of(front: &Front) -> MqttRole {
     match front {
         Front::Recorder => MqttRole::Record,
