@@ -143,6 +143,34 @@ pub(crate) fn signal(child: &Child, sig: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Which of a QoS 1 publisher's messages the broker acknowledged: message
+/// `seq` is the seq-th publish to go out (a retransmission keeps its first
+/// seq), matched to its PUBACK by packet id.
+#[derive(Default)]
+pub(crate) struct AckTracker {
+    /// pkid → seq of messages out and not yet acknowledged.
+    out: HashMap<u16, u64>,
+    next_seq: u64,
+}
+
+impl AckTracker {
+    /// The seq a PUBACK acknowledges, if `ev` is one.
+    pub(crate) fn observe(&mut self, ev: &Event) -> Option<u64> {
+        match ev {
+            Event::Outgoing(Outgoing::Publish(pkid)) => {
+                let next = &mut self.next_seq;
+                self.out.entry(*pkid).or_insert_with(|| {
+                    *next += 1;
+                    *next - 1
+                });
+                None
+            }
+            Event::Incoming(Packet::PubAck(a)) => self.out.remove(&a.pkid),
+            _ => None,
+        }
+    }
+}
+
 /// What the publisher sent and what the broker acknowledged, by sequence.
 #[derive(Default)]
 struct PubLog {
@@ -174,26 +202,15 @@ fn spawn_publisher(
                 let (client, mut el) = AsyncClient::new(opts, 10_000);
                 let events = log.clone();
                 let pump = tokio::spawn(async move {
-                    // pkid → seq of messages out and not yet acknowledged,
-                    // and the seqs queued, in the order they will go out.
-                    let mut out: HashMap<u16, u64> = HashMap::new();
-                    let mut next_seq = 0u64;
+                    let mut acks = AckTracker::default();
                     loop {
                         match el.poll().await {
-                            Ok(Event::Outgoing(Outgoing::Publish(pkid))) => {
-                                // A retransmission keeps its first seq.
-                                out.entry(pkid).or_insert_with(|| {
-                                    next_seq += 1;
-                                    next_seq - 1
-                                });
-                            }
-                            Ok(Event::Incoming(Packet::PubAck(a))) => {
-                                if let Some(seq) = out.remove(&a.pkid) {
+                            Ok(ev) => {
+                                if let Some(seq) = acks.observe(&ev) {
                                     let mut l = events.lock().unwrap_or_else(|p| p.into_inner());
                                     l.acked.insert(seq);
                                 }
                             }
-                            Ok(_) => {}
                             Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
                         }
                     }

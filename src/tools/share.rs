@@ -21,9 +21,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
-use rumqttc::{AsyncClient, Event, MqttOptions, Outgoing, Packet, QoS};
+use rumqttc::{AsyncClient, MqttOptions, QoS};
 
-use super::drill::{Broker, TOPICS, signal};
+use super::drill::{AckTracker, Broker, TOPICS, signal};
 use crate::demo::broker::free_port;
 use crate::history::{Store, lake};
 use crate::ingest::decode::encode_json;
@@ -141,18 +141,11 @@ fn publish(
             let progress = progress.clone();
             let done = done.clone();
             tokio::spawn(async move {
-                let mut out: HashMap<u16, u64> = HashMap::new();
-                let mut next_seq = 0u64;
+                let mut acks = AckTracker::default();
                 loop {
                     match el.poll().await {
-                        Ok(Event::Outgoing(Outgoing::Publish(pkid))) => {
-                            out.entry(pkid).or_insert_with(|| {
-                                next_seq += 1;
-                                next_seq - 1
-                            });
-                        }
-                        Ok(Event::Incoming(Packet::PubAck(a))) => {
-                            if let Some(seq) = out.remove(&a.pkid) {
+                        Ok(ev) => {
+                            if let Some(seq) = acks.observe(&ev) {
                                 let mut l = acked.lock().unwrap_or_else(|p| p.into_inner());
                                 l.push(seq);
                                 progress.store(l.len() as u64, Ordering::Relaxed);
@@ -161,7 +154,6 @@ fn publish(
                                 }
                             }
                         }
-                        Ok(_) => {}
                         Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
                     }
                 }
